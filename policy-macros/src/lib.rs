@@ -1,0 +1,1 @@
+//! Attribute macros declaring token policies on actix-web handlers.

@@ -1,0 +1,3 @@
+//! The Execution API server.
+
+fn main() {}
