@@ -1,0 +1,364 @@
+//! Phase one: syntax only. Reads the attribute arguments and the annotated item
+//! into plain structs; what the scopes, methods and paths *mean* is checked in
+//! [`crate::validate`].
+
+use proc_macro2::{TokenStream, TokenTree};
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{Attribute, Expr, Ident, ItemFn, LitStr, Meta, Token};
+
+use crate::errors::Errors;
+
+/// Hidden argument added by an enclosing `#[execution_router]`: its scopes.
+pub(crate) const INHERITED_SCOPES: &str = "__inherited_scopes";
+/// Hidden argument added by an enclosing `#[execution_router]`: the path of
+/// every enclosing router, concatenated.
+pub(crate) const PREFIX: &str = "__prefix";
+
+/// The attributes of actix-web that declare a route, by their last path segment.
+const ACTIX_ROUTE_ATTRIBUTES: [&str; 11] = [
+    "get", "post", "put", "delete", "head", "connect", "options", "trace", "patch", "route",
+    "routes",
+];
+
+/// One comma-separated argument: `patch`, `"/path"` or `key = value`.
+enum Arg {
+    Flag(Ident),
+    Path(LitStr),
+    Named(Ident, Expr),
+}
+
+impl Parse for Arg {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        if input.peek(LitStr) {
+            return input.parse().map(Arg::Path);
+        }
+        if input.peek(Ident) && input.peek2(Token![=]) {
+            let key = input.parse()?;
+            input.parse::<Token![=]>()?;
+            return Ok(Arg::Named(key, input.parse()?));
+        }
+        if input.peek(Ident) {
+            return input.parse().map(Arg::Flag);
+        }
+        Err(input.error("expected a method (`get`), a path (`\"/path\"`) or `scopes = [...]`"))
+    }
+}
+
+/// The hidden arguments an enclosing router adds; shared by both macros.
+#[derive(Default)]
+pub(crate) struct Inherited {
+    /// The scopes of every enclosing router, innermost first, with their spans.
+    pub(crate) scopes: Vec<LitStr>,
+    /// The path of every enclosing router, concatenated.
+    pub(crate) prefix: Option<LitStr>,
+}
+
+impl Inherited {
+    /// Takes `key = value` if it is one of the hidden arguments.
+    fn take(&mut self, key: &Ident, value: &Expr, errors: &mut Errors) -> bool {
+        if key == INHERITED_SCOPES {
+            self.scopes = scope_list(key, value, errors);
+            true
+        } else if key == PREFIX {
+            self.prefix = string(key, value, errors);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// `#[execution_route(...)]` arguments.
+pub(crate) struct RouteArgs {
+    /// `patch` in the combined spelling.
+    pub(crate) method: Option<Ident>,
+    /// `"/{task_instance_id}/run"` in the combined spelling.
+    pub(crate) path: Option<LitStr>,
+    /// The route's own `scopes = [...]`.
+    pub(crate) scopes: Vec<LitStr>,
+    /// What enclosing routers passed down.
+    pub(crate) inherited: Inherited,
+}
+
+impl Parse for RouteArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let args = Punctuated::<Arg, Token![,]>::parse_terminated(input)?;
+        let mut errors = Errors::default();
+        let mut route = RouteArgs {
+            method: None,
+            path: None,
+            scopes: Vec::new(),
+            inherited: Inherited::default(),
+        };
+        let mut seen_scopes: Option<Ident> = None;
+        for arg in args {
+            match arg {
+                Arg::Flag(method) => match &route.method {
+                    Some(first) => errors.push(syn::Error::new_spanned(
+                        &method,
+                        format!("a route has one method; `{first}` is already given"),
+                    )),
+                    None => route.method = Some(method),
+                },
+                Arg::Path(path) => match &route.path {
+                    Some(first) => errors.push(syn::Error::new_spanned(
+                        &path,
+                        format!("a route has one path; `{}` is already given", first.value()),
+                    )),
+                    None => route.path = Some(path),
+                },
+                Arg::Named(key, value) => {
+                    if key == "scopes" {
+                        if seen_scopes.replace(key.clone()).is_some() {
+                            errors.push(syn::Error::new_spanned(
+                                &key,
+                                "`scopes` is given twice; write all scopes in one list",
+                            ));
+                        }
+                        route.scopes.extend(scope_list(&key, &value, &mut errors));
+                    } else if !route.inherited.take(&key, &value, &mut errors) {
+                        errors.push(syn::Error::new_spanned(
+                            &key,
+                            format!("unknown argument `{key}`; expected `scopes`"),
+                        ));
+                    }
+                }
+            }
+        }
+        errors.finish(route)
+    }
+}
+
+/// `#[execution_router(...)]` arguments.
+pub(crate) struct RouterArgs {
+    /// `prefix = "/task-instances"`.
+    pub(crate) prefix: Option<LitStr>,
+    /// The router's own `scopes = [...]`.
+    pub(crate) scopes: Vec<LitStr>,
+    /// What enclosing routers passed down.
+    pub(crate) inherited: Inherited,
+}
+
+impl Parse for RouterArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let args = Punctuated::<Arg, Token![,]>::parse_terminated(input)?;
+        let mut errors = Errors::default();
+        let mut router = RouterArgs {
+            prefix: None,
+            scopes: Vec::new(),
+            inherited: Inherited::default(),
+        };
+        let mut seen: Vec<Ident> = Vec::new();
+        for arg in args {
+            let (key, value) = match arg {
+                Arg::Named(key, value) => (key, value),
+                Arg::Flag(ident) => {
+                    errors.push(syn::Error::new_spanned(
+                        &ident,
+                        format!("unexpected `{ident}`; expected `prefix = \"/path\"` or `scopes = [...]`"),
+                    ));
+                    continue;
+                }
+                Arg::Path(path) => {
+                    errors.push(syn::Error::new_spanned(
+                        &path,
+                        format!("a router path is written `prefix = \"{}\"`", path.value()),
+                    ));
+                    continue;
+                }
+            };
+            if seen.contains(&key) {
+                errors.push(syn::Error::new_spanned(
+                    &key,
+                    format!("`{key}` is given twice"),
+                ));
+                continue;
+            }
+            seen.push(key.clone());
+            if key == "prefix" {
+                router.prefix = string(&key, &value, &mut errors);
+            } else if key == "scopes" {
+                router.scopes = scope_list(&key, &value, &mut errors);
+            } else if !router.inherited.take(&key, &value, &mut errors) {
+                errors.push(syn::Error::new_spanned(
+                    &key,
+                    format!("unknown argument `{key}`; expected `prefix` or `scopes`"),
+                ));
+            }
+        }
+        errors.finish(router)
+    }
+}
+
+/// `[ "a", "b" ]`: every element must be a string literal; each one that is not
+/// is reported.
+fn scope_list(key: &Ident, value: &Expr, errors: &mut Errors) -> Vec<LitStr> {
+    let Expr::Array(array) = value else {
+        errors.push(syn::Error::new_spanned(
+            value,
+            format!("`{key}` takes a list of string literals, e.g. `{key} = [\"ti:self\"]`"),
+        ));
+        return Vec::new();
+    };
+    let mut scopes = Vec::new();
+    for element in &array.elems {
+        match as_string(element) {
+            Some(lit) => scopes.push(lit.clone()),
+            None => errors.push(syn::Error::new_spanned(
+                element,
+                "a scope is a string literal, e.g. `\"ti:self\"`; expected `\"token:execution\"`, \
+                 `\"token:workload\"`, `\"ti:self\"` or `\"ct:self\"`",
+            )),
+        }
+    }
+    scopes
+}
+
+fn string(key: &Ident, value: &Expr, errors: &mut Errors) -> Option<LitStr> {
+    let lit = as_string(value).cloned();
+    if lit.is_none() {
+        errors.push(syn::Error::new_spanned(
+            value,
+            format!("`{key}` takes a string literal, e.g. `{key} = \"/task-instances\"`"),
+        ));
+    }
+    lit
+}
+
+fn as_string(expr: &Expr) -> Option<&LitStr> {
+    match expr {
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(lit),
+            ..
+        }) => Some(lit),
+        Expr::Group(group) => as_string(&group.expr),
+        _ => None,
+    }
+}
+
+/// The annotated handler and, in the first spelling, the actix-web route
+/// attribute found below `#[execution_route]`.
+pub(crate) struct Handler {
+    /// The function, attributes included.
+    pub(crate) function: ItemFn,
+    /// `#[get("/p")]`, `#[actix_web::route("/p", method = "GET")]`... if present.
+    pub(crate) actix: Option<ActixAttr>,
+    /// A second actix route attribute, an error reported by validation.
+    pub(crate) extra_actix: Vec<Attribute>,
+}
+
+/// An actix-web route attribute, read far enough to know its path and methods.
+pub(crate) struct ActixAttr {
+    /// Its position in the function's attributes.
+    pub(crate) index: usize,
+    /// `get`, `patch`, `route`...
+    pub(crate) kind: Ident,
+    /// The path literal, or why it could not be read.
+    pub(crate) path: syn::Result<LitStr>,
+    /// `method = "GET"` values of `#[route]`.
+    pub(crate) methods: Vec<LitStr>,
+}
+
+impl Handler {
+    /// Reads the item under `#[execution_route]`; it must be a function.
+    pub(crate) fn parse(item: TokenStream) -> syn::Result<Handler> {
+        let function: ItemFn = syn::parse2(item).map_err(|_| {
+            syn::Error::new(
+                proc_macro2::Span::call_site(),
+                "`#[execution_route]` goes on an `async fn` handler",
+            )
+        })?;
+        let mut actix = None;
+        let mut extra_actix = Vec::new();
+        for (index, attr) in function.attrs.iter().enumerate() {
+            let Some(kind) = last_segment(attr) else {
+                continue;
+            };
+            if !ACTIX_ROUTE_ATTRIBUTES.contains(&kind.to_string().as_str()) {
+                continue;
+            }
+            if actix.is_some() {
+                extra_actix.push(attr.clone());
+            } else {
+                actix = Some(ActixAttr::read(index, kind.clone(), attr));
+            }
+        }
+        Ok(Handler {
+            function,
+            actix,
+            extra_actix,
+        })
+    }
+}
+
+impl ActixAttr {
+    fn read(index: usize, kind: Ident, attr: &Attribute) -> ActixAttr {
+        let unreadable = || {
+            syn::Error::new_spanned(
+                attr,
+                format!("missing path in `#[{kind}]`; expected `#[{kind}(\"/path\")]`"),
+            )
+        };
+        let mut methods = Vec::new();
+        let path = match &attr.meta {
+            Meta::List(list) if kind != "routes" => list
+                .parse_args_with(|input: ParseStream<'_>| {
+                    let path: LitStr = input.parse()?;
+                    // The options (`name = "..."`, `method = "GET"`, `wrap = "..."`) are
+                    // actix-web's to check; only `method` matters here.
+                    while input.parse::<Option<Token![,]>>()?.is_some() && !input.is_empty() {
+                        let key: Ident = input.parse()?;
+                        input.parse::<Token![=]>()?;
+                        let value: Expr = input.parse()?;
+                        if key == "method"
+                            && let Some(method) = as_string(&value)
+                        {
+                            methods.push(method.clone());
+                        }
+                    }
+                    Ok(path)
+                })
+                .map_err(|_| unreadable()),
+            _ if kind == "routes" => Err(syn::Error::new_spanned(
+                attr,
+                "`#[routes]` declares several routes; `#[execution_route]` protects one: \
+                 put it above a single `#[get(\"/path\")]` (or `#[route(...)]`) attribute",
+            )),
+            _ => Err(unreadable()),
+        };
+        ActixAttr {
+            index,
+            kind,
+            path,
+            methods,
+        }
+    }
+}
+
+/// The last segment of an attribute's path: `patch` for `#[actix_web::patch]`.
+pub(crate) fn last_segment(attr: &Attribute) -> Option<&Ident> {
+    attr.path().segments.last().map(|segment| &segment.ident)
+}
+
+/// Whether the first argument of an `#[execution_route(...)]` attribute makes
+/// it the combined spelling (a method ident or a path literal). Decided on the
+/// raw tokens so a router can name the generated service even when the route's
+/// own arguments have errors.
+pub(crate) fn is_combined(attr: &Attribute) -> bool {
+    match &attr.meta {
+        Meta::List(list) => is_combined_args(&list.tokens),
+        _ => false,
+    }
+}
+
+/// [`is_combined`] on the arguments alone.
+pub(crate) fn is_combined_args(args: &TokenStream) -> bool {
+    let mut tokens = args.clone().into_iter();
+    match (tokens.next(), tokens.next()) {
+        (Some(TokenTree::Literal(_)), _) => true,
+        (Some(TokenTree::Ident(_)), Some(TokenTree::Punct(p))) => p.as_char() == ',',
+        (Some(TokenTree::Ident(_)), None) => true,
+        _ => false,
+    }
+}

@@ -1,0 +1,533 @@
+//! Phase two: meaning. Turns the parsed arguments into a checked model: scopes
+//! parsed with policy-core's own grammar, paths read with policy-core's own
+//! pattern reader, bindings checked against the full path (router prefixes
+//! included), the merged [`RoutePolicy`] computed. Every mistake is collected.
+
+use policy_core::path::path_params;
+use policy_core::scope::{Binding, RoutePolicy, Scope, ScopeError};
+use proc_macro2::{Span, TokenStream};
+use syn::{Attribute, Ident, Item, ItemFn, ItemMod, LitStr};
+
+use crate::errors::Errors;
+use crate::parse::{self, Handler, Inherited, RouteArgs, RouterArgs};
+
+/// The methods the combined spelling accepts, as `(written, HTTP, actix guard)`.
+const METHODS: [(&str, &str, &str); 8] = [
+    ("get", "GET", "Get"),
+    ("post", "POST", "Post"),
+    ("put", "PUT", "Put"),
+    ("patch", "PATCH", "Patch"),
+    ("delete", "DELETE", "Delete"),
+    ("head", "HEAD", "Head"),
+    ("options", "OPTIONS", "Options"),
+    ("trace", "TRACE", "Trace"),
+];
+
+/// An HTTP method of the combined spelling.
+#[derive(Clone, Copy)]
+pub(crate) struct Method(usize);
+
+impl Method {
+    fn parse(ident: &Ident) -> Option<Method> {
+        METHODS
+            .iter()
+            .position(|(name, ..)| ident == name)
+            .map(Method)
+    }
+
+    /// `PATCH`.
+    pub(crate) fn http(self) -> &'static str {
+        METHODS[self.0].1
+    }
+
+    /// `Patch`, the actix-web guard function.
+    pub(crate) fn guard(self) -> Ident {
+        Ident::new(METHODS[self.0].2, Span::call_site())
+    }
+}
+
+fn expected_methods() -> String {
+    let mut list = String::new();
+    for (i, (method, ..)) in METHODS.iter().enumerate() {
+        let separator = match i {
+            0 => "",
+            i if i + 1 == METHODS.len() => " or ",
+            _ => ", ",
+        };
+        list.push_str(&format!("{separator}`{method}`"));
+    }
+    list
+}
+
+/// A scope together with the literal that declared it, for error spans.
+#[derive(Clone)]
+pub(crate) struct Declared {
+    pub(crate) scope: Scope,
+    pub(crate) literal: LitStr,
+}
+
+/// Parses a list written by the user: every unknown, malformed or repeated
+/// scope is an error on its literal; the valid ones are returned.
+fn own_scopes(literals: &[LitStr], errors: &mut Errors) -> Vec<Declared> {
+    let mut declared: Vec<Declared> = Vec::new();
+    for literal in literals {
+        match Scope::parse(&literal.value()) {
+            Ok(scope) if declared.iter().any(|d| d.scope == scope) => {
+                errors.spanned(literal, ScopeError::Duplicate(literal.value()));
+            }
+            Ok(scope) => declared.push(Declared {
+                scope,
+                literal: literal.clone(),
+            }),
+            Err(error) => errors.spanned(literal, error),
+        }
+    }
+    declared
+}
+
+/// Scopes passed down by routers. They were checked (and reported) by the
+/// router that declared them, so anything invalid here is skipped silently.
+fn inherited_scopes(literals: &[LitStr]) -> Vec<Declared> {
+    literals
+        .iter()
+        .filter_map(|literal| {
+            let scope = Scope::parse(&literal.value()).ok()?;
+            Some(Declared {
+                scope,
+                literal: literal.clone(),
+            })
+        })
+        .collect()
+}
+
+fn policy_of<'a>(scopes: impl IntoIterator<Item = &'a Declared>) -> RoutePolicy {
+    scopes
+        .into_iter()
+        .fold(RoutePolicy::AUTHENTICATED, |policy, d| policy.with(d.scope))
+}
+
+/// Checks a path literal on its own, then joined to the routers' prefix; on
+/// success returns the full path and its parameters.
+fn full_path(
+    literal: &LitStr,
+    prefix: Option<&LitStr>,
+    errors: &mut Errors,
+) -> Option<(String, Vec<String>)> {
+    let local = literal.value();
+    if let Err(error) = path_params(&local) {
+        errors.spanned(literal, error);
+        return None;
+    }
+    let full = format!("{}{local}", prefix.map(LitStr::value).unwrap_or_default());
+    match path_params(&full) {
+        Ok(params) => {
+            let params = params.into_iter().map(str::to_owned).collect();
+            Some((full, params))
+        }
+        Err(error) => {
+            errors.spanned(literal, error);
+            None
+        }
+    }
+}
+
+/// `ti:self` needs `{task_instance_id}` in the full path, `ct:self`
+/// `{connection_test_id}`. The error lands on the scope literal, the route's
+/// own or, if inherited, the router's.
+fn check_bindings(
+    own: &[Declared],
+    inherited: &[Declared],
+    path: &str,
+    params: &[String],
+    handler: &Ident,
+    errors: &mut Errors,
+) {
+    for binding in Binding::ALL {
+        if params.iter().any(|p| p == binding.path_param()) {
+            continue;
+        }
+        let declared = |list: &[Declared]| {
+            list.iter()
+                .find(|d| d.scope == Scope::Bind(binding))
+                .map(|d| d.literal.clone())
+        };
+        let (scope, param) = (binding.scope(), binding.path_param());
+        if let Some(literal) = declared(own) {
+            errors.spanned(
+                literal,
+                format!(
+                    "`{scope}` needs a `{{{param}}}` parameter in the route path, \
+                     but `{path}` has none"
+                ),
+            );
+        } else if let Some(literal) = declared(inherited) {
+            errors.spanned(
+                literal,
+                format!(
+                    "`{scope}` of this router needs a `{{{param}}}` parameter in the path of \
+                     every route it holds, but `{handler}` has path `{path}`"
+                ),
+            );
+        }
+    }
+}
+
+/// How the route is declared.
+pub(crate) enum Shape {
+    /// `#[execution_route(patch, "/p")]`: we register the route ourselves.
+    Combined { method: Method, path: LitStr },
+    /// `#[execution_route]` above `#[patch("/p")]`: actix-web registers it.
+    Actix {
+        attr_index: usize,
+        methods: Vec<String>,
+    },
+}
+
+/// A checked `#[execution_route]`.
+pub(crate) struct Route {
+    pub(crate) function: ItemFn,
+    pub(crate) shape: Shape,
+    /// Router prefixes and the route's path.
+    pub(crate) full_path: String,
+    /// The route's scopes merged with its routers'.
+    pub(crate) policy: RoutePolicy,
+}
+
+/// `#[execution_route]` as written, before its meaning is checked.
+pub(crate) struct RouteInput {
+    pub(crate) args: RouteArgs,
+    pub(crate) handler: Handler,
+}
+
+impl RouteInput {
+    /// Phase one for `#[execution_route]`.
+    pub(crate) fn parse(args: TokenStream, item: TokenStream) -> syn::Result<RouteInput> {
+        let handler = Handler::parse(item)?;
+        let args = syn::parse2::<RouteArgs>(args)?;
+        Ok(RouteInput { args, handler })
+    }
+
+    /// Phase two: every mistake reported at once.
+    pub(crate) fn validate(&self) -> syn::Result<Route> {
+        let mut errors = Errors::default();
+        let RouteArgs {
+            method,
+            path,
+            scopes,
+            inherited:
+                Inherited {
+                    scopes: inherited,
+                    prefix,
+                },
+        } = &self.args;
+        let own = own_scopes(scopes, &mut errors);
+        let inherited = inherited_scopes(inherited);
+        let policy = policy_of(own.iter().chain(&inherited));
+        let handler = &self.handler.function.sig.ident;
+
+        for extra in &self.handler.extra_actix {
+            errors.spanned(
+                extra,
+                "a second route attribute; `#[execution_route]` protects exactly one route",
+            );
+        }
+
+        let (shape, path) = match (&self.handler.actix, method, path) {
+            (Some(actix), None, None) => {
+                let methods = match actix.kind.to_string().as_str() {
+                    "route" => actix.methods.iter().map(LitStr::value).collect(),
+                    kind => vec![kind.to_uppercase()],
+                };
+                let path = match &actix.path {
+                    Ok(path) => Some(path.clone()),
+                    Err(error) => {
+                        errors.push(error.clone());
+                        None
+                    }
+                };
+                let shape = Shape::Actix {
+                    attr_index: actix.index,
+                    methods,
+                };
+                (Some(shape), path)
+            }
+            (Some(actix), _, _) => {
+                let kind = &actix.kind;
+                errors.spanned(
+                    &self.handler.function.attrs[actix.index],
+                    format!(
+                        "the route is declared twice: by `#[{kind}]` here and by the method \
+                         and path of `#[execution_route]`; keep one of them"
+                    ),
+                );
+                (None, None)
+            }
+            (None, None, None) => {
+                errors.push(syn::Error::new(
+                    Span::call_site(),
+                    "`#[execution_route]` sees no route to protect: put it above actix-web's \
+                     route attribute (`#[get(\"/path\")]`, `#[route(\"/path\", method = \"GET\")]`), \
+                     not below it, or give the method and path: \
+                     `#[execution_route(get, \"/path\", scopes = [...])]`",
+                ));
+                (None, None)
+            }
+            (None, Some(method), None) => {
+                errors.push(syn::Error::new(
+                    Span::call_site(),
+                    format!(
+                        "missing path: expected `#[execution_route({method}, \"/path\", ...)]`"
+                    ),
+                ));
+                if Method::parse(method).is_none() {
+                    errors.spanned(method, unknown_method(method));
+                }
+                (None, None)
+            }
+            (None, None, Some(path)) => {
+                errors.spanned(
+                    path,
+                    format!(
+                        "missing method: expected `#[execution_route(get, \"{}\", ...)]`; \
+                         the method is one of {}",
+                        path.value(),
+                        expected_methods()
+                    ),
+                );
+                (None, Some(path.clone()))
+            }
+            (None, Some(method), Some(path)) => match Method::parse(method) {
+                Some(m) => {
+                    let shape = Shape::Combined {
+                        method: m,
+                        path: path.clone(),
+                    };
+                    (Some(shape), Some(path.clone()))
+                }
+                None => {
+                    errors.spanned(method, unknown_method(method));
+                    (None, Some(path.clone()))
+                }
+            },
+        };
+
+        let mut full = String::new();
+        if let Some(path) = &path
+            && let Some((full_path, params)) = full_path(path, prefix.as_ref(), &mut errors)
+        {
+            check_bindings(&own, &inherited, &full_path, &params, handler, &mut errors);
+            full = full_path;
+        }
+        // Every branch leaving `shape` empty has pushed an error.
+        errors.finish(shape).and_then(|shape| {
+            let shape = shape.ok_or_else(|| {
+                syn::Error::new(Span::call_site(), "`#[execution_route]` sees no route")
+            })?;
+            Ok(Route {
+                function: self.handler.function.clone(),
+                shape,
+                full_path: full,
+                policy,
+            })
+        })
+    }
+}
+
+fn unknown_method(method: &Ident) -> String {
+    format!("unknown method `{method}`; expected {}", expected_methods())
+}
+
+/// `get_variable` -> `GetVariableRoute`: the service generated beside a handler
+/// in the combined spelling.
+pub(crate) fn service_ident(handler: &Ident) -> Ident {
+    let name = handler.to_string();
+    let name = name.strip_prefix("r#").unwrap_or(&name);
+    let mut pascal = String::with_capacity(name.len() + 5);
+    for word in name.split('_').filter(|w| !w.is_empty()) {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            pascal.extend(first.to_uppercase());
+            pascal.push_str(chars.as_str());
+        }
+    }
+    pascal.push_str("Route");
+    Ident::new(&pascal, Span::call_site())
+}
+
+/// What a router mounts.
+pub(crate) enum Member {
+    /// A `#[execution_route]` function and the service it registers as.
+    Route {
+        item_index: usize,
+        attr_index: usize,
+        service: Ident,
+    },
+    /// A nested `#[execution_router]` module.
+    Router {
+        item_index: usize,
+        attr_index: usize,
+        module: Ident,
+    },
+}
+
+/// A checked `#[execution_router]`.
+pub(crate) struct Router {
+    pub(crate) module: ItemMod,
+    /// The router's own prefix (its `web::scope`), if any.
+    pub(crate) prefix: Option<LitStr>,
+    /// Every enclosing router's prefix and this one's, concatenated.
+    pub(crate) full_prefix: String,
+    /// Scopes handed down: this router's valid ones, then the inherited ones.
+    pub(crate) pass_down: Vec<LitStr>,
+    pub(crate) members: Vec<Member>,
+}
+
+/// `#[execution_router]` as written.
+pub(crate) struct RouterInput {
+    pub(crate) args: RouterArgs,
+    pub(crate) module: ItemMod,
+}
+
+impl RouterInput {
+    /// Phase one for `#[execution_router]`.
+    pub(crate) fn parse(args: TokenStream, item: TokenStream) -> syn::Result<RouterInput> {
+        let module: ItemMod = syn::parse2(item).map_err(|_| {
+            syn::Error::new(
+                Span::call_site(),
+                "`#[execution_router]` goes on an inline module: `mod name { ... }`",
+            )
+        })?;
+        if module.content.is_none() {
+            return Err(syn::Error::new_spanned(
+                &module,
+                "`#[execution_router]` needs an inline module (`mod name { ... }`): \
+                 a macro cannot read a module kept in another file",
+            ));
+        }
+        let args = syn::parse2::<RouterArgs>(args)?;
+        Ok(RouterInput { args, module })
+    }
+
+    /// Phase two: scopes and prefix checked, members found.
+    pub(crate) fn validate(&self) -> syn::Result<Router> {
+        let mut errors = Errors::default();
+        let RouterArgs {
+            prefix,
+            scopes,
+            inherited,
+        } = &self.args;
+        let own = own_scopes(scopes, &mut errors);
+        let pass_down = own
+            .into_iter()
+            .map(|d| d.literal)
+            .chain(
+                inherited_scopes(&inherited.scopes)
+                    .into_iter()
+                    .map(|d| d.literal),
+            )
+            .collect();
+
+        let outer = inherited
+            .prefix
+            .as_ref()
+            .map(LitStr::value)
+            .unwrap_or_default();
+        let mut full_prefix = outer.clone();
+        let prefix = prefix.clone().filter(|p| !p.value().is_empty());
+        if let Some(prefix) = &prefix {
+            let value = prefix.value();
+            if value.ends_with('/') {
+                errors.spanned(
+                    prefix,
+                    format!(
+                        "router prefix `{value}` must not end with `/`: each route path starts \
+                         with its own `/`"
+                    ),
+                );
+            } else if let Err(error) = path_params(&value) {
+                errors.spanned(prefix, error);
+            } else {
+                full_prefix.push_str(&value);
+                if let Err(error) = path_params(&full_prefix) {
+                    errors.spanned(prefix, error);
+                }
+            }
+        }
+
+        let mut members = Vec::new();
+        let items = self
+            .module
+            .content
+            .as_ref()
+            .map_or(&[][..], |(_, items)| items);
+        for (item_index, item) in items.iter().enumerate() {
+            match item {
+                Item::Fn(function) => {
+                    if let Some(attr_index) = find(&function.attrs, "execution_route") {
+                        let attr = &function.attrs[attr_index];
+                        let service = if parse::is_combined(attr) {
+                            service_ident(&function.sig.ident)
+                        } else {
+                            function.sig.ident.clone()
+                        };
+                        members.push(Member::Route {
+                            item_index,
+                            attr_index,
+                            service,
+                        });
+                    }
+                }
+                Item::Mod(module) => {
+                    if let Some(attr_index) = find(&module.attrs, "execution_router") {
+                        members.push(Member::Router {
+                            item_index,
+                            attr_index,
+                            module: module.ident.clone(),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        errors.finish(Router {
+            module: self.module.clone(),
+            prefix,
+            full_prefix,
+            pass_down,
+            members,
+        })
+    }
+}
+
+/// Whether actix-web can take this path as it is.
+pub(crate) fn is_valid_path(path: &LitStr) -> bool {
+    path_params(&path.value()).is_ok()
+}
+
+fn find(attrs: &[Attribute], name: &str) -> Option<usize> {
+    attrs
+        .iter()
+        .position(|attr| parse::last_segment(attr).is_some_and(|ident| ident == name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_names_are_pascal_case_plus_route() {
+        let name = |s: &str| service_ident(&Ident::new(s, Span::call_site())).to_string();
+        assert_eq!(name("get_variable"), "GetVariableRoute");
+        assert_eq!(name("run"), "RunRoute");
+        assert_eq!(name("_private_v2"), "PrivateV2Route");
+    }
+
+    #[test]
+    fn method_list_reads_like_english() {
+        assert_eq!(
+            expected_methods(),
+            "`get`, `post`, `put`, `patch`, `delete`, `head`, `options` or `trace`"
+        );
+    }
+}
