@@ -118,7 +118,9 @@ impl TokenTypes {
 
     /// The members, in declaration order.
     pub fn iter(self) -> impl Iterator<Item = TokenType> {
-        TokenType::ALL.into_iter().filter(move |t| self.contains(*t))
+        TokenType::ALL
+            .into_iter()
+            .filter(move |t| self.contains(*t))
     }
 }
 

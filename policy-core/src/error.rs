@@ -1,0 +1,175 @@
+//! Errors, and the one place they become HTTP responses.
+//!
+//! Every refusal is an [`AuthError`]; its single [`ResponseError`] impl writes the
+//! status and the JSON body `{"detail": "..."}` of DESIGN.md's table, with
+//! `WWW-Authenticate: Bearer` on 401.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::scope::{Binding, TokenType, TokenTypes};
+
+/// Why a request was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization: Bearer <token>` header (401).
+    #[error("Missing auth token")]
+    MissingToken,
+    /// The token is not valid (403); see [`InvalidToken`] for the detail wording.
+    #[error(transparent)]
+    InvalidToken(#[from] InvalidToken),
+    /// The route does not accept this token type (403).
+    #[error("Token type '{token_type}' not allowed for this endpoint. Allowed types: {allowed}")]
+    TokenTypeNotAllowed {
+        /// The type of the token presented.
+        token_type: TokenType,
+        /// What the route accepts.
+        allowed: TokenTypes,
+    },
+    /// A subject binding (`ti:self`, `ct:self`) failed (403).
+    #[error("{}", .0.mismatch_detail())]
+    SubjectMismatch(Binding),
+    /// The application has no [`TokenValidator`](crate::TokenValidator) in its app data (500).
+    #[error("Token validation is not configured")]
+    NotConfigured,
+}
+
+/// Why a token is not valid. The `Display` form is the response `detail`:
+/// exactly `Invalid auth token` for cryptographic, structural and time failures
+/// (no oracle for an attacker), `Invalid auth token: <why>` for claims of the
+/// wrong shape. [`InvalidToken::reason`] always says why, for logs.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidToken {
+    /// Not a compact JWS: segments, base64url, JSON, size.
+    #[error("Invalid auth token")]
+    Malformed(&'static str),
+    /// The header names an algorithm we refuse (`none`, unknown, or not the key's).
+    #[error("Invalid auth token")]
+    Algorithm(String),
+    /// No key for the header's `kid`/`alg`.
+    #[error("Invalid auth token")]
+    UnknownKey(Option<String>),
+    /// The signature does not verify.
+    #[error("Invalid auth token")]
+    Signature,
+    /// `exp` is in the past (beyond the leeway).
+    #[error("Invalid auth token")]
+    Expired,
+    /// `nbf` or `iat` is in the future (beyond the leeway).
+    #[error("Invalid auth token")]
+    NotYetValid,
+    /// `aud` missing or not ours.
+    #[error("Invalid auth token")]
+    Audience,
+    /// `iss` missing or not the configured issuer.
+    #[error("Invalid auth token")]
+    Issuer,
+    /// Claims of the wrong shape (a non-UUID `sub`, an unknown `scope`, ...).
+    #[error("Invalid auth token: {0}")]
+    Claims(String),
+}
+
+impl InvalidToken {
+    /// Why the token was refused, for logs (never sent to the client unless
+    /// the `Display` form already carries it).
+    pub fn reason(&self) -> String {
+        match self {
+            InvalidToken::Malformed(why) => format!("malformed token: {why}"),
+            InvalidToken::Algorithm(alg) => format!("algorithm `{alg}` refused"),
+            InvalidToken::UnknownKey(Some(kid)) => format!("no key with kid `{kid}`"),
+            InvalidToken::UnknownKey(None) => "no key for this token".to_owned(),
+            InvalidToken::Signature => "bad signature".to_owned(),
+            InvalidToken::Expired => "expired".to_owned(),
+            InvalidToken::NotYetValid => "not yet valid".to_owned(),
+            InvalidToken::Audience => "wrong audience".to_owned(),
+            InvalidToken::Issuer => "wrong issuer".to_owned(),
+            InvalidToken::Claims(why) => why.clone(),
+        }
+    }
+}
+
+impl AuthError {
+    /// The `detail` string of the response body.
+    pub fn detail(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl ResponseError for AuthError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AuthError::MissingToken => StatusCode::UNAUTHORIZED,
+            AuthError::NotConfigured => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::FORBIDDEN,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        if matches!(self, AuthError::MissingToken) {
+            res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        res.json(serde_json::json!({ "detail": self.detail() }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::to_bytes;
+
+    async fn render(err: AuthError) -> (StatusCode, Option<String>, serde_json::Value) {
+        let res = err.error_response();
+        let status = res.status();
+        let www = res
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(
+            res.headers().get(header::CONTENT_TYPE).unwrap(),
+            "application/json"
+        );
+        let body = to_bytes(res.into_body()).await.unwrap();
+        (status, www, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[actix_web::test]
+    async fn each_error_renders_the_designed_status_and_detail() {
+        let cases = [
+            (AuthError::MissingToken, 401, "Missing auth token"),
+            (InvalidToken::Signature.into(), 403, "Invalid auth token"),
+            (InvalidToken::Expired.into(), 403, "Invalid auth token"),
+            (
+                InvalidToken::Claims("claim `sub` must be a UUID".into()).into(),
+                403,
+                "Invalid auth token: claim `sub` must be a UUID",
+            ),
+            (
+                AuthError::TokenTypeNotAllowed {
+                    token_type: TokenType::Workload,
+                    allowed: TokenTypes::EXECUTION,
+                },
+                403,
+                "Token type 'workload' not allowed for this endpoint. Allowed types: execution",
+            ),
+            (
+                AuthError::SubjectMismatch(Binding::TaskInstance),
+                403,
+                "Token subject does not match task instance ID",
+            ),
+            (
+                AuthError::NotConfigured,
+                500,
+                "Token validation is not configured",
+            ),
+        ];
+        for (err, status, detail) in cases {
+            let is_401 = status == 401;
+            let (got_status, www, body) = render(err).await;
+            assert_eq!(got_status.as_u16(), status);
+            assert_eq!(body, serde_json::json!({ "detail": detail }));
+            assert_eq!(www.as_deref(), is_401.then_some("Bearer"));
+        }
+    }
+}

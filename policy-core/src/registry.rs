@@ -1,0 +1,23 @@
+//! The route registry: what each generated route declares, for listings,
+//! OpenAPI documents and tests.
+
+use crate::scope::RoutePolicy;
+
+/// One route's method, full path and policy, as `#[execution_route]` wrote it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RouteInfo {
+    /// The HTTP method in upper case, e.g. `"PATCH"`.
+    pub method: &'static str,
+    /// The full path, router prefixes included.
+    pub path: &'static str,
+    /// The handler function's name.
+    pub handler: &'static str,
+    /// The merged policy enforced on the route.
+    pub policy: RoutePolicy,
+}
+
+/// Implemented by the macros for every route service they generate.
+pub trait ExecutionRoute {
+    /// The route's description.
+    const INFO: RouteInfo;
+}
