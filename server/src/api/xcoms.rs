@@ -1,0 +1,115 @@
+//! `/xcoms/{dag_id}/{run_id}/{task_id}/{key}`.
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::ApiError;
+use crate::models::{MessageResponse, XComResponse};
+use crate::store::{Store, XComKey, XComWrite};
+
+/// The path: which task's XCom.
+#[derive(Clone, Debug, Deserialize)]
+pub struct XComPath {
+    /// DAG id.
+    pub dag_id: String,
+    /// Run id.
+    pub run_id: String,
+    /// Task id.
+    pub task_id: String,
+    /// XCom key.
+    pub key: String,
+}
+
+/// The query: `?map_index=N` (default -1); other parameters the SDK sends are accepted.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct XComQuery {
+    /// Map index, `-1` for an unmapped task.
+    pub map_index: Option<i64>,
+    /// Accepted for compatibility; this server keeps no prior dates apart.
+    pub include_prior_dates: Option<bool>,
+    /// Accepted for compatibility.
+    pub dag_result: Option<bool>,
+    /// Accepted for compatibility.
+    pub mapped_length: Option<i64>,
+}
+
+impl XComPath {
+    fn at(&self, query: &XComQuery) -> XComKey<'_> {
+        XComKey {
+            dag_id: &self.dag_id,
+            run_id: &self.run_id,
+            task_id: &self.task_id,
+            key: &self.key,
+            map_index: query.map_index.unwrap_or(-1),
+        }
+    }
+}
+
+/// `GET`: `{"key": ..., "value": ...}`, or 404.
+pub(crate) async fn get_xcom(
+    store: &Store,
+    path: &XComPath,
+    query: &XComQuery,
+) -> Result<HttpResponse, ApiError> {
+    let at = path.at(query);
+    match store.xcom(at).await? {
+        Some(value) => Ok(HttpResponse::Ok().json(XComResponse {
+            key: path.key.clone(),
+            value,
+        })),
+        None => Err(ApiError::not_found(format!(
+            "XCom with key='{}' map_index={} not found for task '{}' in DAG run '{}' of '{}'",
+            at.key, at.map_index, at.task_id, at.run_id, at.dag_id
+        ))),
+    }
+}
+
+/// `POST`: stores any JSON value (an empty body is `null`); 201, or 404 when
+/// the DAG run does not exist.
+pub(crate) async fn set_xcom(
+    store: &Store,
+    path: &XComPath,
+    query: &XComQuery,
+    body: &[u8],
+) -> Result<HttpResponse, ApiError> {
+    let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::validation(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                vec!["body".into()],
+                format!("JSON decode error: {e}"),
+                "json_invalid",
+            )
+        })?
+    };
+    match store.set_xcom(path.at(query), &value).await? {
+        XComWrite::Stored => Ok(
+            HttpResponse::build(StatusCode::CREATED).json(MessageResponse {
+                message: "XCom successfully set".into(),
+            }),
+        ),
+        XComWrite::NoDagRun => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            Value::String(format!(
+                "DAG run not found on DAG '{}' with ID '{}'",
+                path.dag_id, path.run_id
+            )),
+        )),
+    }
+}
+
+/// `DELETE`: 200 whether or not it existed (as Airflow).
+pub(crate) async fn delete_xcom(
+    store: &Store,
+    path: &XComPath,
+    query: &XComQuery,
+) -> Result<HttpResponse, ApiError> {
+    store.delete_xcom(path.at(query)).await?;
+    Ok(HttpResponse::Ok().json(MessageResponse {
+        message: format!("XCom with key: {} successfully deleted.", path.key),
+    }))
+}

@@ -1,0 +1,258 @@
+//! Wiring: everything under `/execution`, with its app data, middleware and
+//! error handlers.
+//!
+//! ```no_run
+//! # async fn demo(state: execution_api_server::app::AppState) -> std::io::Result<()> {
+//! use actix_web::{App, HttpServer};
+//! use execution_api_server::app;
+//!
+//! HttpServer::new(move || App::new().configure(app::configure(state.clone())))
+//!     .bind("127.0.0.1:8080")?
+//!     .run()
+//!     .await
+//! # }
+//! ```
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{Error, HttpRequest, HttpResponse, web};
+use policy_core::{AuthError, Reissue, TokenGenerator, TokenValidator};
+use serde_json::json;
+
+use crate::api::{self, ApiError};
+use crate::store::Store;
+
+/// Where the API is mounted (as Airflow's api-server mounts it).
+pub const BASE_PATH: &str = "/execution";
+
+/// The newest Execution API version this server speaks (the Task SDK 1.3.2's).
+pub const API_VERSION: &str = "2026-06-30";
+
+/// Request header naming the API version; echoed on every response.
+pub const API_VERSION_HEADER: HeaderName = HeaderName::from_static("airflow-api-version");
+
+/// Request header tracing one call across logs; echoed on every response.
+pub const CORRELATION_ID_HEADER: HeaderName = HeaderName::from_static("correlation-id");
+
+/// Largest request body accepted (JSON payloads and XCom values).
+pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// What the routes need: storage, the token validator, and the generator for
+/// the reissue middleware and the `/run` exchange.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// Validates bearer tokens (looked up by the policy enforcement).
+    pub validator: TokenValidator,
+    /// Mints execution tokens (reissue near expiry, `/run` exchange).
+    pub generator: TokenGenerator,
+}
+
+/// Mounts everything under `/execution`: app data, the reissue and request-log
+/// middleware, `airflow-api-version`/`correlation-id` echo, JSON/path/query
+/// error handlers giving 4xx `{"detail": ...}`, `/health/ping`,
+/// `/openapi.json` and the protected routes.
+///
+/// Use as `App::new().configure(app::configure(state.clone()))`.
+pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) + Clone {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(web::Data::new(state.store.clone()))
+            .app_data(state.validator.clone())
+            .app_data(state.generator.clone());
+        cfg.service(
+            // An empty prefix, so the middleware also sees unknown paths.
+            web::scope("")
+                .app_data(json_config())
+                .app_data(path_config())
+                .app_data(query_config())
+                .app_data(web::PayloadConfig::new(BODY_LIMIT))
+                .wrap(Reissue::new(state.generator.clone()))
+                .wrap(from_fn(observe))
+                .route("/execution/health/ping", web::get().to(ping))
+                .route("/execution/openapi.json", web::get().to(openapi_json))
+                .configure(api::configure)
+                .default_service(web::to(not_found)),
+        );
+    }
+}
+
+/// The protected routes with their merged policies, from the
+/// `#[execution_router]` registry (for `server routes`). Paths are full
+/// (`/execution/...`).
+pub fn routes() -> Vec<policy_core::RouteInfo> {
+    api::routes()
+}
+
+fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(BODY_LIMIT)
+        .error_handler(|err, _req| {
+            let api = match &err {
+                JsonPayloadError::ContentType => ApiError::validation(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    vec!["body".into()],
+                    "expected `Content-Type: application/json`",
+                    "content_type",
+                ),
+                JsonPayloadError::Overflow { .. }
+                | JsonPayloadError::OverflowKnownLength { .. } => ApiError::validation(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    vec!["body".into()],
+                    err.to_string(),
+                    "too_large",
+                ),
+                JsonPayloadError::Deserialize(e) => ApiError::validation(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    vec!["body".into()],
+                    e.to_string(),
+                    if e.is_data() {
+                        "value_error"
+                    } else {
+                        "json_invalid"
+                    },
+                ),
+                _ => ApiError::validation(
+                    StatusCode::BAD_REQUEST,
+                    vec!["body".into()],
+                    err.to_string(),
+                    "body_error",
+                ),
+            };
+            api.into()
+        })
+}
+
+fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err, _req| {
+        let msg = match &err {
+            PathError::Deserialize(e) => e.to_string(),
+            other => other.to_string(),
+        };
+        ApiError::validation(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            vec!["path".into()],
+            msg,
+            "value_error",
+        )
+        .into()
+    })
+}
+
+fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err, _req| {
+        let msg = match &err {
+            QueryPayloadError::Deserialize(e) => e.to_string(),
+            other => other.to_string(),
+        };
+        ApiError::validation(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            vec!["query".into()],
+            msg,
+            "value_error",
+        )
+        .into()
+    })
+}
+
+/// `GET /health/ping`: 200 `{"ok": ["database"], "failing": {}}`, or 503
+/// with `Retry-After` when the database does not answer.
+async fn ping(store: web::Data<Store>) -> HttpResponse {
+    match store.ping().await {
+        Ok(()) => HttpResponse::Ok().json(json!({"ok": ["database"], "failing": {}})),
+        Err(err) => {
+            tracing::warn!(error = %err, "health ping: database failing");
+            HttpResponse::ServiceUnavailable()
+                .insert_header((header::RETRY_AFTER, api::RETRY_AFTER_SECONDS))
+                .json(json!({"ok": [], "failing": {"database": "unavailable"}}))
+        }
+    }
+}
+
+/// `GET /openapi.json`.
+async fn openapi_json() -> HttpResponse {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| crate::openapi::document().to_string());
+    HttpResponse::Ok()
+        .content_type(header::ContentType::json())
+        .body(body.as_str())
+}
+
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(json!({"detail": "Not Found"}))
+}
+
+/// Echoes the version and correlation headers, gives bodiless 404/405
+/// responses a JSON `detail`, and logs one line per request (never the token).
+async fn observe<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, Error> {
+    let started = Instant::now();
+    let http_req = req.request().clone();
+    let correlation_id = req.headers().get(&CORRELATION_ID_HEADER).cloned();
+    let version = req
+        .headers()
+        .get(&API_VERSION_HEADER)
+        .cloned()
+        .unwrap_or(HeaderValue::from_static(API_VERSION));
+    let mut res = match next.call(req).await {
+        Ok(res) => res.map_into_left_body(),
+        Err(err) => ServiceResponse::from_err(err, http_req.clone()).map_into_right_body(),
+    };
+    let status = res.status();
+    if matches!(
+        status,
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+    ) && !res.headers().contains_key(header::CONTENT_TYPE)
+    {
+        let mut replacement = HttpResponse::build(status);
+        if let Some(allow) = res.headers().get(header::ALLOW) {
+            replacement.insert_header((header::ALLOW, allow.clone()));
+        }
+        let detail = status.canonical_reason().unwrap_or("Error");
+        let replacement = replacement.json(json!({ "detail": detail }));
+        res = ServiceResponse::new(http_req.clone(), replacement).map_into_right_body();
+    }
+    let headers = res.headers_mut();
+    headers.insert(API_VERSION_HEADER, version);
+    if let Some(id) = &correlation_id {
+        headers.insert(CORRELATION_ID_HEADER, id.clone());
+    }
+    let auth = auth_outcome(&http_req, &res);
+    tracing::info!(
+        target: "execution_api::access",
+        method = %http_req.method(),
+        path = %http_req.path(),
+        status = res.status().as_u16(),
+        latency_us = started.elapsed().as_micros() as u64,
+        correlation_id = correlation_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
+        auth = %auth,
+        "request"
+    );
+    Ok(res)
+}
+
+fn auth_outcome<B>(req: &HttpRequest, res: &ServiceResponse<B>) -> String {
+    if let Some(err) = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<AuthError>())
+    {
+        return match err {
+            AuthError::InvalidToken(why) => format!("denied: {}", why.reason()),
+            other => format!("denied: {other}"),
+        };
+    }
+    match policy_core::cached_claims(req) {
+        Some(claims) => format!("ok: {} token for {}", claims.scope, claims.sub),
+        None => "none".to_owned(),
+    }
+}

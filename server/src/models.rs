@@ -1,0 +1,299 @@
+//! Wire types of the Execution API, as the Airflow Task SDK 1.3.2 sends and
+//! parses them (`airflow/sdk/api/datamodels/_generated.py`).
+//!
+//! Request payloads refuse unknown fields (the SDK's models are `extra="forbid"`)
+//! and validate their timestamps; responses carry timestamps already rendered
+//! by [`crate::store::timestamp`].
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// `PATCH /task-instances/{id}/run` body: `TIEnterRunningPayload`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TIEnterRunningPayload {
+    /// Always `running` (the default when absent).
+    #[serde(default)]
+    pub state: RunningState,
+    /// Host the task runs on.
+    pub hostname: String,
+    /// Unix user the task runs as.
+    pub unixname: String,
+    /// Process id of the task runner.
+    pub pid: i64,
+    /// When the task started, with a UTC offset.
+    #[serde(with = "time::serde::rfc3339")]
+    pub start_date: OffsetDateTime,
+}
+
+/// The only state `/run` moves a task instance to.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RunningState {
+    /// `running`.
+    #[default]
+    Running,
+}
+
+/// `PUT /task-instances/{id}/heartbeat` body: `TIHeartbeatInfo`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TIHeartbeatInfo {
+    /// Host the task runs on; must match the one given to `/run`.
+    pub hostname: String,
+    /// Process id; must match the one given to `/run`.
+    pub pid: i64,
+}
+
+/// `PATCH /task-instances/{id}/state` body: the SDK's union discriminated by `state`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum TIStateUpdate {
+    /// `TISuccessStatePayload`.
+    Success(TISuccessStatePayload),
+    /// `TITerminalStatePayload` with `failed`.
+    Failed(TITerminalStatePayload),
+    /// `TITerminalStatePayload` with `skipped`.
+    Skipped(TITerminalStatePayload),
+    /// `TITerminalStatePayload` with `removed`.
+    Removed(TITerminalStatePayload),
+    /// `TITerminalStatePayload` with `upstream_failed`.
+    UpstreamFailed(TITerminalStatePayload),
+    /// `TIRetryStatePayload`.
+    UpForRetry(TIRetryStatePayload),
+    /// `TIRescheduleStatePayload`.
+    UpForReschedule(TIRescheduleStatePayload),
+    /// `TIDeferredStatePayload`: parsed but not supported (no triggerer here).
+    Deferred(serde_json::Map<String, serde_json::Value>),
+    /// `TIAwaitingInputStatePayload`: parsed but not supported.
+    AwaitingInput(serde_json::Map<String, serde_json::Value>),
+}
+
+impl TIStateUpdate {
+    /// The target state's name as stored and as Airflow spells it.
+    pub fn state(&self) -> &'static str {
+        match self {
+            TIStateUpdate::Success(_) => "success",
+            TIStateUpdate::Failed(_) => "failed",
+            TIStateUpdate::Skipped(_) => "skipped",
+            TIStateUpdate::Removed(_) => "removed",
+            TIStateUpdate::UpstreamFailed(_) => "upstream_failed",
+            TIStateUpdate::UpForRetry(_) => "up_for_retry",
+            TIStateUpdate::UpForReschedule(_) => "up_for_reschedule",
+            TIStateUpdate::Deferred(_) => "deferred",
+            TIStateUpdate::AwaitingInput(_) => "awaiting_input",
+        }
+    }
+}
+
+/// `TISuccessStatePayload` (without its `state` tag).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TISuccessStatePayload {
+    /// When the task ended.
+    #[serde(with = "time::serde::rfc3339")]
+    pub end_date: OffsetDateTime,
+    /// Asset outlets; accepted and ignored (no asset support here).
+    #[serde(default)]
+    pub task_outlets: Option<Vec<serde_json::Value>>,
+    /// Asset events; accepted and ignored.
+    #[serde(default)]
+    pub outlet_events: Option<Vec<serde_json::Value>>,
+    /// Rendered map index, stored when given.
+    #[serde(default)]
+    pub rendered_map_index: Option<String>,
+}
+
+/// `TITerminalStatePayload` (without its `state` tag).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TITerminalStatePayload {
+    /// When the task ended.
+    #[serde(with = "time::serde::rfc3339")]
+    pub end_date: OffsetDateTime,
+    /// Rendered map index, stored when given.
+    #[serde(default)]
+    pub rendered_map_index: Option<String>,
+}
+
+/// `TIRetryStatePayload` (without its `state` tag).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TIRetryStatePayload {
+    /// When the try ended.
+    #[serde(with = "time::serde::rfc3339")]
+    pub end_date: OffsetDateTime,
+    /// Rendered map index, stored when given.
+    #[serde(default)]
+    pub rendered_map_index: Option<String>,
+    /// Override of the task's retry delay.
+    #[serde(default)]
+    pub retry_delay_seconds: Option<f64>,
+    /// Why the task asks for a retry (kept to 500 characters, like Airflow).
+    #[serde(default)]
+    pub retry_reason: Option<String>,
+}
+
+/// `TIRescheduleStatePayload` (without its `state` tag).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TIRescheduleStatePayload {
+    /// When the task should run again.
+    #[serde(with = "time::serde::rfc3339")]
+    pub reschedule_date: OffsetDateTime,
+    /// When this try ended.
+    #[serde(with = "time::serde::rfc3339")]
+    pub end_date: OffsetDateTime,
+}
+
+/// `DagRun` as the SDK parses it (`extra="forbid"`: no field more).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct DagRun {
+    /// DAG id.
+    pub dag_id: String,
+    /// Run id.
+    pub run_id: String,
+    /// Logical date (RFC 3339), if any.
+    pub logical_date: Option<String>,
+    /// Start of the data interval.
+    pub data_interval_start: Option<String>,
+    /// End of the data interval.
+    pub data_interval_end: Option<String>,
+    /// Earliest time the run may start.
+    pub run_after: String,
+    /// When the run started.
+    pub start_date: Option<String>,
+    /// When the run ended.
+    pub end_date: Option<String>,
+    /// How often the run was cleared.
+    pub clear_number: i64,
+    /// `manual`, `scheduled`, `backfill`, ...
+    pub run_type: String,
+    /// `queued`, `running`, `success`, `failed`.
+    pub state: String,
+    /// The run's configuration object.
+    pub conf: Option<serde_json::Value>,
+    /// Who triggered the run.
+    pub triggering_user_name: Option<String>,
+    /// Asset events that triggered the run (none here).
+    pub consumed_asset_events: Vec<serde_json::Value>,
+    /// Partition key (none here).
+    pub partition_key: Option<String>,
+}
+
+/// `TIRunContext`: what `/run` answers.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TIRunContext {
+    /// The task instance's DAG run.
+    pub dag_run: DagRun,
+    /// How often the task instance was rescheduled.
+    pub task_reschedule_count: i64,
+    /// Maximum number of tries.
+    pub max_tries: i64,
+    /// Variables pre-loaded for the task (none: the task asks for them).
+    pub variables: Vec<VariableResponse>,
+    /// Connections pre-loaded for the task (none).
+    pub connections: Vec<ConnectionResponse>,
+    /// XCom keys left by an earlier try, which the worker should clear.
+    pub xcom_keys_to_clear: Vec<String>,
+    /// Whether a failure should lead to a retry.
+    pub should_retry: bool,
+}
+
+/// `VariableResponse`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct VariableResponse {
+    /// Variable key.
+    pub key: String,
+    /// Variable value.
+    pub value: Option<String>,
+}
+
+/// `VariablePostBody`: `PUT /variables/{key}` body.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariablePostBody {
+    /// The value (required, may be `null`).
+    pub val: Option<String>,
+    /// Optional description.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `ConnectionResponse`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ConnectionResponse {
+    /// Connection id.
+    pub conn_id: String,
+    /// Connection type, e.g. `postgres`.
+    pub conn_type: String,
+    /// Host.
+    pub host: Option<String>,
+    /// Schema (database) name.
+    pub schema: Option<String>,
+    /// Login.
+    pub login: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+    /// Port.
+    pub port: Option<i64>,
+    /// Extra, a JSON document as a string.
+    pub extra: Option<String>,
+}
+
+/// `XComResponse`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct XComResponse {
+    /// XCom key.
+    pub key: String,
+    /// The stored JSON value.
+    pub value: serde_json::Value,
+}
+
+/// `{"message": "..."}`, the body of Airflow's write endpoints.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct MessageResponse {
+    /// What happened.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_update_is_discriminated_by_state() {
+        let ok: TIStateUpdate =
+            serde_json::from_str(r#"{"state":"success","end_date":"2024-01-01T00:00:00Z"}"#)
+                .unwrap();
+        assert_eq!(ok.state(), "success");
+        let failed: TIStateUpdate = serde_json::from_str(
+            r#"{"state":"failed","end_date":"2024-01-01T00:00:00+00:00","rendered_map_index":null}"#,
+        )
+        .unwrap();
+        assert_eq!(failed.state(), "failed");
+        assert!(
+            serde_json::from_str::<TIStateUpdate>(
+                r#"{"state":"failed","end_date":"2024-01-01T00:00:00Z","bogus":1}"#
+            )
+            .is_err()
+        );
+        assert!(serde_json::from_str::<TIStateUpdate>(r#"{"state":"running"}"#).is_err());
+        assert!(
+            serde_json::from_str::<TIStateUpdate>(r#"{"state":"success","end_date":"yesterday"}"#)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn enter_running_accepts_the_sdk_body() {
+        let body = r#"{"state":"running","hostname":"h","unixname":"u","pid":42,"start_date":"2024-05-01T10:00:00.123456Z"}"#;
+        let p: TIEnterRunningPayload = serde_json::from_str(body).unwrap();
+        assert_eq!(p.pid, 42);
+        let no_state =
+            r#"{"hostname":"h","unixname":"u","pid":42,"start_date":"2024-05-01T10:00:00Z"}"#;
+        assert!(serde_json::from_str::<TIEnterRunningPayload>(no_state).is_ok());
+        let wrong = r#"{"state":"success","hostname":"h","unixname":"u","pid":42,"start_date":"2024-05-01T10:00:00Z"}"#;
+        assert!(serde_json::from_str::<TIEnterRunningPayload>(wrong).is_err());
+    }
+}

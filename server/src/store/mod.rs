@@ -1,0 +1,401 @@
+//! Storage: one code path over sqlx's `Any` driver for embedded SQLite (the
+//! default, no setup) and PostgreSQL (several replicas sharing one database).
+//!
+//! Every state transition is one transaction whose first statement is a
+//! conditional `UPDATE ... WHERE state = <expected>`: concurrent replicas
+//! cannot both win it, and on SQLite the write lock is taken before any read so
+//! a busy database waits (`busy_timeout`) instead of failing. SQLite runs in
+//! WAL mode with `synchronous = FULL`, so an acknowledged write survives a
+//! `kill -9` and a power cut.
+
+mod resources;
+mod schema;
+mod task_instances;
+mod xcoms;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Connection as _, Executor as _, Row as _};
+use time::{OffsetDateTime, UtcOffset};
+
+pub use resources::NewConnection;
+pub use task_instances::{
+    HeartbeatOutcome, NewTaskInstance, StartOutcome, StateOutcome, TaskInstanceRecord,
+};
+pub use xcoms::{XComKey, XComWrite};
+
+/// Where the data lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    /// An SQLite database file (created with its directories on first use).
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL (`postgres://` or `postgresql://`).
+    Postgres(String),
+}
+
+impl DatabaseTarget {
+    /// Reads `sqlite://PATH` (`sqlite:///abs/path` or `sqlite://rel/path`,
+    /// `sqlite:PATH`) or `postgres://...` / `postgresql://...`.
+    pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseTarget::Postgres(url.to_owned()));
+        }
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            let rest = rest.strip_prefix("//").unwrap_or(rest);
+            let path = rest.split('?').next().unwrap_or_default();
+            if path.is_empty() || path == ":memory:" {
+                return Err(StoreError::UnsupportedUrl {
+                    url: url.to_owned(),
+                    why: "an SQLite URL needs a file path (in-memory databases are not shared between connections)",
+                });
+            }
+            return Ok(DatabaseTarget::Sqlite(PathBuf::from(path)));
+        }
+        Err(StoreError::UnsupportedUrl {
+            url: url.to_owned(),
+            why: "expected `sqlite://PATH`, `postgres://...` or `postgresql://...`",
+        })
+    }
+
+    /// The SQLite file for a data directory: `DIR/execution-api.db`.
+    pub fn in_data_dir(dir: &Path) -> Self {
+        DatabaseTarget::Sqlite(dir.join("execution-api.db"))
+    }
+
+    /// A description safe to log (a PostgreSQL password is hidden).
+    pub fn redacted(&self) -> String {
+        match self {
+            DatabaseTarget::Sqlite(path) => format!("sqlite://{}", path.display()),
+            DatabaseTarget::Postgres(url) => redact_password(url),
+        }
+    }
+}
+
+fn redact_password(url: &str) -> String {
+    // postgres://user:secret@host/db -> postgres://user:***@host/db
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL is not one we understand.
+    #[error("unsupported database URL `{url}`: {why}")]
+    UnsupportedUrl {
+        /// The URL as given.
+        url: String,
+        /// What is expected instead.
+        why: &'static str,
+    },
+    /// The directory of the SQLite file could not be created.
+    #[error("cannot create directory {}: {source}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The database refused or failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A row with the same identity exists.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// A row that must exist is missing (e.g. an XCom's DAG run).
+    #[error("{0}")]
+    NotFound(String),
+    /// A stored value does not parse (written by something else).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether retrying later may succeed: the database is busy, locked,
+    /// unreachable or the pool is exhausted. The API answers 503 with `Retry-After`.
+    pub fn is_transient(&self) -> bool {
+        let StoreError::Database(err) = self else {
+            return false;
+        };
+        match err {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                // SQLite: 5 SQLITE_BUSY, 6 SQLITE_LOCKED and their extended codes
+                // (low byte). PostgreSQL: serialization failure, deadlock,
+                // connection exceptions (08*), insufficient resources (53*),
+                // operator intervention (57*).
+                let sqlite_busy = code
+                    .parse::<i64>()
+                    .map(|c| matches!(c & 0xff, 5 | 6))
+                    .unwrap_or(false);
+                sqlite_busy
+                    || code == "40001"
+                    || code == "40P01"
+                    || code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("57")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The database handle: a connection pool, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Store {
+    /// Opens (creating the SQLite file and its directories if needed) and
+    /// migrates the schema.
+    pub async fn open(target: &DatabaseTarget) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (url, backend, max_connections) = match target {
+            DatabaseTarget::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                        path: dir.to_owned(),
+                        source,
+                    })?;
+                }
+                (sqlite_url(path), Backend::Sqlite, 4)
+            }
+            DatabaseTarget::Postgres(url) => (url.clone(), Backend::Postgres, 10),
+        };
+        let options: AnyConnectOptions = url.parse()?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; FULL syncs the WAL
+                        // on every commit, so an acknowledged write is on disk.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Which backend this is: `"sqlite"` or `"postgres"`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    /// Checks that the database answers (`/health/ping`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        conn.ping().await?;
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections in use (graceful shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Replicas starting together: one migrates, the others wait here.
+            sqlx::query(
+                "SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(7274201)) AS migration_lock",
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let applied: HashSet<i64> = sqlx::query("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| row.try_get::<i64, _>(0))
+            .collect::<Result<_, _>>()?;
+        for (version, statements) in schema::MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            for statement in *statements {
+                sqlx::query(*statement).execute(&mut *tx).await?;
+            }
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(*version)
+                .bind(timestamp(now()))
+                .execute(&mut *tx)
+                .await?;
+            tracing::info!(version, "applied schema migration");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn sqlite_url(path: &Path) -> String {
+    // sqlx percent-decodes the path, so `%`, `?` and `#` must be encoded.
+    let mut encoded = String::new();
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => encoded.push_str("%25"),
+            '?' => encoded.push_str("%3F"),
+            '#' => encoded.push_str("%23"),
+            c => encoded.push(c),
+        }
+    }
+    format!("sqlite://{encoded}?mode=rwc")
+}
+
+/// The current time.
+pub(crate) fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+/// Renders a time as stored and sent: UTC, microseconds, `Z`
+/// (`2024-05-01T10:00:00.123456Z`), which sorts as text and which pydantic parses.
+pub fn timestamp(t: OffsetDateTime) -> String {
+    let t = t.to_offset(UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Backends for the storage tests: a fresh SQLite file always, PostgreSQL
+    //! too when `EXECUTION_API_TEST_POSTGRES_URL` is set.
+
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A unique temporary SQLite file path.
+    pub(crate) fn temp_sqlite() -> DatabaseTarget {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "execution-api-store-test-{}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            uuid::Uuid::new_v4().simple()
+        ));
+        DatabaseTarget::in_data_dir(&dir)
+    }
+
+    /// Opens every backend under test and says which ones ran.
+    pub(crate) async fn stores(test: &str) -> Vec<Store> {
+        let mut stores = vec![Store::open(&temp_sqlite()).await.expect("open sqlite")];
+        match std::env::var("EXECUTION_API_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => {
+                let target = DatabaseTarget::from_url(&url).expect("postgres URL");
+                stores.push(Store::open(&target).await.expect("open postgres"));
+            }
+            _ => eprintln!(
+                "{test}: EXECUTION_API_TEST_POSTGRES_URL unset, PostgreSQL backend not run"
+            ),
+        }
+        let names: Vec<_> = stores.iter().map(Store::backend_name).collect();
+        eprintln!("{test}: backends run: {}", names.join(", "));
+        stores
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            DatabaseTarget::from_url("sqlite:///var/lib/x.db").unwrap(),
+            DatabaseTarget::Sqlite("/var/lib/x.db".into())
+        );
+        assert_eq!(
+            DatabaseTarget::from_url("sqlite://data/x.db?mode=rwc").unwrap(),
+            DatabaseTarget::Sqlite("data/x.db".into())
+        );
+        assert_eq!(
+            DatabaseTarget::from_url("sqlite:x.db").unwrap(),
+            DatabaseTarget::Sqlite("x.db".into())
+        );
+        assert!(matches!(
+            DatabaseTarget::from_url("postgresql://u:p@h/db").unwrap(),
+            DatabaseTarget::Postgres(_)
+        ));
+        assert!(DatabaseTarget::from_url("sqlite::memory:").is_err());
+        assert!(DatabaseTarget::from_url("mysql://h/db").is_err());
+        assert_eq!(
+            DatabaseTarget::Postgres("postgres://u:secret@h/db".into()).redacted(),
+            "postgres://u:***@h/db"
+        );
+    }
+
+    #[test]
+    fn timestamps_are_utc_micros() {
+        let t = OffsetDateTime::parse(
+            "2024-05-01T12:00:00.1234567+02:00",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        assert_eq!(timestamp(t), "2024-05-01T10:00:00.123456Z");
+    }
+
+    #[tokio::test]
+    async fn open_creates_directories_and_is_idempotent() {
+        let target = testing::temp_sqlite();
+        let store = Store::open(&target).await.unwrap();
+        store.ping().await.unwrap();
+        store.close().await;
+        // A second open finds the schema in place.
+        let again = Store::open(&target).await.unwrap();
+        again.ping().await.unwrap();
+        let DatabaseTarget::Sqlite(path) = target else {
+            unreachable!()
+        };
+        assert!(path.exists());
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+}
