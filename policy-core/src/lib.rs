@@ -98,6 +98,8 @@ mod validate;
 
 #[cfg(all(test, feature = "runtime"))]
 mod tests;
+#[cfg(all(test, feature = "runtime"))]
+mod testutil;
 
 #[cfg(feature = "runtime")]
 pub use {

@@ -275,3 +275,418 @@ fn decode_object(segment: &str, what: &'static str) -> Result<Map<String, Value>
         })),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::keys::testdata::*;
+    use crate::scope::TokenType;
+    use crate::testutil::*;
+    use crate::{DEFAULT_AUDIENCE, GeneratorConfig, TokenGenerator};
+    use uuid::Uuid;
+
+    fn refused(v: &TokenValidator, token: &str, now: i64) -> String {
+        v.validate_at(token, now).unwrap_err().to_string()
+    }
+
+    fn is_plain_invalid(v: &TokenValidator, token: &str, now: i64) {
+        assert_eq!(refused(v, token, now), "Invalid auth token", "{token}");
+    }
+
+    #[test]
+    fn hs512_signs_and_verifies_with_every_claim() {
+        let key = hs512();
+        let v = validator(&key);
+        let token = token(&key, TokenType::Execution);
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, Algorithm::HS512);
+        assert_eq!(header.kid, None);
+        let c = v.validate_at(&token, NOW).unwrap();
+        assert_eq!((c.sub, c.scope), (TI, TokenType::Execution));
+        assert_eq!((c.iat, c.nbf, c.exp), (NOW, NOW, NOW + 600));
+        assert_eq!(c.aud.as_deref(), Some(&[DEFAULT_AUDIENCE.to_owned()][..]));
+        let jti = Uuid::parse_str(c.jti.as_deref().unwrap()).unwrap();
+        assert_eq!(jti.get_version_num(), 4);
+        assert_eq!(c.iss, None);
+        assert!(c.extra.is_empty());
+        assert_eq!(v.signature_verifications(), 1);
+    }
+
+    #[test]
+    fn every_asymmetric_mode_round_trips_through_its_public_key() {
+        for (private, public, alg) in [
+            (RSA_PRIVATE, RSA_PUBLIC, Algorithm::RS256),
+            (ED25519_PRIVATE, ED25519_PUBLIC, Algorithm::EdDSA),
+            (P256_PRIVATE, P256_PUBLIC, Algorithm::ES256),
+            (P384_PRIVATE, P384_PUBLIC, Algorithm::ES384),
+        ] {
+            let key = SigningKey::from_pem(private).unwrap();
+            let v =
+                TokenValidator::new(KeySource::public_pem(public).unwrap(), uncached()).unwrap();
+            let token = token(&key, TokenType::Workload);
+            let header = jsonwebtoken::decode_header(&token).unwrap();
+            assert_eq!(header.alg, alg);
+            assert_eq!(header.kid.as_deref(), key.kid());
+            let c = v.validate_at(&token, NOW).unwrap();
+            assert_eq!(c.scope, TokenType::Workload);
+            // Another key of the same kind does not verify it.
+            let other = SigningKey::from_pem(RSA2_PRIVATE).unwrap();
+            let forged = sign_claims(&other, &claims());
+            assert!(v.validate_at(&forged, NOW).is_err());
+        }
+    }
+
+    #[test]
+    fn hs256_and_hs384_by_config_and_the_algorithm_is_pinned() {
+        for alg in [Algorithm::HS256, Algorithm::HS384] {
+            let key = SigningKey::from_secret(SECRET, alg, Some("k1".into())).unwrap();
+            let v =
+                TokenValidator::new(KeySource::secret(SECRET, alg).unwrap(), uncached()).unwrap();
+            let t = token(&key, TokenType::Execution);
+            assert_eq!(
+                jsonwebtoken::decode_header(&t).unwrap().kid.as_deref(),
+                Some("k1")
+            );
+            assert!(v.validate_at(&t, NOW).is_ok(), "{alg:?}");
+            // Same secret, HS512 validator: refused before any HMAC runs.
+            let hs512 = validator_with(&hs512(), uncached());
+            is_plain_invalid(&hs512, &t, NOW);
+            assert_eq!(hs512.signature_verifications(), 0);
+        }
+    }
+
+    #[test]
+    fn alg_none_is_refused_without_verifying() {
+        let v = validator(&hs512());
+        let body = b64(serde_json::Value::Object(claims()).to_string().as_bytes());
+        for header in [
+            json!({"alg": "none"}),
+            json!({"alg": "None"}),
+            json!({"alg": "HS999"}),
+            json!({}),
+        ] {
+            let h = b64(header.to_string().as_bytes());
+            for token in [format!("{h}.{body}."), format!("{h}.{body}.c2ln")] {
+                is_plain_invalid(&v, &token, NOW);
+            }
+        }
+        assert_eq!(v.signature_verifications(), 0);
+    }
+
+    #[test]
+    fn hs256_signed_with_the_rsa_public_key_is_refused() {
+        // The classic confusion attack: the public key PEM used as an HMAC secret.
+        let v =
+            TokenValidator::new(KeySource::public_pem(RSA_PUBLIC).unwrap(), uncached()).unwrap();
+        let rsa = SigningKey::from_pem(RSA_PRIVATE).unwrap();
+        let forger =
+            SigningKey::from_secret(RSA_PUBLIC, Algorithm::HS256, rsa.kid().map(Into::into))
+                .unwrap();
+        let forged = sign_claims(&forger, &claims());
+        is_plain_invalid(&v, &forged, NOW);
+        assert_eq!(v.signature_verifications(), 0);
+    }
+
+    #[test]
+    fn tampered_payload_and_wrong_secret_fail_the_signature() {
+        let key = hs512();
+        let v = validator(&key);
+        let t = token(&key, TokenType::Execution);
+        let mut parts: Vec<&str> = t.split('.').collect();
+        let mut c = claims();
+        c.insert("scope".into(), json!("workload"));
+        let evil = b64(serde_json::Value::Object(c).to_string().as_bytes());
+        parts[1] = &evil;
+        is_plain_invalid(&v, &parts.join("."), NOW);
+        let other = SigningKey::from_secret([1u8; 64], Algorithm::HS512, None).unwrap();
+        is_plain_invalid(&v, &token(&other, TokenType::Execution), NOW);
+        assert_eq!(v.signature_verifications(), 2);
+    }
+
+    #[test]
+    fn leeway_edges_on_exp_nbf_and_iat() {
+        let key = hs512();
+        let v = validator_with(&key, uncached()); // leeway 10 s
+        let t = token(&key, TokenType::Execution); // iat = nbf = NOW, exp = NOW + 600
+        assert!(v.validate_at(&t, NOW + 600 + 9).is_ok());
+        is_plain_invalid(&v, &t, NOW + 600 + 10);
+        assert!(v.validate_at(&t, NOW - 10).is_ok());
+        is_plain_invalid(&v, &t, NOW - 11);
+        // iat alone in the future
+        let mut c = claims();
+        c.insert("nbf".into(), json!(NOW - 100));
+        c.insert("iat".into(), json!(NOW + 11));
+        let t = sign_claims(&key, &c);
+        is_plain_invalid(&v, &t, NOW);
+        assert!(v.validate_at(&t, NOW + 1).is_ok());
+        // Zero leeway: expiry is exactly at exp.
+        let strict = validator_with(
+            &key,
+            ValidationConfig {
+                leeway: Duration::ZERO,
+                ..uncached()
+            },
+        );
+        let t = token(&key, TokenType::Execution);
+        assert!(strict.validate_at(&t, NOW + 599).is_ok());
+        is_plain_invalid(&strict, &t, NOW + 600);
+        is_plain_invalid(&strict, &t, NOW - 1);
+    }
+
+    #[test]
+    fn audience_and_issuer() {
+        let key = hs512();
+        let v = validator_with(&key, uncached());
+        for aud in [json!("someone-else"), json!(["a", "b"]), json!([])] {
+            let mut c = claims();
+            c.insert("aud".into(), aud);
+            is_plain_invalid(&v, &sign_claims(&key, &c), NOW);
+        }
+        let mut c = claims();
+        c.remove("aud");
+        is_plain_invalid(&v, &sign_claims(&key, &c), NOW);
+        c.insert("aud".into(), json!(["x", DEFAULT_AUDIENCE]));
+        assert!(v.validate_at(&sign_claims(&key, &c), NOW).is_ok());
+
+        let with_iss = validator_with(
+            &key,
+            ValidationConfig {
+                issuer: Some("airflow".into()),
+                ..uncached()
+            },
+        );
+        is_plain_invalid(&with_iss, &token(&key, TokenType::Execution), NOW);
+        let g = TokenGenerator::new(
+            key.clone(),
+            GeneratorConfig {
+                issuer: Some("airflow".into()),
+                ..GeneratorConfig::default()
+            },
+        );
+        let t = g
+            .generate_at(TI, TokenType::Execution, Duration::from_secs(60), NOW)
+            .unwrap();
+        assert_eq!(
+            with_iss.validate_at(&t, NOW).unwrap().iss.as_deref(),
+            Some("airflow")
+        );
+        let g = TokenGenerator::new(
+            key.clone(),
+            GeneratorConfig {
+                issuer: Some("mallory".into()),
+                ..GeneratorConfig::default()
+            },
+        );
+        let t = g
+            .generate_at(TI, TokenType::Execution, Duration::from_secs(60), NOW)
+            .unwrap();
+        is_plain_invalid(&with_iss, &t, NOW);
+    }
+
+    #[test]
+    fn wrong_claim_shapes_name_the_problem() {
+        let key = hs512();
+        let v = validator_with(&key, uncached());
+        let cases = [
+            (
+                "sub",
+                json!("task-1"),
+                "Invalid auth token: claim `sub` must be a UUID, got \"task-1\"",
+            ),
+            (
+                "scope",
+                json!("admin"),
+                "Invalid auth token: claim `scope` must be `execution` or `workload`, got \"admin\"",
+            ),
+            (
+                "exp",
+                json!("1750000600"),
+                "Invalid auth token: claim `exp` must be a number of seconds",
+            ),
+        ];
+        for (name, value, want) in cases {
+            let mut c = claims();
+            c.insert(name.into(), value);
+            assert_eq!(refused(&v, &sign_claims(&key, &c), NOW), want);
+        }
+        let mut c = claims();
+        c.remove("nbf");
+        assert_eq!(
+            refused(&v, &sign_claims(&key, &c), NOW),
+            "Invalid auth token: missing required claim `nbf`"
+        );
+    }
+
+    #[test]
+    fn malformed_tokens_are_plain_invalid() {
+        let key = hs512();
+        let v = validator_with(&key, uncached());
+        let good = token(&key, TokenType::Execution);
+        let (h, rest) = good.split_once('.').unwrap();
+        let (p, s) = rest.split_once('.').unwrap();
+        let header = json!({"alg": "HS512"});
+        let huge = format!("{h}.{}.{s}", "A".repeat(10 * 1024));
+        let cases = [
+            String::new(),
+            "abc".into(),
+            format!("{h}.{p}"),
+            format!("{h}.{p}.{s}.{s}"),
+            format!("{h}..{s}"),
+            format!("!!!.{p}.{s}"),
+            format!("{h}.{p}.!!!"),
+            format!("{h}=.{p}.{s}"),
+            format!("{}.{p}.{s}", b64(b"[1,2]")),
+            format!("{}.{p}.{s}", b64(b"not json")),
+            huge,
+            sign_raw(&key, &header, &json!([1, 2, 3])),
+            sign_raw(&key, &header, &json!("a string")),
+            sign_raw(
+                &key,
+                &json!({"alg": "HS512", "crit": ["exp"]}),
+                &serde_json::Value::Object(claims()),
+            ),
+            sign_raw(
+                &key,
+                &json!({"alg": "HS512", "kid": 5}),
+                &serde_json::Value::Object(claims()),
+            ),
+        ];
+        for token in cases {
+            is_plain_invalid(&v, &token, NOW);
+        }
+    }
+
+    #[test]
+    fn cache_hit_skips_the_signature_but_not_the_clock() {
+        let key = hs512();
+        let v = validator(&key);
+        let t = token(&key, TokenType::Execution);
+        let first = v.validate_at(&t, NOW).unwrap();
+        let again = v.validate_at(&t, NOW + 1).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(v.signature_verifications(), 1);
+        assert_eq!(v.cached_tokens(), 1);
+        // Not yet valid is re-checked on a hit, and the entry stays.
+        is_plain_invalid(&v, &t, NOW - 11);
+        assert_eq!(v.cached_tokens(), 1);
+        // Expired on a hit: refused and dropped, without verifying again.
+        is_plain_invalid(&v, &t, NOW + 610);
+        assert_eq!(v.cached_tokens(), 0);
+        assert_eq!(v.signature_verifications(), 1);
+        // A different token string (same claims, other jti) is verified anew.
+        let t2 = token(&key, TokenType::Execution);
+        v.validate_at(&t2, NOW).unwrap();
+        assert_eq!(v.signature_verifications(), 2);
+        // Refused tokens are never cached.
+        let mut c = claims();
+        c.insert("aud".into(), json!("other"));
+        let bad = sign_claims(&key, &c);
+        is_plain_invalid(&v, &bad, NOW);
+        is_plain_invalid(&v, &bad, NOW);
+        assert_eq!(v.signature_verifications(), 4);
+    }
+
+    #[test]
+    fn cache_off_verifies_every_time() {
+        let key = hs512();
+        let v = validator_with(&key, uncached());
+        let t = token(&key, TokenType::Execution);
+        for _ in 0..3 {
+            v.validate_at(&t, NOW).unwrap();
+        }
+        assert_eq!(v.signature_verifications(), 3);
+        assert_eq!(v.cached_tokens(), 0);
+    }
+
+    #[test]
+    fn real_clock_validate() {
+        let key = hs512();
+        let v = validator(&key);
+        let t = generator(&key)
+            .generate(TI, TokenType::Execution, Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(v.validate(&t).unwrap().sub, TI);
+        is_plain_invalid(&v, &token(&key, TokenType::Execution), unix_now() + 10_000);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_strings_never_panic(s in ".{0,600}") {
+            let v = validator(&hs512());
+            prop_assert!(v.validate_at(&s, NOW).is_err());
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let v = validator(&hs512());
+            let s = String::from_utf8_lossy(&bytes);
+            prop_assert!(v.validate_at(&s, NOW).is_err());
+        }
+
+        #[test]
+        fn random_segments_never_panic(
+            h in proptest::collection::vec(any::<u8>(), 0..80),
+            p in proptest::collection::vec(any::<u8>(), 0..200),
+            s in "[A-Za-z0-9_-]{0,100}",
+        ) {
+            let v = validator(&hs512());
+            let token = format!("{}.{}.{s}", b64(&h), b64(&p));
+            prop_assert!(v.validate_at(&token, NOW).is_err());
+        }
+
+        #[test]
+        fn random_json_claims_never_panic(value in arb_json()) {
+            let key = hs512();
+            let v = validator(&key);
+            let token = sign_raw(&key, &json!({"alg": "HS512"}), &value);
+            // Whatever the claims, a result and no panic; errors read as designed.
+            if let Err(e) = v.validate_at(&token, NOW) {
+                prop_assert!(e.to_string().starts_with("Invalid auth token"));
+            }
+        }
+    }
+
+    fn arb_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            ".{0,20}".prop_map(serde_json::Value::from),
+        ];
+        let leaf = leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("sub".to_owned()),
+                        Just("exp".to_owned()),
+                        Just("scope".to_owned()),
+                        Just("aud".to_owned()),
+                        ".{0,5}"
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        });
+        // Mostly objects with the real claim names, to reach the claim checks.
+        (leaf, any::<bool>()).prop_map(|(v, base)| {
+            if base && let serde_json::Value::Object(extra) = &v {
+                let mut c = claims();
+                c.extend(extra.clone());
+                serde_json::Value::Object(c)
+            } else {
+                v
+            }
+        })
+    }
+}
