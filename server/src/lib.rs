@@ -7,6 +7,10 @@
 
 pub mod api;
 pub mod app;
+pub mod cli;
+pub mod config;
 pub mod models;
 pub mod openapi;
+pub mod serve;
+pub mod signing;
 pub mod store;
