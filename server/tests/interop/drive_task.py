@@ -83,13 +83,17 @@ def main() -> int:
     check(execution["exp"] - execution["iat"] < workload["exp"] - workload["iat"], "execution token should be shorter-lived")
     steps.append("token-exchanged")
 
-    # 2. Starting again while running: the SDK recognises Airflow's 409 shape.
+    # 2. Another process starting it while it runs: the SDK recognises Airflow's 409 shape
+    #    (`reason: invalid_state, previous_state: running`). The same pid would be a retried
+    #    request, which the server answers idempotently.
     try:
-        client.task_instances.start(ti_id, os.getpid(), now())
+        client.task_instances.start(ti_id, os.getpid() + 1, now())
     except TaskAlreadyRunningError:
         steps.append("already-running-409")
     else:
-        raise AssertionError("second start succeeded; expected 409 previous_state=running")
+        raise AssertionError("start from another pid succeeded; expected 409 previous_state=running")
+    retried = client.task_instances.start(ti_id, os.getpid(), now())
+    check(retried.dag_run.run_id == run_id, f"retried start returned {retried!r}")
 
     # 3. Heartbeat with the execution token (same pid and hostname as start).
     client.task_instances.heartbeat(ti_id, os.getpid())
