@@ -17,12 +17,12 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::{Next, from_fn};
-use actix_web::{Error, HttpRequest, HttpResponse, web};
+use actix_web::{Error, HttpResponse, web};
 use policy_core::{AuthError, Reissue, TokenGenerator, TokenValidator};
 use serde_json::json;
 
@@ -185,8 +185,30 @@ async fn openapi_json() -> HttpResponse {
         .body(body.as_str())
 }
 
-async fn not_found() -> HttpResponse {
-    HttpResponse::NotFound().json(json!({"detail": "Not Found"}))
+/// No route matched: 405 with `Allow` when the path exists for other methods
+/// (the macros mount one resource per method), else 404.
+async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    fallback(req.path())
+}
+
+fn fallback(path: &str) -> HttpResponse {
+    let plain = [
+        ("GET", "/execution/health/ping"),
+        ("GET", "/execution/openapi.json"),
+    ];
+    let allowed: Vec<&str> = routes()
+        .iter()
+        .map(|r| (r.method, r.path))
+        .chain(plain)
+        .filter(|(_, pattern)| ResourceDef::new(*pattern).is_match(path))
+        .map(|(method, _)| method)
+        .collect();
+    if allowed.is_empty() {
+        return HttpResponse::NotFound().json(json!({"detail": "Not Found"}));
+    }
+    HttpResponse::MethodNotAllowed()
+        .insert_header((header::ALLOW, allowed.join(", ")))
+        .json(json!({"detail": "Method Not Allowed"}))
 }
 
 /// Echoes the version and correlation headers, gives bodiless 404/405
@@ -196,7 +218,9 @@ async fn observe<B: MessageBody + 'static>(
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, Error> {
     let started = Instant::now();
-    let http_req = req.request().clone();
+    // No clone of the request may live across `next.call`: routing needs it unshared.
+    let method = req.method().clone();
+    let path = req.path().to_owned();
     let correlation_id = req.headers().get(&CORRELATION_ID_HEADER).cloned();
     let version = req
         .headers()
@@ -205,7 +229,17 @@ async fn observe<B: MessageBody + 'static>(
         .unwrap_or(HeaderValue::from_static(API_VERSION));
     let mut res = match next.call(req).await {
         Ok(res) => res.map_into_left_body(),
-        Err(err) => ServiceResponse::from_err(err, http_req.clone()).map_into_right_body(),
+        Err(err) => {
+            tracing::info!(
+                target: "execution_api::access",
+                method = %method,
+                path = %path,
+                error = %err,
+                latency_us = started.elapsed().as_micros() as u64,
+                "request failed"
+            );
+            return Err(err);
+        }
     };
     let status = res.status();
     if matches!(
@@ -213,24 +247,25 @@ async fn observe<B: MessageBody + 'static>(
         StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
     ) && !res.headers().contains_key(header::CONTENT_TYPE)
     {
-        let mut replacement = HttpResponse::build(status);
+        // Unmatched inside a router's scope: actix answers a bare 404 there.
+        let mut replacement = fallback(&path);
         if let Some(allow) = res.headers().get(header::ALLOW) {
-            replacement.insert_header((header::ALLOW, allow.clone()));
+            replacement
+                .headers_mut()
+                .insert(header::ALLOW, allow.clone());
         }
-        let detail = status.canonical_reason().unwrap_or("Error");
-        let replacement = replacement.json(json!({ "detail": detail }));
-        res = ServiceResponse::new(http_req.clone(), replacement).map_into_right_body();
+        res = ServiceResponse::new(res.request().clone(), replacement).map_into_right_body();
     }
     let headers = res.headers_mut();
     headers.insert(API_VERSION_HEADER, version);
     if let Some(id) = &correlation_id {
         headers.insert(CORRELATION_ID_HEADER, id.clone());
     }
-    let auth = auth_outcome(&http_req, &res);
+    let auth = auth_outcome(&res);
     tracing::info!(
         target: "execution_api::access",
-        method = %http_req.method(),
-        path = %http_req.path(),
+        method = %method,
+        path = %path,
         status = res.status().as_u16(),
         latency_us = started.elapsed().as_micros() as u64,
         correlation_id = correlation_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
@@ -240,7 +275,7 @@ async fn observe<B: MessageBody + 'static>(
     Ok(res)
 }
 
-fn auth_outcome<B>(req: &HttpRequest, res: &ServiceResponse<B>) -> String {
+fn auth_outcome<B>(res: &ServiceResponse<B>) -> String {
     if let Some(err) = res
         .response()
         .error()
@@ -251,7 +286,7 @@ fn auth_outcome<B>(req: &HttpRequest, res: &ServiceResponse<B>) -> String {
             other => format!("denied: {other}"),
         };
     }
-    match policy_core::cached_claims(req) {
+    match policy_core::cached_claims(res.request()) {
         Some(claims) => format!("ok: {} token for {}", claims.scope, claims.sub),
         None => "none".to_owned(),
     }

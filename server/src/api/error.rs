@@ -111,6 +111,7 @@ impl From<StoreError> for ApiError {
         }
         match err {
             StoreError::NotFound(message) => ApiError::not_found(message),
+            StoreError::InvalidValue(message) => ApiError::unprocessable("invalid_value", message),
             StoreError::AlreadyExists(what) => ApiError::conflict(
                 json!({"reason": "already_exists", "message": format!("{what} already exists")}),
             ),

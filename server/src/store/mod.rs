@@ -109,16 +109,33 @@ pub enum StoreError {
     },
     /// The database refused or failed.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// A row with the same identity exists.
     #[error("{0} already exists")]
     AlreadyExists(String),
     /// A row that must exist is missing (e.g. an XCom's DAG run).
     #[error("{0}")]
     NotFound(String),
+    /// The database refused a value (PostgreSQL: a NUL byte in text, a number
+    /// out of range; SQLite: a value too big).
+    #[error("value refused by the database: {0}")]
+    InvalidValue(String),
     /// A stored value does not parse (written by something else).
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> StoreError {
+        if let sqlx::Error::Database(db) = &err {
+            let code = db.code().unwrap_or_default();
+            // PostgreSQL class 22 (data exception), SQLite 18 (SQLITE_TOOBIG).
+            if code.starts_with("22") || code == "18" {
+                return StoreError::InvalidValue(db.message().to_owned());
+            }
+        }
+        StoreError::Database(err)
+    }
 }
 
 impl StoreError {
@@ -292,7 +309,15 @@ pub(crate) fn now() -> OffsetDateTime {
 /// Renders a time as stored and sent: UTC, microseconds, `Z`
 /// (`2024-05-01T10:00:00.123456Z`), which sorts as text and which pydantic parses.
 pub fn timestamp(t: OffsetDateTime) -> String {
-    let t = t.to_offset(UtcOffset::UTC);
+    // An offset can push 9999-12-31 past what `time` represents: clamp, never panic.
+    let t = t.checked_to_offset(UtcOffset::UTC).unwrap_or_else(|| {
+        let edge = if t.offset().is_negative() {
+            time::PrimitiveDateTime::MAX
+        } else {
+            time::PrimitiveDateTime::MIN
+        };
+        edge.assume_utc()
+    });
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
         t.year(),
@@ -381,6 +406,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(timestamp(t), "2024-05-01T10:00:00.123456Z");
+        let edge = OffsetDateTime::parse(
+            "9999-12-31T23:59:59-23:00",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        assert!(timestamp(edge).starts_with("9999-12-31T23:59:59"));
     }
 
     #[tokio::test]
