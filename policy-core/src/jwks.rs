@@ -207,7 +207,8 @@ impl KeyStore {
                 fetcher,
                 min_refresh_interval: config.min_refresh_interval,
                 refresh_interval: config.refresh_interval,
-                last_attempt: Mutex::new(Some(Instant::now())),
+                // The start-up load does not count against the unknown-`kid` limit.
+                last_attempt: Mutex::new(None),
                 in_flight: AtomicBool::new(false),
                 fetches: AtomicU64::new(1),
             }),
@@ -331,7 +332,46 @@ pub(crate) struct RefresherHandle {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::AtomicUsize;
+
     use super::*;
+    use crate::keys::SigningKey;
+    use crate::keys::testdata::*;
+    use crate::scope::TokenType;
+    use crate::testutil::{NOW, TI, generator, token};
+    use crate::{KeySource, TokenValidator, ValidationConfig};
+
+    fn jwks_of(keys: &[&SigningKey]) -> String {
+        let keys: Vec<_> = keys
+            .iter()
+            .map(|k| serde_json::to_value(k.public_jwk().unwrap()).unwrap())
+            .collect();
+        serde_json::json!({ "keys": keys }).to_string()
+    }
+
+    fn keys() -> (SigningKey, SigningKey, SigningKey) {
+        (
+            SigningKey::from_pem(RSA_PRIVATE).unwrap(),
+            SigningKey::from_pem(ED25519_PRIVATE).unwrap(),
+            SigningKey::from_pem(P256_PRIVATE).unwrap(),
+        )
+    }
+
+    /// Rate limit and refresh period long enough that only the test triggers fetches.
+    fn config(location: &str) -> JwksConfig {
+        JwksConfig {
+            refresh_interval: Duration::from_secs(3600),
+            min_refresh_interval: Duration::from_secs(3600),
+            ..JwksConfig::new(location)
+        }
+    }
+
+    fn is_invalid(v: &TokenValidator, token: &str) -> bool {
+        v.validate_at(token, NOW)
+            .is_err_and(|e| e.to_string() == "Invalid auth token")
+    }
 
     #[test]
     fn location_parsing() {
@@ -355,13 +395,16 @@ mod tests {
 
     #[test]
     fn one_bad_key_is_skipped_not_fatal() {
-        let good =
-            crate::keys::SigningKey::from_pem(crate::keys::testdata::ED25519_PRIVATE).unwrap();
+        let good = SigningKey::from_pem(ED25519_PRIVATE).unwrap();
         let jwk = serde_json::to_value(good.public_jwk().unwrap()).unwrap();
+        let mut wrong_alg = jwk.clone();
+        wrong_alg["alg"] = "RS256".into();
         let doc = serde_json::json!({"keys": [
             {"kty": "RSA", "n": 5},
             {"kty": "oct", "k": "c2VjcmV0"},
             {"kty": "weird"},
+            "not an object",
+            wrong_alg,
             jwk,
         ]});
         let set = parse_jwks(doc.to_string().as_bytes()).unwrap();
@@ -370,5 +413,206 @@ mod tests {
         assert!(parse_jwks(b"{}").is_err());
         assert!(parse_jwks(b"[]").is_err());
         assert!(parse_jwks(b"not json").is_err());
+    }
+
+    #[test]
+    fn jwks_file_rotation_unknown_kid_rate_limit_and_failed_refresh() {
+        let (a, b, c) = keys();
+        let path =
+            std::env::temp_dir().join(format!("policy-core-jwks-{}.json", uuid::Uuid::new_v4()));
+        std::fs::write(&path, jwks_of(&[&a])).unwrap();
+        let v = TokenValidator::new(
+            KeySource::Jwks(config(path.to_str().unwrap())),
+            ValidationConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(v.jwks_fetches(), 1);
+        let token_a = token(&a, TokenType::Execution);
+        assert_eq!(v.validate_at(&token_a, NOW).unwrap().sub, TI);
+        assert_eq!(v.cached_tokens(), 1);
+
+        // Rotation: A is replaced by B. B's unknown kid triggers one refresh.
+        std::fs::write(&path, jwks_of(&[&b])).unwrap();
+        let token_b = token(&b, TokenType::Execution);
+        assert_eq!(v.validate_at(&token_b, NOW).unwrap().sub, TI);
+        assert_eq!(v.jwks_fetches(), 2);
+        // The key set changed, so the cache was emptied: A's cached token is gone
+        // and, A's kid now unknown and the refresh rate-limited, it is refused.
+        assert_eq!(v.cached_tokens(), 1);
+        assert!(is_invalid(&v, &token_a));
+        // Another unknown kid right away: no second fetch.
+        assert!(is_invalid(&v, &token(&c, TokenType::Execution)));
+        assert_eq!(v.jwks_fetches(), 2);
+
+        // A refresh that fails keeps the last good set; so does an unchanged set
+        // (and it keeps the cache).
+        std::fs::write(&path, "{ not json").unwrap();
+        v.refresh_keys();
+        std::fs::write(&path, jwks_of(&[&b])).unwrap();
+        v.refresh_keys();
+        assert_eq!(v.jwks_fetches(), 4);
+        assert_eq!(v.cached_tokens(), 1);
+        let verified = v.signature_verifications();
+        assert!(v.validate_at(&token_b, NOW).is_ok());
+        assert_eq!(v.signature_verifications(), verified);
+        assert!(v.validate_at(&token(&b, TokenType::Execution), NOW).is_ok());
+
+        // Missing file: refresh fails, keys stay.
+        std::fs::remove_file(&path).unwrap();
+        v.refresh_keys();
+        assert!(v.validate_at(&token(&b, TokenType::Execution), NOW).is_ok());
+        // And a validator cannot start from a missing file.
+        assert!(matches!(
+            TokenValidator::new(
+                KeySource::Jwks(config(path.to_str().unwrap())),
+                ValidationConfig::default()
+            ),
+            Err(KeyError::Fetch { .. })
+        ));
+    }
+
+    /// A loopback HTTP server answering every request with the current
+    /// `(status, body)`, counting requests and signalling each one.
+    struct JwksServer {
+        url: String,
+        reply: Arc<Mutex<(u16, String)>>,
+        hits: Arc<AtomicUsize>,
+        served: mpsc::Receiver<()>,
+    }
+
+    impl JwksServer {
+        fn start(body: String) -> JwksServer {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let url = format!(
+                "http://{}/.well-known/jwks.json",
+                listener.local_addr().unwrap()
+            );
+            let reply = Arc::new(Mutex::new((200, body)));
+            let hits = Arc::new(AtomicUsize::new(0));
+            let (tx, served) = mpsc::channel();
+            let (r, h) = (Arc::clone(&reply), Arc::clone(&hits));
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    let Ok(mut stream) = stream else { continue };
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    // Read the head; a TLS ClientHello (first byte 0x16) gets its HTTP answer at once.
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n")
+                        && request.first().is_none_or(u8::is_ascii_alphabetic)
+                    {
+                        match stream.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let (status, body) = r.lock().unwrap().clone();
+                    let response = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes());
+                    drop(stream);
+                    h.fetch_add(1, Ordering::SeqCst);
+                    if tx.send(()).is_err() {
+                        break;
+                    }
+                }
+            });
+            JwksServer {
+                url,
+                reply,
+                hits,
+                served,
+            }
+        }
+
+        fn set(&self, status: u16, body: String) {
+            *self.reply.lock().unwrap() = (status, body);
+        }
+
+        fn hits(&self) -> usize {
+            self.hits.load(Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn jwks_over_http_rotation_unknown_kid_and_failures() {
+        let (a, b, c) = keys();
+        let server = JwksServer::start(jwks_of(&[&a]));
+        let v = TokenValidator::new(
+            KeySource::Jwks(config(&server.url)),
+            ValidationConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(server.hits(), 1);
+        assert!(v.validate_at(&token(&a, TokenType::Execution), NOW).is_ok());
+
+        server.set(200, jwks_of(&[&a, &b]));
+        assert!(v.validate_at(&token(&b, TokenType::Workload), NOW).is_ok());
+        assert_eq!(server.hits(), 2);
+        assert!(is_invalid(&v, &token(&c, TokenType::Execution)));
+        assert_eq!(server.hits(), 2);
+
+        for (status, body) in [
+            (500, "oops".to_owned()),
+            (200, "{\"keys\": 5}".to_owned()),
+            (404, String::new()),
+        ] {
+            server.set(status, body);
+            v.refresh_keys();
+            assert!(v.validate_at(&token(&a, TokenType::Execution), NOW).is_ok());
+            assert!(v.validate_at(&token(&b, TokenType::Execution), NOW).is_ok());
+        }
+        assert_eq!(server.hits(), 5);
+    }
+
+    #[test]
+    fn background_thread_refreshes_periodically() {
+        let (a, b, _) = keys();
+        let server = JwksServer::start(jwks_of(&[&a]));
+        let cfg = JwksConfig {
+            refresh_interval: Duration::from_millis(20),
+            ..config(&server.url)
+        };
+        let v = TokenValidator::new(KeySource::Jwks(cfg), ValidationConfig::default()).unwrap();
+        server.served.recv_timeout(Duration::from_secs(30)).unwrap(); // the start-up load
+        server.set(200, jwks_of(&[&b]));
+        // Two more fetches: the first of them served B and its swap completed
+        // before the refresher started the second.
+        for _ in 0..2 {
+            server.served.recv_timeout(Duration::from_secs(30)).unwrap();
+        }
+        // B is known without any unknown-kid refresh (which the periodic ones rate-limit anyway).
+        assert!(v.validate_at(&token(&b, TokenType::Execution), NOW).is_ok());
+        assert!(is_invalid(&v, &token(&a, TokenType::Execution)));
+    }
+
+    #[test]
+    fn https_goes_through_rustls_with_aws_lc_and_fails_cleanly_on_a_plain_server() {
+        let (a, _, _) = keys();
+        let server = JwksServer::start(jwks_of(&[&a]));
+        let url = server.url.replacen("http://", "https://", 1);
+        let err = TokenValidator::new(KeySource::Jwks(config(&url)), ValidationConfig::default())
+            .unwrap_err();
+        assert!(matches!(err, KeyError::Fetch { .. }), "{err}");
+    }
+
+    #[test]
+    fn token_without_kid_uses_the_key_of_its_algorithm() {
+        let (a, b, _) = keys();
+        let path =
+            std::env::temp_dir().join(format!("policy-core-jwks-{}.json", uuid::Uuid::new_v4()));
+        std::fs::write(&path, jwks_of(&[&a, &b])).unwrap();
+        let v = TokenValidator::new(
+            KeySource::Jwks(config(path.to_str().unwrap())),
+            ValidationConfig::default(),
+        )
+        .unwrap();
+        let anonymous = generator(&b.clone().with_kid(None));
+        let t = anonymous
+            .generate_at(TI, TokenType::Execution, Duration::from_secs(60), NOW)
+            .unwrap();
+        assert!(v.validate_at(&t, NOW).is_ok());
+        std::fs::remove_file(&path).unwrap();
     }
 }
