@@ -72,6 +72,11 @@ fn unix_now() -> i64 {
 
 impl Server {
     fn start() -> Server {
+        Server::start_on(None)
+    }
+
+    /// On `target`, or on a fresh SQLite file in a temporary directory.
+    fn start_on(target: Option<DatabaseTarget>) -> Server {
         static N: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "server-api-test-{}-{}",
@@ -79,7 +84,7 @@ impl Server {
             N.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        let target = DatabaseTarget::in_data_dir(&dir);
+        let target = target.unwrap_or_else(|| DatabaseTarget::in_data_dir(&dir));
         let generator = TokenGenerator::new(key(), GeneratorConfig::default());
         let validator =
             TokenValidator::new(KeySource::signing_key(&key()), ValidationConfig::default())
@@ -398,11 +403,29 @@ fn run_time_auth_table() {
 
 #[test]
 fn full_life_with_the_workload_exchange() {
-    let server = Server::start();
+    full_life(&Server::start());
+}
+
+#[test]
+fn full_life_on_postgres_when_configured() {
+    match std::env::var("EXECUTION_API_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => {
+            let target = DatabaseTarget::from_url(&url).unwrap();
+            full_life(&Server::start_on(Some(target)));
+            eprintln!("full_life_on_postgres_when_configured: ran on PostgreSQL");
+        }
+        _ => eprintln!(
+            "full_life_on_postgres_when_configured: EXECUTION_API_TEST_POSTGRES_URL unset, ran on SQLite only"
+        ),
+    }
+}
+
+fn full_life(server: &Server) {
+    let dag = format!("life_dag_{}", Uuid::new_v4().simple());
     let id = server.queued_with(NewTaskInstance {
         run_id: Some("scheduled__2026-01-01".into()),
         max_tries: 2,
-        ..NewTaskInstance::new("life_dag", "extract")
+        ..NewTaskInstance::new(&dag, "extract")
     });
     server
         .rt
@@ -435,7 +458,7 @@ fn full_life_with_the_workload_exchange() {
     assert_eq!(ctx["task_reschedule_count"], 0);
     assert_eq!(ctx["xcom_keys_to_clear"], json!([]));
     let dag_run = &ctx["dag_run"];
-    assert_eq!(dag_run["dag_id"], "life_dag");
+    assert_eq!(dag_run["dag_id"], dag.as_str());
     assert_eq!(dag_run["run_id"], "scheduled__2026-01-01");
     assert_eq!(dag_run["run_type"], "scheduled");
     assert_eq!(dag_run["state"], "running");
@@ -497,6 +520,15 @@ fn full_life_with_the_workload_exchange() {
         json!({"reason": "not_found", "message": "Variable with key 'answer' not found"})
     );
 
+    // A NUL byte is stored by SQLite and refused by PostgreSQL: 201 or 422, never 500.
+    let reply = server.send("PUT", "/variables/nul", &fresh, json!({"val": "a\u{0}b"}));
+    assert!(
+        matches!(reply.status, 201 | 422),
+        "{}: {}",
+        reply.status,
+        reply.body
+    );
+
     // Connections.
     let reply = server.get("/connections/warehouse", Some(&fresh));
     assert_eq!(reply.status, 200);
@@ -510,7 +542,8 @@ fn full_life_with_the_workload_exchange() {
     assert_eq!(reply.detail()["reason"], "not_found");
 
     // XComs.
-    let xcom = "/xcoms/life_dag/scheduled__2026-01-01/extract/return_value";
+    let xcom = format!("/xcoms/{dag}/scheduled__2026-01-01/extract/return_value");
+    let xcom = xcom.as_str();
     assert_eq!(server.get(xcom, Some(&fresh)).status, 404);
     let value = json!({"rows": [1, 2, 3], "nested": {"ok": true}});
     let reply = server.send("POST", xcom, &fresh, value.clone());
@@ -531,7 +564,7 @@ fn full_life_with_the_workload_exchange() {
     assert_eq!(server.get(xcom, Some(&fresh)).status, 200);
     let reply = server.send(
         "POST",
-        "/xcoms/life_dag/no_such_run/extract/k",
+        &format!("/xcoms/{dag}/no_such_run/extract/k"),
         &fresh,
         json!(1),
     );
