@@ -340,6 +340,9 @@ async fn serve_command(
     let target = database_target(location, &config)?;
     let store = open_store(&target).await?;
     tracing::info!(data_dir = %location.data_dir.display(), database = %target.redacted(), "starting");
+    if let Some(path) = &signing.dev_secret {
+        tracing::warn!(path = %path.display(), "signing with the development secret: tokens are only as safe as this file; configure AIRFLOW__API_AUTH__JWT_SECRET or AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH for production");
+    }
     let state = AppState {
         store,
         validator: signing.validator,
@@ -620,6 +623,65 @@ mod tests {
             .is_err()
         );
         assert!(parse(&["ti", "create", "--dag-id", "d"]).is_err());
+    }
+
+    #[test]
+    fn route_table_shows_tokens_bindings_and_scopes() {
+        use policy_core::{Bindings, RouteInfo, RoutePolicy, TokenTypes};
+        let routes = [
+            RouteInfo {
+                method: "PATCH",
+                path: "/execution/task-instances/{task_instance_id}/run",
+                handler: "run",
+                policy: RoutePolicy::new(
+                    TokenTypes::EXECUTION.with(TokenType::Workload),
+                    Bindings::TASK_INSTANCE,
+                ),
+            },
+            RouteInfo {
+                method: "GET",
+                path: "/execution/variables/{variable_key}",
+                handler: "get",
+                policy: RoutePolicy::AUTHENTICATED,
+            },
+        ];
+        let table = format_routes(&routes);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(lines[0].starts_with("METHOD  PATH"), "{table}");
+        let run: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            run[..4],
+            [
+                "PATCH",
+                "/execution/task-instances/{task_instance_id}/run",
+                "execution,workload",
+                "ti:self"
+            ]
+        );
+        assert!(
+            lines[1].ends_with("token:execution token:workload ti:self"),
+            "{table}"
+        );
+        let get: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(
+            get,
+            [
+                "GET",
+                "/execution/variables/{variable_key}",
+                "execution",
+                "-",
+                "-"
+            ]
+        );
+        // Columns line up.
+        let tokens_column = lines[0].find("TOKENS");
+        assert_eq!(
+            tokens_column,
+            lines[1].find("execution,workload"),
+            "{table}"
+        );
+        assert_eq!(tokens_column, lines[2].find("execution  "), "{table}");
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct Signing {
     pub validator: TokenValidator,
     /// Mints tokens (CLI, `/run` exchange, reissue middleware).
     pub generator: TokenGenerator,
+    /// The development secret's file, when no key is configured.
+    pub dev_secret: Option<PathBuf>,
 }
 
 /// Why keys could not be set up.
@@ -112,6 +114,7 @@ pub fn build(
         default_ttl: auth.jwt_expiration_time,
     };
 
+    let mut dev_secret_path = None;
     let (key, source) = if let Some(path) = &auth.jwt_private_key_path {
         let pem = std::fs::read(path).map_err(|source| SigningError::ReadKey {
             path: path.clone(),
@@ -146,7 +149,10 @@ pub fn build(
         }
         let (secret, context) = match &auth.jwt_secret {
             Some(secret) => (secret.clone(), "jwt_secret"),
-            None => (dev_secret(data_dir)?, "development secret"),
+            None => {
+                dev_secret_path = Some(data_dir.join(DEV_SECRET_FILE));
+                (dev_secret(data_dir)?, "development secret")
+            }
         };
         let alg = alg.unwrap_or(Algorithm::HS512);
         if !matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
@@ -175,11 +181,12 @@ pub fn build(
     Ok(Signing {
         validator,
         generator: TokenGenerator::new(key, generation),
+        dev_secret: dev_secret_path,
     })
 }
 
 /// Reads `<data_dir>/dev-jwt-secret`, creating it (mode 0600) with 64 random bytes, hex-encoded,
-/// if missing. Logs a warning either way: this is for development only.
+/// if missing. Creating it logs a warning: this is for development only.
 pub fn dev_secret(data_dir: &Path) -> Result<String, SigningError> {
     let path = data_dir.join(DEV_SECRET_FILE);
     let err = |reason: String| SigningError::DevSecret {
@@ -201,7 +208,7 @@ pub fn dev_secret(data_dir: &Path) -> Result<String, SigningError> {
     if created {
         tracing::warn!(path = %path.display(), "no jwt_secret or jwt_private_key_path configured: generated a development secret; configure AIRFLOW__API_AUTH__JWT_SECRET or a private key for production");
     } else {
-        tracing::warn!(path = %path.display(), "no jwt_secret or jwt_private_key_path configured: using the development secret; configure AIRFLOW__API_AUTH__JWT_SECRET or a private key for production");
+        tracing::debug!(path = %path.display(), "using the development secret");
     }
     Ok(secret)
 }
@@ -339,6 +346,7 @@ mod tests {
         let data_dir = dir.0.join("nested/data");
         let first = build(&auth(&[]), &data_dir, 10).unwrap();
         let path = data_dir.join(DEV_SECRET_FILE);
+        assert_eq!(first.dev_secret.as_deref(), Some(path.as_path()));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -393,6 +401,7 @@ mod tests {
         assert_eq!(claims.iss.as_deref(), Some("me"));
         assert!(claims.has_audience("aud"));
         assert!(!dir.0.join(DEV_SECRET_FILE).exists());
+        assert_eq!(signing.dev_secret, None);
     }
 
     #[test]
