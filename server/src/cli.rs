@@ -43,10 +43,10 @@ pub struct Location {
     #[arg(long, global = true, value_name = "DIR", env = config::ENV_DATA_DIR, default_value = config::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// Database URL (`postgres://...` or `sqlite://...`) instead of SQLite in the data
-    /// directory [env: EXECUTION_API_DATABASE_URL].
+    /// directory (env: `EXECUTION_API_DATABASE_URL`).
     #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
-    /// TOML configuration file [default: <DIR>/config.toml if present].
+    /// TOML configuration file (default: `DIR/config.toml` if present).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -76,7 +76,7 @@ pub enum Command {
 #[derive(Clone, Copy, Debug, Default, Args)]
 pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (the chosen address is printed)
-    /// [env: EXECUTION_API_BIND] [default: 127.0.0.1:8080].
+    /// (env: `EXECUTION_API_BIND`, default: `127.0.0.1:8080`).
     #[arg(long, value_name = "ADDR", value_parser = parse_bind)]
     pub bind: Option<SocketAddr>,
 }
@@ -97,8 +97,8 @@ pub struct MintArgs {
     /// The token type (the `scope` claim).
     #[arg(long, value_enum)]
     pub scope: ScopeArg,
-    /// Lifetime in seconds [default: jwt_expiration_time (600) for execution tokens,
-    /// workload_token_ttl (86400) for workload tokens].
+    /// Lifetime in seconds (default: `jwt_expiration_time`, 600, for execution tokens,
+    /// `workload_token_ttl`, 86400, for workload tokens).
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub ttl: Option<u64>,
 }
@@ -137,7 +137,7 @@ pub struct TiCreateArgs {
     /// Task id.
     #[arg(long)]
     pub task_id: String,
-    /// Run id [default: `manual__<now, RFC 3339>`].
+    /// Run id (default: `manual__<now, RFC 3339>`).
     #[arg(long)]
     pub run_id: Option<String>,
     /// Map index (-1 for an unmapped task).

@@ -13,7 +13,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use common::{ServerProcess, TempDir, run_ok};
 use uuid::Uuid;
@@ -22,14 +22,13 @@ const SDK_REQUIREMENT: &str = "apache-airflow-task-sdk==1.3.2";
 const SDK_VERSION: &str = "1.3.2";
 
 /// The venv's python, creating the venv and installing the SDK on first use.
+///
+/// The venv is built in a private staging directory and renamed into place, so concurrent test
+/// processes never see (or delete) a half-built one.
 fn venv_python() -> PathBuf {
-    static VENV: OnceLock<PathBuf> = OnceLock::new();
-    static CREATING: Mutex<()> = Mutex::new(());
-    if let Some(python) = VENV.get() {
-        return python.clone();
-    }
-    let _guard = CREATING.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(python) = VENV.get() {
+    static VENV: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut cached = VENV.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(python) = cached.as_ref() {
         return python.clone();
     }
     let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -43,15 +42,16 @@ fn venv_python() -> PathBuf {
             "interop: creating {} with {SDK_REQUIREMENT} (cached for later runs)",
             venv.display()
         );
-        let _ = std::fs::remove_dir_all(&venv);
+        let staging = target.join(format!("interop-venv.tmp-{}", Uuid::new_v4().simple()));
+        let staged_python = staging.join("bin").join("python");
         let base =
             std::env::var("EXECUTION_API_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
         must_run(
-            Command::new(&base).args(["-m", "venv"]).arg(&venv),
+            Command::new(&base).args(["-m", "venv"]).arg(&staging),
             &format!("`{base} -m venv` (is Python 3.10+ with venv installed?)"),
         );
         must_run(
-            Command::new(&python).args([
+            Command::new(&staged_python).args([
                 "-m",
                 "pip",
                 "install",
@@ -62,11 +62,23 @@ fn venv_python() -> PathBuf {
             &format!("`pip install {SDK_REQUIREMENT}` (needs network access to PyPI)"),
         );
         assert!(
-            has_sdk(&python),
+            has_sdk(&staged_python),
             "interop: {SDK_REQUIREMENT} installed but `airflow.sdk.api.client` does not import"
         );
+        // A broken leftover goes; a good one another process just made wins.
+        if venv.exists() && !has_sdk(&python) {
+            let _ = std::fs::remove_dir_all(&venv);
+        }
+        if std::fs::rename(&staging, &venv).is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        assert!(
+            has_sdk(&python),
+            "interop: no usable virtualenv at {}",
+            venv.display()
+        );
     }
-    let _ = VENV.set(python.clone());
+    *cached = Some(python.clone());
     python
 }
 
