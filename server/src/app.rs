@@ -96,19 +96,14 @@ fn json_config() -> web::JsonConfig {
         .limit(BODY_LIMIT)
         .error_handler(|err, _req| {
             let api = match &err {
-                JsonPayloadError::ContentType => ApiError::validation(
+                JsonPayloadError::ContentType => ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    vec!["body".into()],
-                    "expected `Content-Type: application/json`",
-                    "content_type",
+                    "expected `Content-Type: application/json`".into(),
                 ),
                 JsonPayloadError::Overflow { .. }
-                | JsonPayloadError::OverflowKnownLength { .. } => ApiError::validation(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    vec!["body".into()],
-                    err.to_string(),
-                    "too_large",
-                ),
+                | JsonPayloadError::OverflowKnownLength { .. } => {
+                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, err.to_string().into())
+                }
                 JsonPayloadError::Deserialize(e) => ApiError::validation(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     vec!["body".into()],
@@ -119,12 +114,7 @@ fn json_config() -> web::JsonConfig {
                         "json_invalid"
                     },
                 ),
-                _ => ApiError::validation(
-                    StatusCode::BAD_REQUEST,
-                    vec!["body".into()],
-                    err.to_string(),
-                    "body_error",
-                ),
+                _ => ApiError::new(StatusCode::BAD_REQUEST, err.to_string().into()),
             };
             api.into()
         })

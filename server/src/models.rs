@@ -20,6 +20,7 @@ pub struct TIEnterRunningPayload {
     /// Unix user the task runs as.
     pub unixname: String,
     /// Process id of the task runner.
+    #[serde(deserialize_with = "integer")]
     pub pid: i64,
     /// When the task started, with a UTC offset.
     #[serde(with = "time::serde::rfc3339")]
@@ -42,6 +43,7 @@ pub struct TIHeartbeatInfo {
     /// Host the task runs on; must match the one given to `/run`.
     pub hostname: String,
     /// Process id; must match the one given to `/run`.
+    #[serde(deserialize_with = "integer")]
     pub pid: i64,
 }
 
@@ -95,10 +97,10 @@ pub struct TISuccessStatePayload {
     pub end_date: OffsetDateTime,
     /// Asset outlets; accepted and ignored (no asset support here).
     #[serde(default)]
-    pub task_outlets: Option<Vec<serde_json::Value>>,
+    pub task_outlets: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
     /// Asset events; accepted and ignored.
     #[serde(default)]
-    pub outlet_events: Option<Vec<serde_json::Value>>,
+    pub outlet_events: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
     /// Rendered map index, stored when given.
     #[serde(default)]
     pub rendered_map_index: Option<String>,
@@ -214,6 +216,7 @@ pub struct VariableResponse {
 #[serde(deny_unknown_fields)]
 pub struct VariablePostBody {
     /// The value (required, may be `null`).
+    #[serde(deserialize_with = "required_nullable")]
     pub val: Option<String>,
     /// Optional description.
     #[serde(default)]
@@ -257,6 +260,53 @@ pub struct MessageResponse {
     pub message: String,
 }
 
+/// An integer, also written as a float without fraction (`42.0`), which JSON
+/// Schema and pydantic both count as an integer.
+fn integer<'de, D>(deserializer: D) -> Result<i64, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Integer;
+
+    impl serde::de::Visitor<'_> for Integer {
+        type Value = i64;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an integer")
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
+            Ok(v)
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
+            i64::try_from(v).map_err(|_| E::custom(format!("integer {v} out of range")))
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i64, E> {
+            // 2^63 as f64: the first value past i64::MAX.
+            const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+            if v.fract() == 0.0 && (-LIMIT..LIMIT).contains(&v) {
+                Ok(v as i64)
+            } else {
+                Err(E::custom(format!("expected an integer, got {v}")))
+            }
+        }
+    }
+
+    deserializer.deserialize_any(Integer)
+}
+
+/// A field that must be present but may be `null` (pydantic's `x: str | None`
+/// without a default); serde would otherwise treat a missing `Option` as `None`.
+fn required_nullable<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +333,32 @@ mod tests {
             serde_json::from_str::<TIStateUpdate>(r#"{"state":"success","end_date":"yesterday"}"#)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn pids_may_be_written_as_whole_floats() {
+        let info: TIHeartbeatInfo =
+            serde_json::from_str(r#"{"hostname": "h", "pid": 539.0}"#).unwrap();
+        assert_eq!(info.pid, 539);
+        assert!(
+            serde_json::from_str::<TIHeartbeatInfo>(r#"{"hostname": "h", "pid": 1.5}"#).is_err()
+        );
+        assert!(
+            serde_json::from_str::<TIHeartbeatInfo>(r#"{"hostname": "h", "pid": "1"}"#).is_err()
+        );
+        assert!(
+            serde_json::from_str::<TIHeartbeatInfo>(r#"{"hostname": "h", "pid": 1e300}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn variable_body_needs_val_but_it_may_be_null() {
+        assert!(serde_json::from_str::<VariablePostBody>("{}").is_err());
+        let body: VariablePostBody = serde_json::from_str(r#"{"val": null}"#).unwrap();
+        assert_eq!(body.val, None);
+        let body: VariablePostBody =
+            serde_json::from_str(r#"{"val": "v", "description": "d"}"#).unwrap();
+        assert_eq!(body.val.as_deref(), Some("v"));
     }
 
     #[test]

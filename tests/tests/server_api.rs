@@ -742,6 +742,14 @@ fn malformed_requests_are_4xx_with_a_message_and_change_nothing() {
             422,
         ),
         ("PUT", "/variables/k", "[]", 422),
+        ("PUT", "/variables/k", "{}", 422),
+        ("PUT", "/variables/k", "[null, null]", 422),
+        (
+            "PATCH",
+            state.as_str(),
+            r#"{"state": "success", "end_date": "2026-01-01T10:00:00Z", "task_outlets": [null]}"#,
+            422,
+        ),
     ];
     for (method, path, body, status) in cases {
         let reply = server.call(method, path, Some(&token), Some(body), &[]);
@@ -764,6 +772,7 @@ fn malformed_requests_are_4xx_with_a_message_and_change_nothing() {
         &[("Content-Type", "text/plain")],
     );
     assert_eq!(reply.status, 415);
+    assert_eq!(reply.detail(), "expected `Content-Type: application/json`");
     // Bad query parameter.
     let reply = server.get("/xcoms/d/r/t/k?map_index=abc", Some(&token));
     assert_eq!(reply.status, 422);

@@ -7,11 +7,13 @@
 //! in plain functions beside this file.
 
 mod error;
+mod payload;
 mod resources;
 mod task_instances;
 mod xcoms;
 
 pub use error::{ApiError, RETRY_AFTER_SECONDS};
+pub use payload::Payload;
 pub use xcoms::{XComPath, XComQuery};
 
 use policy_macros::execution_router;
@@ -41,7 +43,7 @@ pub mod execution {
         use policy_macros::execution_route;
         use uuid::Uuid;
 
-        use crate::api::{ApiError, task_instances};
+        use crate::api::{ApiError, Payload, task_instances};
         use crate::models::{TIEnterRunningPayload, TIHeartbeatInfo, TIStateUpdate};
         use crate::store::Store;
 
@@ -52,7 +54,7 @@ pub mod execution {
             token: Token,
             store: web::Data<Store>,
             id: web::Path<Uuid>,
-            payload: web::Json<TIEnterRunningPayload>,
+            payload: Payload<TIEnterRunningPayload>,
         ) -> Result<HttpResponse, ApiError> {
             task_instances::run(&req, &token, &store, *id, &payload).await
         }
@@ -62,7 +64,7 @@ pub mod execution {
         pub async fn update_state(
             store: web::Data<Store>,
             id: web::Path<Uuid>,
-            payload: web::Json<TIStateUpdate>,
+            payload: Payload<TIStateUpdate>,
         ) -> Result<HttpResponse, ApiError> {
             task_instances::update_state(&store, *id, &payload).await
         }
@@ -72,7 +74,7 @@ pub mod execution {
         pub async fn heartbeat(
             store: web::Data<Store>,
             id: web::Path<Uuid>,
-            payload: web::Json<TIHeartbeatInfo>,
+            payload: Payload<TIHeartbeatInfo>,
         ) -> Result<HttpResponse, ApiError> {
             task_instances::heartbeat(&store, *id, &payload).await
         }
@@ -84,7 +86,7 @@ pub mod execution {
         use actix_web::{HttpResponse, web};
         use policy_macros::execution_route;
 
-        use crate::api::{ApiError, resources};
+        use crate::api::{ApiError, Payload, resources};
         use crate::models::VariablePostBody;
         use crate::store::Store;
 
@@ -102,7 +104,7 @@ pub mod execution {
         pub async fn put_variable(
             store: web::Data<Store>,
             key: web::Path<String>,
-            body: web::Json<VariablePostBody>,
+            body: Payload<VariablePostBody>,
         ) -> Result<HttpResponse, ApiError> {
             resources::put_variable(&store, &key, &body).await
         }
