@@ -383,6 +383,7 @@ async fn ti_create(
             max_tries: args.max_tries,
         })
         .await?;
+    store.close().await;
     print_line(&id.to_string())
 }
 
@@ -395,6 +396,7 @@ async fn variable_set(
     store
         .set_variable(&args.key, &args.value, args.description.as_deref())
         .await?;
+    store.close().await;
     Ok(())
 }
 
@@ -416,6 +418,7 @@ async fn connection_add(
             extra: args.extra,
         })
         .await?;
+    store.close().await;
     Ok(())
 }
 

@@ -192,7 +192,7 @@ fn dev_secret_is_reused_across_restarts() {
     let dir_args = data_dir_args(&data);
     let dir_args: Vec<&str> = dir_args.iter().map(String::as_str).collect();
 
-    // The CLI may run before the server ever did: it creates the secret.
+    // The CLI may run before the server ever did: `token mint` creates the secret.
     cli(&data, &["variable", "set", "k", "v"]);
     let token = mint(&data, Uuid::new_v4(), "execution");
     let secret = std::fs::read_to_string(data.join("dev-jwt-secret")).unwrap();
