@@ -186,7 +186,7 @@ pub fn build(
 }
 
 /// Reads `<data_dir>/dev-jwt-secret`, creating it (mode 0600) with 64 random bytes, hex-encoded,
-/// if missing. Creating it logs a warning: this is for development only.
+/// if missing. `serve` warns whenever it signs with it: this is for development only.
 pub fn dev_secret(data_dir: &Path) -> Result<String, SigningError> {
     let path = data_dir.join(DEV_SECRET_FILE);
     let err = |reason: String| SigningError::DevSecret {
@@ -206,7 +206,7 @@ pub fn dev_secret(data_dir: &Path) -> Result<String, SigningError> {
         .map_err(&err)?
         .ok_or_else(|| err("disappeared after creation".into()))?;
     if created {
-        tracing::warn!(path = %path.display(), "no jwt_secret or jwt_private_key_path configured: generated a development secret; configure AIRFLOW__API_AUTH__JWT_SECRET or a private key for production");
+        tracing::info!(path = %path.display(), "no jwt_secret or jwt_private_key_path configured: generated a development secret");
     } else {
         tracing::debug!(path = %path.display(), "using the development secret");
     }

@@ -59,7 +59,10 @@ fn fresh_data_dir_serves_cli_data_and_cli_tokens() {
     );
     assert_eq!(mode & 0o777, 0o600, "dev secret mode {mode:o}");
     assert!(
-        server.stderr().contains("development secret"),
+        server.stderr().contains("WARN")
+            && server
+                .stderr()
+                .contains("signing with the development secret"),
         "no dev-secret warning:\n{}",
         server.stderr()
     );
