@@ -247,8 +247,18 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// A transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: the
+    /// write lock is taken (waiting up to `busy_timeout`) before any read, so a
+    /// read-then-write can never fail with `SQLITE_BUSY` half-way.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if self.backend == Backend::Postgres {
             // Replicas starting together: one migrates, the others wait here.
             sqlx::query(

@@ -209,7 +209,7 @@ impl Store {
             None => format!("manual__{}", airflow_run_stamp(now)),
         };
         let id = Uuid::new_v4();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO dag_runs (dag_id, run_id, logical_date, run_after, run_type, state, \
              clear_number, created_at) VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6) \
@@ -264,7 +264,7 @@ impl Store {
     ) -> Result<StartOutcome, StoreError> {
         let stamp = timestamp(now());
         let key = id.to_string();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE task_instances SET state = 'running', hostname = $2, unixname = $3, pid = $4, \
              start_date = $5, end_date = NULL, last_heartbeat_at = $6, retry_delay_seconds = NULL, \
@@ -370,7 +370,7 @@ impl Store {
         let stamp = timestamp(now());
         let key = id.to_string();
         let target = update.state();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let updated = match update {
             TIStateUpdate::Success(p) => {
                 self.finish(
@@ -776,6 +776,33 @@ mod tests {
                 .filter(|o| matches!(o, StartOutcome::Started(_)))
                 .count();
             assert_eq!(started, 1, "{outcomes:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn two_stores_on_one_sqlite_file_have_one_winner() {
+        // Like the CLI and a server, or two processes, on one data directory.
+        let target = crate::store::testing::temp_sqlite();
+        let (a, b) = (
+            Store::open(&target).await.unwrap(),
+            Store::open(&target).await.unwrap(),
+        );
+        for round in 0..5 {
+            let id = a
+                .create_task_instance(&NewTaskInstance::new(unique("dag"), format!("t{round}")))
+                .await
+                .unwrap();
+            let (run_a, run_b) = (running("a", 1), running("b", 2));
+            let (one, two) = tokio::join!(
+                a.start_task_instance(id, &run_a),
+                b.start_task_instance(id, &run_b),
+            );
+            let started = [one.unwrap(), two.unwrap()]
+                .iter()
+                .filter(|o| matches!(o, StartOutcome::Started(_)))
+                .count();
+            assert_eq!(started, 1);
+            assert_eq!(b.task_instance(id).await.unwrap().unwrap().state, "running");
         }
     }
 

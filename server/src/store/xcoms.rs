@@ -59,7 +59,7 @@ impl Store {
         at: XComKey<'_>,
         value: &serde_json::Value,
     ) -> Result<XComWrite, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         // A write first, so SQLite takes its write lock before reading.
         let stored = sqlx::query(
             "INSERT INTO xcoms (dag_id, run_id, task_id, map_index, key, value, updated_at) \
