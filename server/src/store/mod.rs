@@ -425,6 +425,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_locked_database_is_a_transient_error() {
+        // Another process holds the write lock past busy_timeout: the write
+        // fails as transient (the API's 503 + Retry-After), nothing panics,
+        // and the write succeeds once the lock is gone.
+        let target = testing::temp_sqlite();
+        let holder = Store::open(&target).await.unwrap();
+        let store = Store::open(&target).await.unwrap();
+        let mut lock = holder.pool.begin_with("BEGIN EXCLUSIVE").await.unwrap();
+        let err = store.set_variable("k", "v", None).await.unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        sqlx::query("INSERT INTO variables (key, val, updated_at) VALUES ('other', 'x', 'now')")
+            .execute(&mut *lock)
+            .await
+            .unwrap();
+        lock.rollback().await.unwrap();
+        store.set_variable("k", "v", None).await.unwrap();
+        assert_eq!(store.variable("other").await.unwrap(), None);
+        assert_eq!(
+            store.variable("k").await.unwrap().unwrap().value.as_deref(),
+            Some("v")
+        );
+    }
+
+    #[tokio::test]
     async fn open_creates_directories_and_is_idempotent() {
         let target = testing::temp_sqlite();
         let store = Store::open(&target).await.unwrap();
