@@ -26,11 +26,13 @@ pub fn init_tracing(default_filter: &str) {
         .try_init();
 }
 
-/// Serves the app on `bind` until SIGTERM or Ctrl-C, then drains in-flight requests.
+/// Serves the app on `bind` until SIGTERM or Ctrl-C, then drains in-flight requests and closes
+/// the database pool.
 ///
 /// Prints `listening on http://ADDR` on stdout once bound (with the real port when `bind` asks
 /// for port 0), so scripts and tests can find the server.
 pub async fn serve(state: AppState, bind: SocketAddr) -> std::io::Result<()> {
+    let store = state.store.clone();
     let server = HttpServer::new(move || App::new().configure(app::configure(state.clone())))
         // Our own signal handling below logs through `tracing` and makes Ctrl-C graceful too.
         .disable_signals()
@@ -60,6 +62,8 @@ pub async fn serve(state: AppState, bind: SocketAddr) -> std::io::Result<()> {
     });
 
     server.await?;
+    // In-flight requests are done: close the pool (SQLite checkpoints its WAL on the last close).
+    store.close().await;
     tracing::info!("server stopped");
     Ok(())
 }

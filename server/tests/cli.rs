@@ -186,6 +186,9 @@ fn fresh_data_dir_serves_cli_data_and_cli_tokens() {
         "{log}"
     );
     assert!(log.contains("server stopped"), "{log}");
+    // The pool was closed: SQLite checkpointed and removed its write-ahead log.
+    assert!(data.join("execution-api.db").exists());
+    assert!(!data.join("execution-api.db-wal").exists(), "WAL left behind: pool not closed");
 }
 
 #[test]
