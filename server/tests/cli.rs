@@ -188,7 +188,10 @@ fn fresh_data_dir_serves_cli_data_and_cli_tokens() {
     assert!(log.contains("server stopped"), "{log}");
     // The pool was closed: SQLite checkpointed and removed its write-ahead log.
     assert!(data.join("execution-api.db").exists());
-    assert!(!data.join("execution-api.db-wal").exists(), "WAL left behind: pool not closed");
+    assert!(
+        !data.join("execution-api.db-wal").exists(),
+        "WAL left behind: pool not closed"
+    );
 }
 
 #[test]
