@@ -273,12 +273,13 @@ impl RouteInput {
                 (None, None)
             }
             (None, Some(method), None) => {
-                errors.push(syn::Error::new(
-                    Span::call_site(),
+                errors.spanned(
+                    method,
                     format!(
-                        "missing path: expected `#[execution_route({method}, \"/path\", ...)]`"
+                        "missing path after `{method}`: expected \
+                         `#[execution_route({method}, \"/path\", ...)]`"
                     ),
-                ));
+                );
                 if Method::parse(method).is_none() {
                     errors.spanned(method, unknown_method(method));
                 }

@@ -24,9 +24,15 @@ fn main() {
     assert_eq!(actix.method, combined.method);
     assert_eq!(actix.path, combined.path);
     assert_eq!(actix.policy, combined.policy);
-    assert_eq!((actix.handler, combined.handler), ("run_actix", "run_combined"));
+    assert_eq!(
+        (actix.handler, combined.handler),
+        ("run_actix", "run_combined")
+    );
     // `token:workload` alone does not let execution tokens in.
-    assert_eq!(combined.policy.to_string(), "tokens: workload; bindings: ti:self");
+    assert_eq!(
+        combined.policy.to_string(),
+        "tokens: workload; bindings: ti:self"
+    );
 
     let _app = App::new().service(run_actix).service(RunCombinedRoute);
 }

@@ -8,7 +8,13 @@ use policy_macros::execution_route;
 
 #[execution_route(patch, "/{task_instance_id}/run", scopes = ["ti:self", "token:workload"])]
 async fn run(token: Token, path: web::Path<String>, body: web::Bytes) -> HttpResponse {
-    HttpResponse::Ok().body(format!("{} {} {} {}", token.sub(), token.token_type(), path.into_inner(), body.len()))
+    HttpResponse::Ok().body(format!(
+        "{} {} {} {}",
+        token.sub(),
+        token.token_type(),
+        path.into_inner(),
+        body.len()
+    ))
 }
 
 #[execution_route(scopes = ["ti:self"])]

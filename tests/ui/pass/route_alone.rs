@@ -28,7 +28,10 @@ async fn variable() -> HttpResponse {
 
 fn main() {
     let info = authenticated::INFO;
-    assert_eq!((info.method, info.path, info.handler), ("GET", "/health/authenticated", "authenticated"));
+    assert_eq!(
+        (info.method, info.path, info.handler),
+        ("GET", "/health/authenticated", "authenticated")
+    );
     assert!(info.policy.allows(TokenType::Execution));
     assert!(!info.policy.allows(TokenType::Workload));
     assert!(info.policy.bindings().is_empty());
@@ -36,7 +39,10 @@ fn main() {
     let info = update_state::INFO;
     assert_eq!(info.method, "PATCH");
     assert_eq!(info.path, "/task-instances/{task_instance_id}/state");
-    assert_eq!(info.policy.to_string(), "tokens: execution; bindings: ti:self");
+    assert_eq!(
+        info.policy.to_string(),
+        "tokens: execution; bindings: ti:self"
+    );
 
     assert_eq!(variable::INFO.method, "GET, HEAD");
 

@@ -27,7 +27,8 @@ mod task_instances {
 #[execution_router]
 mod empty {}
 
-const TI_SELF: RoutePolicy = RoutePolicy::AUTHENTICATED.with(policy_core::Scope::Bind(Binding::TaskInstance));
+const TI_SELF: RoutePolicy =
+    RoutePolicy::AUTHENTICATED.with(policy_core::Scope::Bind(Binding::TaskInstance));
 
 fn main() {
     let routes = task_instances::routes();
@@ -36,7 +37,10 @@ fn main() {
     assert_eq!(routes[0].path, "/task-instances/{task_instance_id}/state");
     assert_eq!(routes[0].handler, "update_state");
     assert_eq!(routes[1].method, "PUT");
-    assert_eq!(routes[1].path, "/task-instances/{task_instance_id}/heartbeat");
+    assert_eq!(
+        routes[1].path,
+        "/task-instances/{task_instance_id}/heartbeat"
+    );
     for route in &routes {
         assert_eq!(route.policy, TI_SELF);
         assert!(!route.policy.allows(TokenType::Workload));

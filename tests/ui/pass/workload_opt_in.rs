@@ -29,5 +29,7 @@ const _: () = assert!(!STATE.allows(TokenType::Workload) && STATE.allows(TokenTy
 fn main() {
     assert_eq!(RUN.allowed_tokens().to_string(), "execution, workload");
     assert_eq!(STATE.allowed_tokens().to_string(), "execution");
-    let _app = actix_web::App::new().service(RunRoute).service(UpdateStateRoute);
+    let _app = actix_web::App::new()
+        .service(RunRoute)
+        .service(UpdateStateRoute);
 }
