@@ -291,3 +291,51 @@ pub(crate) fn router_functions(
         },
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flat(tokens: impl quote::ToTokens) -> String {
+        tokens.to_token_stream().to_string().replace(' ', "")
+    }
+
+    #[test]
+    fn policy_is_built_from_const_fns_of_policy_core() {
+        let policy = RoutePolicy::from_scopes(["ti:self", "token:workload"]).unwrap();
+        assert_eq!(
+            flat(policy_tokens(policy)),
+            "::policy_core::RoutePolicy::new(\
+             ::policy_core::TokenTypes::NONE.with(::policy_core::TokenType::Workload),\
+             ::policy_core::Bindings::NONE.with(::policy_core::Binding::TaskInstance),)"
+        );
+        assert_eq!(
+            flat(policy_tokens(RoutePolicy::AUTHENTICATED)),
+            "::policy_core::RoutePolicy::new(::policy_core::TokenTypes::NONE,::policy_core::Bindings::NONE,)"
+        );
+    }
+
+    #[test]
+    fn an_argument_is_appended_after_the_existing_ones() {
+        let wrap = quote!(wrap = "W");
+        for (attr, expected) in [
+            (quote!(#[get("/p")]), r#"#[get("/p",wrap="W")]"#),
+            (quote!(#[get("/p",)]), r#"#[get("/p",wrap="W")]"#),
+            (
+                quote!(#[actix_web::get("/p", name = "n")]),
+                r#"#[actix_web::get("/p",name="n",wrap="W")]"#,
+            ),
+            (
+                quote!(#[execution_route]),
+                r#"#[execution_route(wrap="W")]"#,
+            ),
+            (
+                quote!(#[execution_route()]),
+                r#"#[execution_route(wrap="W")]"#,
+            ),
+        ] {
+            let attr: Attribute = syn::parse_quote!(#attr);
+            assert_eq!(flat(with_argument(&attr, wrap.clone())), expected);
+        }
+    }
+}

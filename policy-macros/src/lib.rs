@@ -83,7 +83,7 @@ use proc_macro::TokenStream;
 ///   `HttpServiceFactory` (register it with `App::service`) and
 ///   `::policy_core::ExecutionRoute`.
 ///
-/// `ExecutionRoute::INFO` is a `const` [`RouteInfo`](../policy_core/struct.RouteInfo.html):
+/// `ExecutionRoute::INFO` is a `const` `policy_core::RouteInfo`:
 /// method, full path, handler name and merged `RoutePolicy`, computed by the
 /// macro. The policy is enforced by a resource middleware, before any extractor
 /// runs: a caller without a valid token gets 401/403, never a body error.

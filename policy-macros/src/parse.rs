@@ -362,3 +362,44 @@ pub(crate) fn is_combined_args(args: &TokenStream) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    #[test]
+    fn the_combined_spelling_starts_with_a_method_or_a_path() {
+        assert!(is_combined_args(&quote!(patch, "/p", scopes = ["ti:self"])));
+        assert!(is_combined_args(&quote!(get)));
+        assert!(is_combined_args(&quote!("/p")));
+        assert!(!is_combined_args(&quote!(scopes = ["ti:self"])));
+        assert!(!is_combined_args(&quote!()));
+    }
+
+    #[test]
+    fn every_malformed_argument_is_reported() {
+        let error =
+            syn::parse2::<RouteArgs>(quote!(get, post, "/a", "/b", scope = [], scopes = "x"))
+                .err()
+                .unwrap();
+        let messages: Vec<String> = error.into_iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            messages,
+            [
+                "a route has one method; `get` is already given",
+                "a route has one path; `/a` is already given",
+                "unknown argument `scope`; expected `scopes`",
+                "`scopes` takes a list of string literals, e.g. `scopes = [\"ti:self\"]`",
+            ]
+        );
+    }
+
+    #[test]
+    fn hidden_router_arguments_are_read() {
+        let args: RouteArgs =
+            syn::parse2(quote!(__inherited_scopes = ["ti:self"], __prefix = "/ti")).unwrap();
+        assert_eq!(args.inherited.scopes[0].value(), "ti:self");
+        assert_eq!(args.inherited.prefix.unwrap().value(), "/ti");
+    }
+}
