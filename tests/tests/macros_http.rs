@@ -45,6 +45,13 @@ mod api {
             HttpResponse::NoContent().finish()
         }
 
+        /// The first spelling, above actix-web's own attribute.
+        #[execution_route]
+        #[actix_web::put("/{task_instance_id}/heartbeat")]
+        async fn heartbeat() -> HttpResponse {
+            HttpResponse::NoContent().finish()
+        }
+
         #[execution_route(
             patch,
             "/{task_instance_id}/run",
@@ -369,8 +376,39 @@ fn routes_lists_every_route_with_its_merged_policy() {
             "POST /execution/xcoms/{key} set_xcom [tokens: execution]",
             "PATCH /execution/task-instances/{task_instance_id}/state update_state \
              [tokens: execution; bindings: ti:self]",
+            "PUT /execution/task-instances/{task_instance_id}/heartbeat heartbeat \
+             [tokens: execution; bindings: ti:self]",
             "PATCH /execution/task-instances/{task_instance_id}/run run \
              [tokens: execution, workload; bindings: ti:self]",
         ]
     );
+}
+
+#[actix_web::test]
+async fn route_above_an_actix_attribute_enforces_the_inherited_policy() {
+    let server = Server::start();
+    let (mine, other) = (Uuid::new_v4(), Uuid::new_v4());
+    let path = format!("/execution/task-instances/{mine}/heartbeat");
+    let execution = server.token(mine, TokenType::Execution);
+
+    let res = server.send("PUT", &path, None, None).await;
+    assert_eq!(res.status, 401);
+    assert_eq!(res.detail(), "Missing auth token");
+
+    let res = server.send("PUT", &path, Some(&execution), None).await;
+    assert_eq!(res.status, 204, "{}", res.body);
+
+    let workload = server.token(mine, TokenType::Workload);
+    let res = server.send("PUT", &path, Some(&workload), None).await;
+    assert_eq!(res.status, 403);
+    assert_eq!(res.detail(), WORKLOAD_REFUSED);
+
+    let foreign = server.token(other, TokenType::Execution);
+    let res = server.send("PUT", &path, Some(&foreign), None).await;
+    assert_eq!(res.status, 403);
+    assert_eq!(
+        res.detail(),
+        "Token subject does not match task instance ID"
+    );
+    server.stop().await;
 }
