@@ -211,20 +211,43 @@ impl RouteInput {
     pub(crate) fn validate(&self) -> syn::Result<Route> {
         let mut errors = Errors::default();
         let RouteArgs {
-            method,
-            path,
             scopes,
             inherited:
                 Inherited {
                     scopes: inherited,
                     prefix,
                 },
+            ..
         } = &self.args;
         let own = own_scopes(scopes, &mut errors);
         let inherited = inherited_scopes(inherited);
         let policy = policy_of(own.iter().chain(&inherited));
         let handler = &self.handler.function.sig.ident;
 
+        let (shape, path) = self.shape(&mut errors);
+        let mut full = String::new();
+        if let Some(path) = &path
+            && let Some((full_path, params)) = full_path(path, prefix.as_ref(), &mut errors)
+        {
+            check_bindings(&own, &inherited, &full_path, &params, handler, &mut errors);
+            full = full_path;
+        }
+        // Every branch leaving `shape` empty has pushed an error.
+        errors.finish(shape).and_then(|shape| {
+            let shape = shape.ok_or_else(|| {
+                syn::Error::new(Span::call_site(), "`#[execution_route]` sees no route")
+            })?;
+            Ok(Route {
+                function: self.handler.function.clone(),
+                shape,
+                full_path: full,
+                policy,
+            })
+        })
+    }
+
+    /// Which spelling is used, and the route's own path (when readable).
+    fn shape(&self, errors: &mut Errors) -> (Option<Shape>, Option<LitStr>) {
         for extra in &self.handler.extra_actix {
             errors.spanned(
                 extra,
@@ -232,7 +255,7 @@ impl RouteInput {
             );
         }
 
-        let (shape, path) = match (&self.handler.actix, method, path) {
+        match (&self.handler.actix, &self.args.method, &self.args.path) {
             (Some(actix), None, None) => {
                 let methods = match actix.kind.to_string().as_str() {
                     "route" => actix.methods.iter().map(LitStr::value).collect(),
@@ -310,27 +333,7 @@ impl RouteInput {
                     (None, Some(path.clone()))
                 }
             },
-        };
-
-        let mut full = String::new();
-        if let Some(path) = &path
-            && let Some((full_path, params)) = full_path(path, prefix.as_ref(), &mut errors)
-        {
-            check_bindings(&own, &inherited, &full_path, &params, handler, &mut errors);
-            full = full_path;
         }
-        // Every branch leaving `shape` empty has pushed an error.
-        errors.finish(shape).and_then(|shape| {
-            let shape = shape.ok_or_else(|| {
-                syn::Error::new(Span::call_site(), "`#[execution_route]` sees no route")
-            })?;
-            Ok(Route {
-                function: self.handler.function.clone(),
-                shape,
-                full_path: full,
-                policy,
-            })
-        })
     }
 }
 
