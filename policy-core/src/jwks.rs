@@ -55,6 +55,9 @@ pub struct JwksConfig {
     pub refresh_interval: Duration,
     /// At most one refresh triggered by an unknown `kid` per this interval
     /// (default 30 s), so a flood of forged `kid`s cannot hammer the source.
+    /// The request that triggers it performs that one fetch itself (bounded
+    /// by `fetch_timeout`); requests arriving meanwhile never wait on it: they
+    /// are judged with the keys already in force.
     pub min_refresh_interval: Duration,
     /// Time limit of one HTTP fetch (default 5 s).
     pub fetch_timeout: Duration,

@@ -13,6 +13,42 @@
 //! [`Token`] extractor, the [`Reissue`] middleware and one
 //! [`ResponseError`](actix_web::ResponseError) impl for [`AuthError`].
 //!
+//! ## Keys
+//!
+//! | mode | signing ([`SigningKey`]) | validation ([`KeySource`]) |
+//! |---|---|---|
+//! | shared secret | [`SigningKey::from_secret`] (HS512 by default; HS256/HS384) | [`KeySource::secret`] |
+//! | PEM key pair | [`SigningKey::from_pem`]: RSA -> RS256, Ed25519 -> EdDSA, P-256 -> ES256 (guessed); `kid` = RFC 7638 thumbprint | [`KeySource::public_pem`] or [`KeySource::signing_key`] |
+//! | JWKS | (publish [`SigningKey::public_jwk`]) | [`KeySource::jwks`]: file or `http(s)://` URL, refreshed in the background, keys chosen by `kid` |
+//!
+//! Every verifying key is pinned to one algorithm, so `alg: none` and algorithm
+//! confusion (an HS256 token "signed" with an RSA public key) are refused
+//! before any cryptography runs.
+//!
+//! ## Validation and caching
+//!
+//! [`TokenValidator::validate`] checks the signature, then the claims (`sub` a
+//! UUID, `scope` a [`TokenType`] defaulting to `execution`, `aud`, optional
+//! `iss`), then `exp`/`nbf`/`iat` with a leeway (10 s by default). A token that
+//! passes is kept in a bounded cache keyed by its exact bytes, so the next
+//! request presenting it skips the signature check (time claims are re-checked
+//! on every hit; the cache empties when the key set changes). Within one request
+//! [`authenticate`] stores the `Arc<Claims>` in the request extensions: the
+//! route guard, every [`Token`] extractor and [`Reissue`] share one validation,
+//! which [`TokenValidator::signature_verifications`] lets a test count.
+//!
+//! ## Responses
+//!
+//! | situation | status | `detail` |
+//! |---|---|---|
+//! | no `Authorization: Bearer` header | 401 | `Missing auth token` |
+//! | bad signature, expired, not yet valid, wrong audience/issuer, malformed, `alg: none` | 403 | `Invalid auth token` |
+//! | claims of the wrong shape | 403 | `Invalid auth token: <why>` |
+//! | token type not allowed | 403 | `Token type 'workload' not allowed for this endpoint. Allowed types: execution` |
+//! | `ti:self` and `sub` differs | 403 | `Token subject does not match task instance ID` |
+//!
+//! ## Example
+//!
 //! ```
 //! # #[cfg(feature = "runtime")] {
 //! use std::time::Duration;
