@@ -140,7 +140,8 @@ fn extractor_path(c: &mut Criterion) {
                         .wrap(Enforce::new(TI_SELF))
                         .route(web::put().to(handler)),
                 )
-                .route("/open", web::put().to(open)),
+                .route("/open", web::put().to(open))
+                .route("/open/{task_instance_id}/heartbeat", web::put().to(open)),
         ));
         let uri = format!("/ti/{ti}/heartbeat");
         group.bench_function(name, |b| {
@@ -154,10 +155,11 @@ fn extractor_path(c: &mut Criterion) {
             })
         });
         if cache == 0 {
+            let open_uri = format!("/open/{ti}/heartbeat");
             group.bench_function("unprotected route, same app", |b| {
                 b.iter(|| {
                     let req = test::TestRequest::put()
-                        .uri("/open")
+                        .uri(&open_uri)
                         .insert_header(("Authorization", format!("Bearer {token}")))
                         .to_request();
                     let res = system.block_on(test::call_service(&app, req));
