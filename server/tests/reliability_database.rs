@@ -267,3 +267,67 @@ fn postgres_unreachable_is_503_then_recovers_when_configured() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     no_panics(server);
 }
+
+#[test]
+fn postgres_rows_locked_past_lock_timeout_are_503_then_recover_when_configured() {
+    let Some(url) = support::postgres_url() else {
+        eprintln!(
+            "postgres_rows_locked_past_lock_timeout_are_503_then_recover_when_configured: EXECUTION_API_TEST_POSTGRES_URL unset, not run"
+        );
+        return;
+    };
+    let dir = TempDir::new("reliability-db-pg-lock");
+    let dag = format!("pg_lock_{}", Uuid::new_v4().simple());
+    let ti = create_ti(dir.path(), Some(&url), &dag, "t");
+    let server = ServerProcess::start(
+        &[
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--database-url",
+            &url,
+        ],
+        &[("AIRFLOW__API_AUTH__JWT_SECRET", SECRET)],
+    );
+    let addr = server.addr;
+    let token = token(ti);
+    // Only this test's rows are locked: other tests share the database.
+    let key = format!("pg_lock_{}", Uuid::new_v4().simple());
+    assert_eq!(put_variable(addr, &token, &key, "before").status, 201);
+
+    let rt = support::runtime();
+    let mut holder = rt.block_on(support::connect(&url));
+    rt.block_on(holder.execute("BEGIN")).unwrap();
+    for (sql, id) in [
+        (
+            "SELECT key FROM variables WHERE key = $1 FOR UPDATE",
+            key.clone(),
+        ),
+        (
+            "SELECT id FROM task_instances WHERE id = $1 FOR UPDATE",
+            ti.to_string(),
+        ),
+    ] {
+        let locked = rt
+            .block_on(sqlx::query(sql).bind(id).fetch_all(&mut holder))
+            .unwrap();
+        assert_eq!(locked.len(), 1, "{sql}");
+    }
+
+    // Writes wait out lock_timeout, then 503 + Retry-After (before the fix they hung).
+    assert_unavailable(
+        "PUT variable, row locked",
+        &put_variable(addr, &token, &key, "during"),
+    );
+    assert_unavailable("PATCH /run, row locked", &start_ti(addr, &token, ti));
+    // Reads do not wait on row locks.
+    assert_eq!(get_variable(addr, &token, &key).json()["value"], "before");
+
+    rt.block_on(holder.execute("ROLLBACK")).unwrap();
+    drop(holder);
+
+    assert_eq!(put_variable(addr, &token, &key, "after").status, 201);
+    assert_eq!(get_variable(addr, &token, &key).json()["value"], "after");
+    let reply = start_ti(addr, &token, ti);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    no_panics(server);
+}

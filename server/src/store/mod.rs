@@ -155,8 +155,9 @@ impl StoreError {
                 let code = db.code().unwrap_or_default();
                 // SQLite: 5 SQLITE_BUSY, 6 SQLITE_LOCKED and their extended codes
                 // (low byte). PostgreSQL: serialization failure, deadlock,
-                // connection exceptions (08*), insufficient resources (53*),
-                // operator intervention (57*).
+                // lock not available (55P03, lock_timeout), connection
+                // exceptions (08*), insufficient resources (53*), operator
+                // intervention (57*).
                 let sqlite_busy = code
                     .parse::<i64>()
                     .map(|c| matches!(c & 0xff, 5 | 6))
@@ -164,6 +165,7 @@ impl StoreError {
                 sqlite_busy
                     || code == "40001"
                     || code == "40P01"
+                    || code == "55P03"
                     || code.starts_with("08")
                     || code.starts_with("53")
                     || code.starts_with("57")
@@ -216,6 +218,11 @@ impl Store {
                         conn.execute("PRAGMA synchronous = FULL").await?;
                         conn.execute("PRAGMA busy_timeout = 5000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
+                    } else {
+                        // PostgreSQL's counterpart of busy_timeout: a row or table
+                        // lock held elsewhere fails the statement (55P03, a 503)
+                        // instead of holding the request forever.
+                        conn.execute("SET lock_timeout = '5s'").await?;
                     }
                     Ok(())
                 })
