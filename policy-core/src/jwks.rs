@@ -481,10 +481,17 @@ mod tests {
         reply: Arc<Mutex<(u16, String)>>,
         hits: Arc<AtomicUsize>,
         served: mpsc::Receiver<()>,
+        received: mpsc::Receiver<()>,
     }
 
     impl JwksServer {
         fn start(body: String) -> JwksServer {
+            JwksServer::start_gated(body, None)
+        }
+
+        /// With a gate, every request after the first waits for a message on
+        /// it before being answered (a fetch held in flight).
+        fn start_gated(body: String, gate: Option<mpsc::Receiver<()>>) -> JwksServer {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let url = format!(
                 "http://{}/.well-known/jwks.json",
@@ -493,6 +500,7 @@ mod tests {
             let reply = Arc::new(Mutex::new((200, body)));
             let hits = Arc::new(AtomicUsize::new(0));
             let (tx, served) = mpsc::channel();
+            let (got, received) = mpsc::channel();
             let (r, h) = (Arc::clone(&reply), Arc::clone(&hits));
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
@@ -507,6 +515,13 @@ mod tests {
                             Ok(0) | Err(_) => break,
                             Ok(n) => request.extend_from_slice(&buf[..n]),
                         }
+                    }
+                    let _ = got.send(());
+                    if let Some(gate) = &gate
+                        && h.load(Ordering::SeqCst) > 0
+                        && gate.recv().is_err()
+                    {
+                        break;
                     }
                     let (status, body) = r.lock().unwrap().clone();
                     let response = format!(
@@ -526,6 +541,7 @@ mod tests {
                 reply,
                 hits,
                 served,
+                received,
             }
         }
 
@@ -567,6 +583,38 @@ mod tests {
             assert!(v.validate_at(&token(&b, TokenType::Execution), NOW).is_ok());
         }
         assert_eq!(server.hits(), 5);
+    }
+
+    #[test]
+    fn requests_never_wait_on_a_fetch_in_flight() {
+        let (a, b, c) = keys();
+        let (release, gate) = mpsc::channel();
+        let server = JwksServer::start_gated(jwks_of(&[&a]), Some(gate));
+        // No rate limit: only the fetch in flight can stop a second refresh.
+        let cfg = JwksConfig {
+            min_refresh_interval: Duration::ZERO,
+            fetch_timeout: Duration::from_secs(60),
+            ..config(&server.url)
+        };
+        let v = TokenValidator::new(KeySource::Jwks(cfg), ValidationConfig::default()).unwrap();
+        server.received.try_recv().unwrap(); // the start-up load, answered
+        server.set(200, jwks_of(&[&a, &b]));
+        let (v2, token_b) = (v.clone(), token(&b, TokenType::Execution));
+        let waiting = std::thread::spawn(move || v2.validate_at(&token_b, NOW).map(|c| c.sub));
+        // B's unknown kid started a fetch, which the server now holds.
+        server
+            .received
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap();
+        // A known kid is judged with the keys in force, without waiting.
+        assert!(v.validate_at(&token(&a, TokenType::Execution), NOW).is_ok());
+        // Another unknown kid neither waits nor starts a second fetch.
+        assert!(is_invalid(&v, &token(&c, TokenType::Execution)));
+        assert_eq!(v.jwks_fetches(), 2);
+        assert_eq!(server.hits(), 1);
+        release.send(()).unwrap();
+        assert_eq!(waiting.join().unwrap().unwrap(), TI);
+        assert_eq!(server.hits(), 2);
     }
 
     #[test]
