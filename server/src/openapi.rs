@@ -177,7 +177,10 @@ fn operation(method: &str, path: &str) -> Map<String, Value> {
             path_param("run_id", string()),
             path_param("task_id", string()),
             path_param("key", string()),
-            query_param("map_index", json!({"type": "integer", "default": -1})),
+            query_param(
+                "map_index",
+                json!({"type": "integer", "default": -1, "minimum": i64::MIN, "maximum": i64::MAX}),
+            ),
         ];
         params.extend(extra.iter().map(|(n, s)| query_param(n, s.clone())));
         params
@@ -244,7 +247,10 @@ fn operation(method: &str, path: &str) -> Map<String, Value> {
             "summary": "Set an XCom value (any JSON value; the DAG run must exist)",
             "parameters": xcom_params(&[
                 ("dag_result", json!({"type": "boolean"})),
-                ("mapped_length", json!({"type": "integer"})),
+                (
+                    "mapped_length",
+                    json!({"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX}),
+                ),
             ]),
             "requestBody": body(json!({}), false),
             "responses": {"201": {"description": "Set", "content": json_content(schema_ref("MessageResponse"))}}
