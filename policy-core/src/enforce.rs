@@ -5,9 +5,9 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+use actix_web::Error;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::{Error, ResponseError};
 
 use crate::authorize::authorize;
 use crate::scope::RoutePolicy;
@@ -76,7 +76,9 @@ where
                 inner: self.service.call(req),
             },
             Err(err) => {
-                let res = req.into_response(err.error_response());
+                // `error_response` keeps the error attached to the response so access
+                // logs and outer middleware can tell a refusal from a handler's 403.
+                let res = req.error_response(err);
                 EnforceFuture::Refused {
                     response: Some(res.map_into_right_body()),
                 }

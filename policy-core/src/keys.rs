@@ -14,7 +14,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey};
 /// Why key material could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    /// An HMAC secret shorter than the hash output would make brute force cheap.
+    /// An HMAC secret so short that brute force is cheap.
     #[error("symmetric secret too short: {len} bytes, need at least {min}")]
     SecretTooShort {
         /// Bytes given.
@@ -58,14 +58,19 @@ pub(crate) fn install_crypto_provider() {
     });
 }
 
-/// The minimum secret length for HMAC: the hash output size (RFC 7518 §3.2).
-fn min_secret_len(alg: Algorithm) -> usize {
+/// The secret length RFC 7518 §3.2 asks for: the hash output size.
+fn recommended_secret_len(alg: Algorithm) -> usize {
     match alg {
         Algorithm::HS384 => 48,
         Algorithm::HS512 => 64,
         _ => 32,
     }
 }
+
+/// The shortest secret accepted at all. Airflow generates 24-character secrets
+/// (`b64encode(os.urandom(16))`); refusing them would stop operators reusing an
+/// Airflow configuration, so shorter-than-recommended secrets only warn.
+pub const MIN_SECRET_LEN: usize = 16;
 
 /// A key that signs tokens, with the algorithm it is pinned to and its `kid`.
 #[derive(Clone)]
@@ -245,12 +250,19 @@ impl VerifyingKey {
             });
         }
         let secret = secret.as_ref();
-        let min = min_secret_len(alg);
-        if secret.len() < min {
+        if secret.len() < MIN_SECRET_LEN {
             return Err(KeyError::SecretTooShort {
                 len: secret.len(),
-                min,
+                min: MIN_SECRET_LEN,
             });
+        }
+        let recommended = recommended_secret_len(alg);
+        if secret.len() < recommended {
+            tracing::warn!(
+                len = secret.len(),
+                recommended,
+                "symmetric secret shorter than the {alg:?} hash output; generate one with `openssl rand -hex 64`"
+            );
         }
         Ok(VerifyingKey {
             key: DecodingKey::from_secret(secret),
@@ -468,8 +480,12 @@ mod tests {
     fn refuses_bad_keys() {
         assert!(matches!(
             SigningKey::from_secret(b"short", Algorithm::HS512, None),
-            Err(KeyError::SecretTooShort { len: 5, min: 64 })
+            Err(KeyError::SecretTooShort { len: 5, min: 16 })
         ));
+        // Airflow's own generated secret (24 characters) is accepted.
+        assert!(
+            SigningKey::from_secret("q8hK1ODb2l0bW6o8ZQy0Ww==", Algorithm::HS512, None).is_ok()
+        );
         assert!(matches!(
             SigningKey::from_secret(SECRET, Algorithm::RS256, None),
             Err(KeyError::AlgorithmMismatch { .. })

@@ -147,7 +147,7 @@ pub use {
     generate::{GenerateError, TokenGenerator},
     jsonwebtoken::Algorithm,
     jwks::{JwksConfig, JwksLocation},
-    keys::{KeyError, KeySet, SigningKey, VerifyingKey},
+    keys::{KeyError, KeySet, MIN_SECRET_LEN, SigningKey, VerifyingKey},
     registry::{ExecutionRoute, RouteInfo},
     reissue::{REFRESHED_TOKEN_HEADER, Reissue, needs_reissue},
     validate::{KeySource, MAX_TOKEN_BYTES, TokenValidator},

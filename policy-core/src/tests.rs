@@ -435,6 +435,13 @@ async fn the_guard_runs_before_the_body_is_read() {
         .to_request();
     let res = atest::call_service(&app, req).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // The refusal carries its AuthError, so access logs can say why.
+    assert!(matches!(
+        res.response()
+            .error()
+            .and_then(|e| e.as_error::<crate::AuthError>()),
+        Some(crate::AuthError::MissingToken)
+    ));
     let token = f.token(TokenType::Execution, 600);
     let req = atest::TestRequest::patch()
         .uri(&uri)
