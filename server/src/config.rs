@@ -16,6 +16,9 @@
 //! jwt_issuer = "airflow"          # AIRFLOW__API_AUTH__JWT_ISSUER
 //! jwt_leeway = 10                 # AIRFLOW__API_AUTH__JWT_LEEWAY (seconds)
 //! jwt_kid = "my-key"              # AIRFLOW__API_AUTH__JWT_KID
+//! jwks_refresh_interval = 300     # EXECUTION_API_JWKS_REFRESH_INTERVAL (seconds; ours)
+//! jwks_min_refresh_interval = 30  # EXECUTION_API_JWKS_MIN_REFRESH_INTERVAL (seconds between
+//!                                 #   refreshes an unknown `kid` may trigger; ours)
 //!
 //! [execution_api]                 # Airflow's [execution_api] section
 //! jwt_audience = "urn:airflow.apache.org:task"  # AIRFLOW__EXECUTION_API__JWT_AUDIENCE
@@ -50,6 +53,14 @@ pub const DEFAULT_EXPIRATION: Duration = Duration::from_secs(600);
 pub const DEFAULT_WORKLOAD_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Airflow's default clock leeway (`[api_auth] jwt_leeway`).
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(10);
+/// Default period of the background JWKS refresh.
+pub const DEFAULT_JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
+/// Default minimum time between two refreshes triggered by an unknown `kid`.
+pub const DEFAULT_JWKS_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// Environment variable setting the background JWKS refresh period (seconds).
+pub const ENV_JWKS_REFRESH_INTERVAL: &str = "EXECUTION_API_JWKS_REFRESH_INTERVAL";
+/// Environment variable setting the minimum time between unknown-`kid` refreshes (seconds).
+pub const ENV_JWKS_MIN_REFRESH_INTERVAL: &str = "EXECUTION_API_JWKS_MIN_REFRESH_INTERVAL";
 /// Default capacity of the cross-request verified-token cache.
 pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 10_000;
 
@@ -100,6 +111,11 @@ pub struct AuthConfig {
     pub jwt_audience: String,
     /// Lifetime of execution tokens (`[execution_api] jwt_expiration_time`).
     pub jwt_expiration_time: Duration,
+    /// Period of the background JWKS refresh (`[api_auth] jwks_refresh_interval`).
+    pub jwks_refresh_interval: Duration,
+    /// Minimum time between refreshes an unknown `kid` triggers
+    /// (`[api_auth] jwks_min_refresh_interval`).
+    pub jwks_min_refresh_interval: Duration,
 }
 
 /// Why a configuration could not be resolved.
@@ -161,6 +177,8 @@ struct FileApiAuth {
     jwt_issuer: Option<String>,
     jwt_leeway: Option<u64>,
     jwt_kid: Option<String>,
+    jwks_refresh_interval: Option<u64>,
+    jwks_min_refresh_interval: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -282,6 +300,28 @@ impl Config {
             });
         }
 
+        let jwks_refresh_interval = s
+            .parsed(
+                ENV_JWKS_REFRESH_INTERVAL,
+                a.jwks_refresh_interval,
+                "expected a number of seconds",
+            )?
+            .map_or(DEFAULT_JWKS_REFRESH_INTERVAL, Duration::from_secs);
+        let jwks_min_refresh_interval = s
+            .parsed(
+                ENV_JWKS_MIN_REFRESH_INTERVAL,
+                a.jwks_min_refresh_interval,
+                "expected a number of seconds",
+            )?
+            .map_or(DEFAULT_JWKS_MIN_REFRESH_INTERVAL, Duration::from_secs);
+        if jwks_refresh_interval.is_zero() {
+            return Err(ConfigError::Invalid {
+                name: "jwks_refresh_interval".into(),
+                value: "0".into(),
+                reason: "must be at least 1 second",
+            });
+        }
+
         let auth = AuthConfig {
             jwt_secret,
             jwt_algorithm,
@@ -294,6 +334,8 @@ impl Config {
                 .string("AIRFLOW__EXECUTION_API__JWT_AUDIENCE", x.jwt_audience)
                 .unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned()),
             jwt_expiration_time,
+            jwks_refresh_interval,
+            jwks_min_refresh_interval,
         };
 
         let bind_raw = s
@@ -410,6 +452,8 @@ mod tests {
             jwt_leeway = 3
             jwt_kid = "k1"
             trusted_jwks_url = "https://example.test/jwks.json"
+            jwks_refresh_interval = 60
+            jwks_min_refresh_interval = 5
 
             [execution_api]
             jwt_audience = "aud"
@@ -430,6 +474,11 @@ mod tests {
         assert_eq!(
             config.auth.trusted_jwks_url.as_deref(),
             Some("https://example.test/jwks.json")
+        );
+        assert_eq!(config.auth.jwks_refresh_interval, Duration::from_secs(60));
+        assert_eq!(
+            config.auth.jwks_min_refresh_interval,
+            Duration::from_secs(5)
         );
         assert_eq!(config.auth.jwt_audience, "aud");
         assert_eq!(config.auth.jwt_expiration_time, Duration::from_secs(120));
@@ -459,9 +508,13 @@ mod tests {
                 (ENV_DATABASE_URL, "sqlite:///tmp/x.db"),
                 (ENV_BIND, "localhost:0"),
                 (ENV_TOKEN_CACHE_SIZE, "0"),
+                (ENV_JWKS_REFRESH_INTERVAL, "2"),
+                (ENV_JWKS_MIN_REFRESH_INTERVAL, "0"),
             ],
         )
         .unwrap();
+        assert_eq!(config.auth.jwks_refresh_interval, Duration::from_secs(2));
+        assert_eq!(config.auth.jwks_min_refresh_interval, Duration::ZERO);
         assert_eq!(config.auth.jwt_secret.as_deref(), Some("from-env"));
         assert_eq!(config.auth.jwt_leeway, Duration::from_secs(7));
         assert_eq!(config.auth.jwt_issuer.as_deref(), Some("iss-env"));

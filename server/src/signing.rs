@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use policy_core::{
-    Algorithm, GeneratorConfig, KeyError, KeySource, SigningKey, TokenGenerator, TokenValidator,
-    ValidationConfig,
+    Algorithm, GeneratorConfig, JwksConfig, KeyError, KeySource, SigningKey, TokenGenerator,
+    TokenValidator, ValidationConfig,
 };
 
 use crate::config::AuthConfig;
@@ -136,7 +136,12 @@ pub fn build(
             None => key,
         };
         let source = match &auth.trusted_jwks_url {
-            Some(url) => KeySource::jwks(url),
+            Some(url) => {
+                let mut jwks = JwksConfig::new(url);
+                jwks.refresh_interval = auth.jwks_refresh_interval;
+                jwks.min_refresh_interval = auth.jwks_min_refresh_interval;
+                KeySource::Jwks(jwks)
+            }
             None => KeySource::signing_key(&key),
         };
         (key, source)
