@@ -46,7 +46,9 @@ impl VerifiedCache {
 
     /// Stores a verified token. `generation` is the key-set generation the
     /// token was verified against; a stale one is ignored. When full, expired
-    /// entries go first, then arbitrary ones (a `HashMap`'s order is random).
+    /// entries go first, then a batch of arbitrary ones (a `HashMap`'s order is
+    /// random): evicting 1/16 of the capacity at once keeps the full-table scan
+    /// to one in `capacity / 16` inserts when every token is new.
     pub(crate) fn insert(&self, token: &str, claims: Arc<Claims>, generation: u64, now: i64) {
         if !self.is_enabled() {
             return;
@@ -57,11 +59,12 @@ impl VerifiedCache {
         }
         if inner.entries.len() >= self.capacity {
             inner.entries.retain(|_, c| c.exp > now);
-            while inner.entries.len() >= self.capacity {
-                let Some(victim) = inner.entries.keys().next().cloned() else {
-                    break;
-                };
-                inner.entries.remove(&victim);
+            if inner.entries.len() >= self.capacity {
+                let batch = (self.capacity / 16).max(1) + inner.entries.len() - self.capacity;
+                let victims: Vec<Box<str>> = inner.entries.keys().take(batch).cloned().collect();
+                for victim in &victims {
+                    inner.entries.remove(victim);
+                }
             }
         }
         inner.entries.insert(token.into(), claims);
@@ -127,6 +130,28 @@ mod tests {
         cache.insert("d", claims(100), 0, 50);
         assert_eq!(cache.len(), 2);
         assert!(cache.get("d").is_some());
+    }
+
+    #[test]
+    fn many_distinct_live_tokens_stay_within_the_bound() {
+        let cache = VerifiedCache::new(32);
+        for i in 0..1000 {
+            let token = format!("t{i}");
+            cache.insert(&token, claims(1_000), 0, 0);
+            assert!(cache.len() <= 32, "{} entries after {i}", cache.len());
+            assert!(cache.get(&token).is_some(), "the newest token is kept");
+        }
+        // Full: one insert evicts a batch of capacity / 16 = 2 entries.
+        let full = (0..)
+            .map(|i| format!("u{i}"))
+            .find(|t| {
+                cache.insert(t, claims(1_000), 0, 0);
+                cache.len() == 32
+            })
+            .unwrap();
+        assert!(cache.get(&full).is_some());
+        cache.insert("next", claims(1_000), 0, 0);
+        assert_eq!(cache.len(), 31);
     }
 
     #[test]
