@@ -175,10 +175,17 @@ impl StoreError {
     }
 }
 
-/// The database handle: a connection pool, cheap to clone.
+/// The database handle: connection pools, cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Reads (and, on PostgreSQL, writes).
     pool: AnyPool,
+    /// Writes. On SQLite a pool of one connection: SQLite has one writer at a
+    /// time anyway, and writers queueing here (FIFO, bounded by the acquire
+    /// timeout) beat writers sleeping and retrying in `busy_timeout`, which
+    /// gave half-second tail latencies under load. Other processes (the CLI)
+    /// still meet `busy_timeout`. On PostgreSQL the same pool as `pool`.
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -206,30 +213,46 @@ impl Store {
             DatabaseTarget::Postgres(url) => (url.clone(), Backend::Postgres, 10),
         };
         let options: AnyConnectOptions = url.parse()?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the writer; FULL syncs the WAL
-                        // on every commit, so an acknowledged write is on disk.
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = FULL").await?;
-                        conn.execute("PRAGMA busy_timeout = 5000").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                    } else {
-                        // PostgreSQL's counterpart of busy_timeout: a row or table
-                        // lock held elsewhere fails the statement (55P03, a 503)
-                        // instead of holding the request forever.
-                        conn.execute("SET lock_timeout = '5s'").await?;
-                    }
-                    Ok(())
+        let pool_options = || {
+            AnyPoolOptions::new()
+                .acquire_timeout(Duration::from_secs(5))
+                .after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            // WAL lets readers run beside the writer; FULL syncs the WAL
+                            // on every commit, so an acknowledged write is on disk.
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = FULL").await?;
+                            conn.execute("PRAGMA busy_timeout = 5000").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                        } else {
+                            // PostgreSQL's counterpart of busy_timeout: a row or table
+                            // lock held elsewhere fails the statement (55P03, a 503)
+                            // instead of holding the request forever.
+                            conn.execute("SET lock_timeout = '5s'").await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .connect_with(options)
+        };
+        let pool = pool_options()
+            .max_connections(max_connections)
+            .connect_with(options.clone())
             .await?;
-        let store = Store { pool, backend };
+        let writer = match backend {
+            Backend::Sqlite => {
+                pool_options()
+                    .max_connections(1)
+                    .connect_with(options)
+                    .await?
+            }
+            Backend::Postgres => pool.clone(),
+        };
+        let store = Store {
+            pool,
+            writer,
+            backend,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -251,6 +274,7 @@ impl Store {
 
     /// Closes the pool, waiting for connections in use (graceful shutdown).
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 
@@ -259,8 +283,8 @@ impl Store {
     /// read-then-write can never fail with `SQLITE_BUSY` half-way.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
         })
     }
 

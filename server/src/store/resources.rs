@@ -53,7 +53,7 @@ impl Store {
         .bind(value)
         .bind(description)
         .bind(timestamp(now()))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -77,7 +77,7 @@ impl Store {
     pub async fn delete_variable(&self, key: &str) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM variables WHERE key = $1")
             .bind(key)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -101,7 +101,7 @@ impl Store {
         .bind(conn.port)
         .bind(conn.extra.as_deref())
         .bind(timestamp(now()))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

@@ -508,7 +508,7 @@ impl Store {
         .bind(&info.hostname)
         .bind(info.pid)
         .bind(timestamp(now()))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if updated.rows_affected() == 1 {
             return Ok(HeartbeatOutcome::Alive);

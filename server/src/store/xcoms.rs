@@ -94,7 +94,7 @@ impl Store {
         .bind(at.task_id)
         .bind(at.map_index)
         .bind(at.key)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() > 0)
     }
