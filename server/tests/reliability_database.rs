@@ -14,10 +14,10 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::{Response, ServerProcess, TempDir};
+use common::{Response, ServerProcess, TempDir, request};
 use policy_core::{Algorithm, GeneratorConfig, SigningKey, TokenGenerator, TokenType};
 use sqlx::Executor as _;
-use support::{call, create_ti, request};
+use support::{call, create_ti};
 use uuid::Uuid;
 
 const SECRET: &str = "database-secret-0123456789abcdef0123456789abcdef0123456789abcdef";

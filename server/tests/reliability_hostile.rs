@@ -10,11 +10,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Response, ServerProcess, TempDir};
+use common::{Response, ServerProcess, TempDir, request, send_raw};
 use execution_api_server::store::{DatabaseTarget, Store, XComKey};
 use policy_core::{GeneratorConfig, SigningKey, TokenGenerator, TokenType};
 use serde_json::{Value, json};
-use support::{b64, call, create_ti, hs256, request, send_raw, unix_now};
+use support::{b64, call, create_ti, hs256, unix_now};
 use uuid::Uuid;
 
 const SECRET: &str = "reliability-hostile-secret-0123456789abcdef0123456789abcdef";

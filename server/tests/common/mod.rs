@@ -1,11 +1,11 @@
 //! Helpers shared by the binary-level tests: temporary data directories, running the real
 //! `server` binary (one-shot CLI commands, or serving on a loopback port), and a minimal
-//! HTTP/1.1 client over `std::net::TcpStream`.
+//! HTTP/1.1 client over `std::net::TcpStream` (fallible: a killed server is an error).
 
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -202,6 +202,7 @@ impl Response {
 }
 
 /// One HTTP/1.1 request with `Connection: close`; `token` goes in `Authorization: Bearer`.
+/// Panics if the exchange fails (see [`request`] for the fallible form).
 pub fn http(
     addr: SocketAddr,
     method: &str,
@@ -209,42 +210,67 @@ pub fn http(
     token: Option<&str>,
     body: Option<&str>,
 ) -> Response {
-    let mut stream = TcpStream::connect(addr).expect("connect to server");
-    stream.set_read_timeout(Some(STARTUP_LIMIT)).unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(token) = token {
-        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    request(addr, method, path, &headers, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// Sends raw bytes and reads the whole response (the request must say `Connection: close`).
+/// Connection errors and truncated responses are `Err`.
+pub fn send_raw(addr: SocketAddr, request: &[u8]) -> io::Result<Response> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(STARTUP_LIMIT))?;
+    stream.set_write_timeout(Some(STARTUP_LIMIT))?;
+    stream.write_all(request)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse(&raw)
+}
+
+/// One request with `Connection: close`; extra headers as given; `body` sent as JSON.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> io::Result<Response> {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     let body = body.unwrap_or("");
     if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
-        request.push_str(&format!(
+        head.push_str(&format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n",
             body.len()
         ));
     }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).expect("send request");
-
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read response");
-    parse_response(&raw)
+    head.push_str("\r\n");
+    head.push_str(body);
+    send_raw(addr, head.as_bytes())
 }
 
-fn parse_response(raw: &[u8]) -> Response {
+fn truncated(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("truncated response: {what}"),
+    )
+}
+
+fn parse(raw: &[u8]) -> io::Result<Response> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .expect("response has a header block");
+        .ok_or_else(|| truncated("no header block"))?;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut rest = &raw[split + 4..];
     let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
         .and_then(|s| s.parse().ok())
-        .expect("status code");
+        .ok_or_else(|| truncated("no status"))?;
     let headers: HashMap<String, String> = lines
         .filter_map(|line| line.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
@@ -258,25 +284,35 @@ fn parse_response(raw: &[u8]) -> Response {
             let eol = rest
                 .windows(2)
                 .position(|w| w == b"\r\n")
-                .expect("chunk size line");
+                .ok_or_else(|| truncated("chunk size"))?;
             let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..eol]).trim(), 16)
-                .expect("chunk size");
+                .map_err(|_| truncated("chunk size"))?;
             rest = &rest[eol + 2..];
             if size == 0 {
                 break;
+            }
+            if rest.len() < size + 2 {
+                return Err(truncated("chunk"));
             }
             body.extend_from_slice(&rest[..size]);
             rest = &rest[size + 2..];
         }
         body
     } else {
+        if let Some(len) = headers.get("content-length") {
+            let len: usize = len.parse().map_err(|_| truncated("content-length"))?;
+            if rest.len() < len {
+                return Err(truncated("body"));
+            }
+            rest = &rest[..len];
+        }
         rest.to_vec()
     };
-    Response {
+    Ok(Response {
         status,
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    })
 }
 
 /// Asserts a failed CLI run: non-zero exit, `needle` in stderr, no panic or backtrace.

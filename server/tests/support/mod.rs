@@ -1,21 +1,19 @@
-//! Helpers for the reliability tests (on top of `common`): a fallible raw HTTP/1.1 client
-//! (a killed server is an error, not a panic), bounded polling, hand-made HS256 tokens
-//! (SHA-256 and HMAC written out here, so any header and payload can be signed), the CLI
-//! against a data directory, and the database checks done after the fact.
+//! Helpers for the reliability tests (on top of `common`, whose HTTP client they reuse):
+//! bounded polling, hand-made HS256 tokens (any header and payload text, signed with
+//! jsonwebtoken's HMAC), the CLI against a data directory, and the database checks done after
+//! the fact.
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
+use crate::common::request;
 use crate::common::{Response, run_ok};
-
-/// Safety net for one request against a server that may hang; not a timing assertion.
-const IO_LIMIT: Duration = Duration::from_secs(60);
 
 /// Polls `probe` until it returns `Some`, panicking with `what` after `limit`.
 /// The interval is only pacing; the deadline is a safety net against a hung test.
@@ -30,42 +28,6 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Optio
     }
 }
 
-/// Sends raw bytes and reads the whole response (the request must say `Connection: close`).
-/// Connection errors and truncated responses are `Err`.
-pub fn send_raw(addr: SocketAddr, request: &[u8]) -> io::Result<Response> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(IO_LIMIT))?;
-    stream.set_write_timeout(Some(IO_LIMIT))?;
-    stream.write_all(request)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    parse(&raw)
-}
-
-/// One request with `Connection: close`; extra headers as given; `body` sent as JSON.
-pub fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> io::Result<Response> {
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    let body = body.unwrap_or("");
-    if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
-        head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    head.push_str("\r\n");
-    head.push_str(body);
-    send_raw(addr, head.as_bytes())
-}
-
 /// [`request`] with a bearer token.
 pub fn call(
     addr: SocketAddr,
@@ -76,70 +38,6 @@ pub fn call(
 ) -> io::Result<Response> {
     let auth = format!("Bearer {token}");
     request(addr, method, path, &[("Authorization", &auth)], body)
-}
-
-fn truncated(what: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        format!("truncated response: {what}"),
-    )
-}
-
-fn parse(raw: &[u8]) -> io::Result<Response> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| truncated("no header block"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut rest = &raw[split + 4..];
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| truncated("no status"))?;
-    let headers: std::collections::HashMap<String, String> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let body = if headers
-        .get("transfer-encoding")
-        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
-    {
-        let mut body = Vec::new();
-        loop {
-            let eol = rest
-                .windows(2)
-                .position(|w| w == b"\r\n")
-                .ok_or_else(|| truncated("chunk size"))?;
-            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..eol]).trim(), 16)
-                .map_err(|_| truncated("chunk size"))?;
-            rest = &rest[eol + 2..];
-            if size == 0 {
-                break;
-            }
-            if rest.len() < size + 2 {
-                return Err(truncated("chunk"));
-            }
-            body.extend_from_slice(&rest[..size]);
-            rest = &rest[size + 2..];
-        }
-        body
-    } else {
-        if let Some(len) = headers.get("content-length") {
-            let len: usize = len.parse().map_err(|_| truncated("content-length"))?;
-            if rest.len() < len {
-                return Err(truncated("body"));
-            }
-            rest = &rest[..len];
-        }
-        rest.to_vec()
-    };
-    Ok(Response {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
 }
 
 /// `server <args> --data-dir DIR [--database-url URL]`, which must succeed; its stdout trimmed.
