@@ -199,21 +199,17 @@ impl TokenValidator {
         };
 
         let mut snapshot = inner.keys.snapshot();
-        let key = match snapshot.keys.select(kid, alg) {
-            Some(key) => key.clone(),
-            None => {
-                // Perhaps the keys rotated: one rate-limited refresh, never a wait.
-                if let Some(generation) = inner.keys.refresh_for_unknown_kid() {
-                    inner.cache.flush(generation);
-                }
-                snapshot = inner.keys.snapshot();
-                snapshot
-                    .keys
-                    .select(kid, alg)
-                    .cloned()
-                    .ok_or_else(|| InvalidToken::UnknownKey(kid.map(str::to_owned)))?
+        if snapshot.keys.select(kid, alg).is_none() {
+            // Perhaps the keys rotated: one rate-limited refresh, never a wait.
+            if let Some(generation) = inner.keys.refresh_for_unknown_kid() {
+                inner.cache.flush(generation);
             }
-        };
+            snapshot = inner.keys.snapshot();
+        }
+        let key = snapshot
+            .keys
+            .select(kid, alg)
+            .ok_or_else(|| InvalidToken::UnknownKey(kid.map(str::to_owned)))?;
         // The key's algorithm is pinned: `alg: HS256` against an RSA key, say, stops here.
         if key.alg != alg {
             return Err(InvalidToken::Algorithm(alg_name.to_owned()));
