@@ -4,10 +4,13 @@
 //! every wrong shape with a reason (never a panic): `sub` must be a UUID, `scope`
 //! a known [`TokenType`] (absent means `execution`), the time claims numbers.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::error::InvalidToken;
+use crate::json::{Field, read_object};
 use crate::scope::TokenType;
 
 /// The claims of a token whose signature, audience, issuer and shape have been
@@ -40,54 +43,21 @@ impl Claims {
     ///
     /// Required: `sub` (a UUID), `exp`, `iat`, `nbf` (numbers). Optional: `scope`
     /// (a token type name), `jti`, `iss` (strings), `aud` (string or list of strings).
-    pub fn from_payload(mut payload: Map<String, Value>) -> Result<Claims, InvalidToken> {
-        let sub = match payload.remove("sub") {
-            None => return Err(missing("sub")),
-            Some(Value::String(s)) => Uuid::try_parse(&s).map_err(|_| {
-                InvalidToken::Claims(format!("claim `sub` must be a UUID, got {:?}", clip(&s)))
-            })?,
-            Some(_) => return Err(wrong_type("sub", "a string")),
-        };
-        let scope = match payload.remove("scope") {
-            None | Some(Value::Null) => TokenType::Execution,
-            Some(Value::String(s)) => TokenType::parse(&s).ok_or_else(|| {
-                InvalidToken::Claims(format!(
-                    "claim `scope` must be `execution` or `workload`, got {:?}",
-                    clip(&s)
-                ))
-            })?,
-            Some(_) => return Err(wrong_type("scope", "a string")),
-        };
-        let exp = numeric_date(&mut payload, "exp")?;
-        let iat = numeric_date(&mut payload, "iat")?;
-        let nbf = numeric_date(&mut payload, "nbf")?;
-        let jti = optional_string(&mut payload, "jti")?;
-        let iss = optional_string(&mut payload, "iss")?;
-        let aud = match payload.remove("aud") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(vec![s]),
-            Some(Value::Array(items)) => Some(
-                items
-                    .into_iter()
-                    .map(|v| match v {
-                        Value::String(s) => Ok(s),
-                        _ => Err(wrong_type("aud", "a string or a list of strings")),
-                    })
-                    .collect::<Result<_, _>>()?,
-            ),
-            Some(_) => return Err(wrong_type("aud", "a string or a list of strings")),
-        };
-        Ok(Claims {
-            sub,
-            scope,
-            exp,
-            iat,
-            nbf,
-            jti,
-            aud,
-            iss,
-            extra: payload,
-        })
+    pub fn from_payload(payload: Map<String, Value>) -> Result<Claims, InvalidToken> {
+        let mut builder = ClaimsBuilder::default();
+        for (name, value) in payload {
+            builder.set(Cow::Owned(name), Field::from_value(value));
+        }
+        builder.finish()
+    }
+
+    /// Reads the decoded JSON payload of a token, as [`Claims::from_payload`]
+    /// would read it parsed (duplicate claims: the last one counts), without
+    /// building the intermediate map.
+    pub(crate) fn from_json(payload: &[u8]) -> Result<Claims, InvalidToken> {
+        read_object(payload, ClaimsBuilder::set)
+            .ok_or(InvalidToken::Malformed("payload is not a JSON object"))?
+            .finish()
     }
 
     /// The token type (`scope` claim).
@@ -124,11 +94,96 @@ fn clip(s: &str) -> &str {
     }
 }
 
+/// The claims of a payload as read, before their types are checked.
+#[derive(Default)]
+struct ClaimsBuilder<'a> {
+    sub: Option<Field<'a>>,
+    scope: Option<Field<'a>>,
+    exp: Option<Field<'a>>,
+    iat: Option<Field<'a>>,
+    nbf: Option<Field<'a>>,
+    jti: Option<Field<'a>>,
+    iss: Option<Field<'a>>,
+    aud: Option<Field<'a>>,
+    extra: Map<String, Value>,
+}
+
+impl<'a> ClaimsBuilder<'a> {
+    /// Records one claim; a later one of the same name replaces it.
+    fn set(&mut self, name: Cow<'a, str>, value: Field<'a>) {
+        let slot = match &*name {
+            "sub" => &mut self.sub,
+            "scope" => &mut self.scope,
+            "exp" => &mut self.exp,
+            "iat" => &mut self.iat,
+            "nbf" => &mut self.nbf,
+            "jti" => &mut self.jti,
+            "iss" => &mut self.iss,
+            "aud" => &mut self.aud,
+            _ => {
+                self.extra.insert(name.into_owned(), value.into_value());
+                return;
+            }
+        };
+        *slot = Some(value);
+    }
+
+    fn finish(self) -> Result<Claims, InvalidToken> {
+        let sub = match self.sub {
+            None => return Err(missing("sub")),
+            Some(Field::Str(s)) => Uuid::try_parse(&s).map_err(|_| {
+                InvalidToken::Claims(format!("claim `sub` must be a UUID, got {:?}", clip(&s)))
+            })?,
+            Some(_) => return Err(wrong_type("sub", "a string")),
+        };
+        let scope = match self.scope {
+            None | Some(Field::Null) => TokenType::Execution,
+            Some(Field::Str(s)) => TokenType::parse(&s).ok_or_else(|| {
+                InvalidToken::Claims(format!(
+                    "claim `scope` must be `execution` or `workload`, got {:?}",
+                    clip(&s)
+                ))
+            })?,
+            Some(_) => return Err(wrong_type("scope", "a string")),
+        };
+        let exp = numeric_date(self.exp, "exp")?;
+        let iat = numeric_date(self.iat, "iat")?;
+        let nbf = numeric_date(self.nbf, "nbf")?;
+        let jti = optional_string(self.jti, "jti")?;
+        let iss = optional_string(self.iss, "iss")?;
+        let aud = match self.aud {
+            None | Some(Field::Null) => None,
+            Some(Field::Str(s)) => Some(vec![s.into_owned()]),
+            Some(Field::Other(Value::Array(items))) => Some(
+                items
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::String(s) => Ok(s),
+                        _ => Err(wrong_type("aud", "a string or a list of strings")),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            Some(_) => return Err(wrong_type("aud", "a string or a list of strings")),
+        };
+        Ok(Claims {
+            sub,
+            scope,
+            exp,
+            iat,
+            nbf,
+            jti,
+            aud,
+            iss,
+            extra: self.extra,
+        })
+    }
+}
+
 /// A NumericDate (RFC 7519 §2): integer or fractional seconds; the fraction is dropped.
-fn numeric_date(payload: &mut Map<String, Value>, name: &str) -> Result<i64, InvalidToken> {
-    match payload.remove(name) {
+fn numeric_date(value: Option<Field<'_>>, name: &str) -> Result<i64, InvalidToken> {
+    match value {
         None => Err(missing(name)),
-        Some(Value::Number(n)) => n
+        Some(Field::Number(n)) => n
             .as_i64()
             .or_else(|| {
                 n.as_f64()
@@ -140,13 +195,10 @@ fn numeric_date(payload: &mut Map<String, Value>, name: &str) -> Result<i64, Inv
     }
 }
 
-fn optional_string(
-    payload: &mut Map<String, Value>,
-    name: &str,
-) -> Result<Option<String>, InvalidToken> {
-    match payload.remove(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
+fn optional_string(value: Option<Field<'_>>, name: &str) -> Result<Option<String>, InvalidToken> {
+    match value {
+        None | Some(Field::Null) => Ok(None),
+        Some(Field::Str(s)) => Ok(Some(s.into_owned())),
         Some(_) => Err(wrong_type(name, "a string")),
     }
 }
@@ -232,6 +284,32 @@ mod tests {
                 format!("Invalid auth token: missing required claim `{name}`")
             );
         }
+    }
+
+    #[test]
+    fn streaming_read_equals_reading_the_parsed_map() {
+        let texts = [
+            base().to_string(),
+            r#"{"sub":"0190d3f4-5c1b-7d4e-8f00-000000000001","exp":1,"iat":1.5,"nbf":-3,"jti":"j\n","iss":null,"aud":["a","b"],"x":{"y":[null,true]},"x":2}"#.to_owned(),
+            r#"{"s\u0075b":"0190d3f4-5c1b-7d4e-8f00-000000000001","exp":1e3,"iat":0,"nbf":0,"scope":"workload","scope":null}"#.to_owned(),
+            r#"{"sub":"0190d3f4-5c1b-7d4e-8f00-000000000001","exp":1,"iat":1,"nbf":1,"aud":[1]}"#.to_owned(),
+            r#"{"sub":"nope","exp":1,"iat":1,"nbf":1}"#.to_owned(),
+            r#"{"sub":"0190d3f4-5c1b-7d4e-8f00-000000000001","exp":"1","iat":1,"nbf":1}"#.to_owned(),
+            r#"{"exp":1,"iat":1,"nbf":1}"#.to_owned(),
+        ];
+        for text in texts {
+            let streamed = Claims::from_json(text.as_bytes());
+            let parsed = Claims::from_payload(serde_json::from_str(&text).unwrap());
+            assert_eq!(
+                streamed.map_err(|e| e.to_string()),
+                parsed.map_err(|e| e.to_string()),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            Claims::from_json(b"[1]").unwrap_err().to_string(),
+            "Invalid auth token"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Once;
 
+use aws_lc_rs::hmac;
 use jsonwebtoken::jwk::{
     AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse,
     ThumbprintHash,
@@ -224,6 +225,10 @@ pub struct VerifyingKey {
     pub(crate) key: DecodingKey,
     pub(crate) alg: Algorithm,
     pub(crate) kid: Option<String>,
+    /// For HS256/384/512: the HMAC key with its padded-key hash states
+    /// computed once, so a verification hashes only the token (the generic
+    /// path rebuilds the key, two extra hash blocks, on every call).
+    pub(crate) hmac: Option<hmac::Key>,
 }
 
 impl fmt::Debug for VerifyingKey {
@@ -264,10 +269,16 @@ impl VerifyingKey {
                 "symmetric secret shorter than the {alg:?} hash output; generate one with `openssl rand -hex 64`"
             );
         }
+        let hmac_alg = match alg {
+            Algorithm::HS256 => hmac::HMAC_SHA256,
+            Algorithm::HS384 => hmac::HMAC_SHA384,
+            _ => hmac::HMAC_SHA512,
+        };
         Ok(VerifyingKey {
             key: DecodingKey::from_secret(secret),
             alg,
             kid,
+            hmac: Some(hmac::Key::new(hmac_alg, secret)),
         })
     }
 
@@ -347,6 +358,7 @@ impl VerifyingKey {
             key,
             alg,
             kid: jwk.common.key_id.clone(),
+            hmac: None,
         })
     }
 

@@ -122,6 +122,8 @@ mod extract;
 #[cfg(feature = "runtime")]
 mod generate;
 #[cfg(feature = "runtime")]
+mod json;
+#[cfg(feature = "runtime")]
 pub mod jwks;
 #[cfg(feature = "runtime")]
 mod keys;

@@ -60,11 +60,13 @@ pub(crate) fn b64(bytes: &[u8]) -> String {
 
 /// Signs any header and payload JSON (objects or not) with `key`.
 pub(crate) fn sign_raw(key: &SigningKey, header: &Value, payload: &Value) -> String {
-    let message = format!(
-        "{}.{}",
-        b64(header.to_string().as_bytes()),
-        b64(payload.to_string().as_bytes())
-    );
+    sign_text(key, &header.to_string(), &payload.to_string())
+}
+
+/// Signs header and payload given as JSON text exactly as written (duplicate
+/// members, escapes, whitespace).
+pub(crate) fn sign_text(key: &SigningKey, header: &str, payload: &str) -> String {
+    let message = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
     let sig = jsonwebtoken::crypto::sign(message.as_bytes(), key.encoding_key(), key.algorithm())
         .unwrap();
     format!("{message}.{sig}")

@@ -1,6 +1,7 @@
 //! Token validation: signature with an algorithm-pinned key, then claims, then
 //! time, with a verified-token cache in front of the signature check.
 
+use std::borrow::Cow;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -9,12 +10,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
-use serde_json::{Map, Value};
 
 use crate::cache::VerifiedCache;
 use crate::claims::Claims;
 use crate::config::ValidationConfig;
 use crate::error::{AuthError, InvalidToken};
+use crate::json::{Field, read_object};
 use crate::jwks::{JwksConfig, KeyStore, RefresherHandle, spawn_refresher};
 use crate::keys::{KeyError, KeySet, SigningKey, VerifyingKey, install_crypto_provider};
 
@@ -182,21 +183,12 @@ impl TokenValidator {
                 "expected three dot-separated segments",
             ));
         };
-        let header = decode_object(header_b64, "header")?;
-        if header.contains_key("crit") {
-            return Err(InvalidToken::Malformed("header has `crit` extensions"));
-        }
-        let alg_name = match header.get("alg") {
-            Some(Value::String(s)) => s.as_str(),
-            _ => return Err(InvalidToken::Malformed("header has no `alg` string")),
-        };
+        let header_json = decode_segment(header_b64, "header is not base64url")?;
+        let header = Header::read(&header_json)?;
+        let alg_name = header.alg.as_ref();
         let alg = Algorithm::from_str(alg_name)
             .map_err(|_| InvalidToken::Algorithm(alg_name.chars().take(32).collect()))?;
-        let kid = match header.get("kid") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.as_str()),
-            Some(_) => return Err(InvalidToken::Malformed("header `kid` is not a string")),
-        };
+        let kid = header.kid.as_deref();
 
         let mut snapshot = inner.keys.snapshot();
         if snapshot.keys.select(kid, alg).is_none() {
@@ -216,12 +208,11 @@ impl TokenValidator {
         }
         let message = &token[..header_b64.len() + 1 + payload_b64.len()];
         inner.verifications.fetch_add(1, Ordering::Relaxed);
-        match jsonwebtoken::crypto::verify(signature_b64, message.as_bytes(), &key.key, alg) {
-            Ok(true) => {}
-            _ => return Err(InvalidToken::Signature),
+        if !verify_signature(key, message.as_bytes(), signature_b64) {
+            return Err(InvalidToken::Signature);
         }
 
-        let claims = Claims::from_payload(decode_object(payload_b64, "payload")?)?;
+        let claims = Claims::from_json(&decode_segment(payload_b64, "payload is not base64url")?)?;
         if !claims.has_audience(&inner.config.audience) {
             return Err(InvalidToken::Audience);
         }
@@ -252,23 +243,70 @@ impl TokenValidator {
     }
 }
 
-/// Decodes one base64url (unpadded) segment holding a JSON object.
-fn decode_object(segment: &str, what: &'static str) -> Result<Map<String, Value>, InvalidToken> {
-    let malformed = |why| InvalidToken::Malformed(why);
-    let bytes = URL_SAFE_NO_PAD.decode(segment).map_err(|_| {
-        malformed(if what == "header" {
-            "header is not base64url"
-        } else {
-            "payload is not base64url"
+/// Decodes one base64url (unpadded) segment.
+fn decode_segment(segment: &str, why: &'static str) -> Result<Vec<u8>, InvalidToken> {
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| InvalidToken::Malformed(why))
+}
+
+/// The JOSE header members the validator reads.
+#[derive(Default)]
+struct RawHeader<'a> {
+    alg: Option<Field<'a>>,
+    kid: Option<Field<'a>>,
+    crit: bool,
+}
+
+/// A checked JOSE header: an `alg` string, a `kid` string or none, no `crit`.
+struct Header<'a> {
+    alg: Cow<'a, str>,
+    kid: Option<Cow<'a, str>>,
+}
+
+impl<'a> Header<'a> {
+    fn read(json: &'a [u8]) -> Result<Header<'a>, InvalidToken> {
+        let raw = read_object(json, |h: &mut RawHeader<'a>, name, value| match &*name {
+            "alg" => h.alg = Some(value),
+            "kid" => h.kid = Some(value),
+            // Present at all, whatever its value: we implement no extension.
+            "crit" => h.crit = true,
+            _ => {}
         })
-    })?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(malformed(if what == "header" {
-            "header is not a JSON object"
-        } else {
-            "payload is not a JSON object"
-        })),
+        .ok_or(InvalidToken::Malformed("header is not a JSON object"))?;
+        if raw.crit {
+            return Err(InvalidToken::Malformed("header has `crit` extensions"));
+        }
+        let Some(Field::Str(alg)) = raw.alg else {
+            return Err(InvalidToken::Malformed("header has no `alg` string"));
+        };
+        let kid = match raw.kid {
+            None | Some(Field::Null) => None,
+            Some(Field::Str(kid)) => Some(kid),
+            Some(_) => return Err(InvalidToken::Malformed("header `kid` is not a string")),
+        };
+        Ok(Header { alg, kid })
+    }
+}
+
+/// Checks the signature of `message` with a key whose algorithm already
+/// matched the header. HMAC keys use their prebuilt state and compare in
+/// constant time; the others go through jsonwebtoken's provider (aws-lc-rs).
+fn verify_signature(key: &VerifyingKey, message: &[u8], signature_b64: &str) -> bool {
+    match &key.hmac {
+        Some(hmac_key) => {
+            // The longest HMAC tag is 64 bytes (HS512); a longer signature
+            // does not fit and is simply wrong.
+            let mut tag = [0u8; 96];
+            match URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut tag) {
+                Ok(len) => aws_lc_rs::hmac::verify(hmac_key, message, &tag[..len]).is_ok(),
+                Err(_) => false,
+            }
+        }
+        None => matches!(
+            jsonwebtoken::crypto::verify(signature_b64, message, &key.key, key.alg),
+            Ok(true)
+        ),
     }
 }
 
@@ -555,6 +593,64 @@ mod tests {
         for token in cases {
             is_plain_invalid(&v, &token, NOW);
         }
+    }
+
+    #[test]
+    fn signatures_of_the_wrong_length_or_encoding_fail() {
+        for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+            let key = SigningKey::from_secret(SECRET, alg, None).unwrap();
+            let v = validator_with(&key, uncached());
+            let good = token(&key, TokenType::Execution);
+            v.validate_at(&good, NOW).unwrap();
+            let (message, sig) = good.rsplit_once('.').unwrap();
+            let tag = URL_SAFE_NO_PAD.decode(sig).unwrap();
+            let longer = [&tag[..], &[0u8; 8]].concat();
+            let cases = [
+                format!("{message}."),
+                format!("{message}.{}", &sig[..sig.len() - 2]),
+                format!("{message}.{}", b64(&tag[..tag.len() - 1])),
+                format!("{message}.{}", b64(&longer)),
+                format!("{message}.{}", b64(&[&tag[..], &tag[..]].concat())),
+                format!("{message}.{sig}="),
+                format!("{message}.{sig}A"),
+                format!("{message}.+{}", &sig[1..]),
+            ];
+            for bad in cases {
+                is_plain_invalid(&v, &bad, NOW);
+            }
+            assert_eq!(v.signature_verifications(), 1 + 8, "{alg:?}");
+        }
+    }
+
+    #[test]
+    fn duplicate_header_and_claim_members_read_as_the_last_one() {
+        let key = hs512();
+        let v = validator_with(&key, uncached());
+        let payload = serde_json::Value::Object(claims()).to_string();
+        // The last `alg` is `none`: refused before any cryptography.
+        let t = sign_text(&key, r#"{"alg":"HS512","alg":"none"}"#, &payload);
+        is_plain_invalid(&v, &t, NOW);
+        // The last `alg` is the key's: accepted.
+        let t = sign_text(&key, r#"{"alg":"none","alg":"HS512"}"#, &payload);
+        v.validate_at(&t, NOW).unwrap();
+        // A `kid` of null is no `kid`; `crit` is refused whatever its value.
+        let t = sign_text(&key, r#"{"alg":"HS512","kid":null}"#, &payload);
+        v.validate_at(&t, NOW).unwrap();
+        let t = sign_text(&key, r#"{"alg":"HS512","crit":null}"#, &payload);
+        is_plain_invalid(&v, &t, NOW);
+        // Escaped member names and values are read like plain ones.
+        let t = sign_text(&key, r#"{"\u0061lg":"HS\u0035\u00312"}"#, &payload);
+        v.validate_at(&t, NOW).unwrap();
+        // Duplicate claims: the last `sub` and `scope` count.
+        let other = Uuid::new_v4();
+        let dup = format!(
+            r#"{},"sub":"{other}","scope":"execution","scope":"workload"}}"#,
+            payload.trim_end_matches('}')
+        );
+        let c = v
+            .validate_at(&sign_text(&key, r#"{"alg":"HS512"}"#, &dup), NOW)
+            .unwrap();
+        assert_eq!((c.sub, c.scope), (other, TokenType::Workload));
     }
 
     #[test]
