@@ -8,6 +8,7 @@
 //! WAL mode with `synchronous = FULL`, so an acknowledged write survives a
 //! `kill -9` and a power cut.
 
+mod heartbeats;
 mod resources;
 mod schema;
 mod task_instances;
@@ -186,6 +187,9 @@ pub struct Store {
     /// gave half-second tail latencies under load. Other processes (the CLI)
     /// still meet `busy_timeout`. On PostgreSQL the same pool as `pool`.
     writer: AnyPool,
+    /// On SQLite, the group commit of heartbeats (see [`heartbeats`]); `None`
+    /// on PostgreSQL, or when it could not start.
+    heartbeats: Option<heartbeats::HeartbeatBatcher>,
     backend: Backend,
 }
 
@@ -248,12 +252,16 @@ impl Store {
             }
             Backend::Postgres => pool.clone(),
         };
-        let store = Store {
+        let mut store = Store {
             pool,
             writer,
+            heartbeats: None,
             backend,
         };
         store.migrate().await?;
+        if backend == Backend::Sqlite {
+            store.heartbeats = heartbeats::HeartbeatBatcher::start(store.writer.clone());
+        }
         Ok(store)
     }
 

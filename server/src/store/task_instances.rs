@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use super::{Store, StoreError, now, timestamp};
-use crate::models::{DagRun, TIEnterRunningPayload, TIHeartbeatInfo, TIRunContext, TIStateUpdate};
+use crate::models::{DagRun, TIEnterRunningPayload, TIRunContext, TIStateUpdate};
 
 /// A task instance to create in state `queued` (its DAG run is created if new).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -492,44 +492,6 @@ impl Store {
         .rows_affected()
             == 1)
     }
-
-    /// `/heartbeat`: records that the worker is alive.
-    pub async fn heartbeat(
-        &self,
-        id: Uuid,
-        info: &TIHeartbeatInfo,
-    ) -> Result<HeartbeatOutcome, StoreError> {
-        let key = id.to_string();
-        let updated = sqlx::query(
-            "UPDATE task_instances SET last_heartbeat_at = $4 \
-             WHERE id = $1 AND state = 'running' AND hostname = $2 AND pid = $3",
-        )
-        .bind(&key)
-        .bind(&info.hostname)
-        .bind(info.pid)
-        .bind(timestamp(now()))
-        .execute(&self.writer)
-        .await?;
-        if updated.rows_affected() == 1 {
-            return Ok(HeartbeatOutcome::Alive);
-        }
-        let Some(ti) = self.task_instance(id).await? else {
-            return Ok(HeartbeatOutcome::NotFound);
-        };
-        // Airflow's order: a pid/host mismatch first, then the state.
-        if ti.hostname.as_deref() != Some(info.hostname.as_str()) || ti.pid != Some(info.pid) {
-            return Ok(HeartbeatOutcome::RunningElsewhere {
-                hostname: ti.hostname,
-                pid: ti.pid,
-            });
-        }
-        if ti.state != "running" {
-            return Ok(HeartbeatOutcome::NotRunning { state: ti.state });
-        }
-        // Running with the same host and pid, yet the update missed: it changed
-        // between the two statements; the caller may simply retry.
-        Ok(HeartbeatOutcome::Alive)
-    }
 }
 
 /// Airflow's run-id time format: `2024-05-01T10:00:00.123456+00:00`.
@@ -541,7 +503,7 @@ fn airflow_run_stamp(t: time::OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::TIStateUpdate;
+    use crate::models::{TIHeartbeatInfo, TIStateUpdate};
     use crate::store::testing::stores;
 
     fn unique(prefix: &str) -> String {

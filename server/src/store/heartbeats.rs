@@ -1,0 +1,844 @@
+//! Heartbeats, and their group commit on SQLite.
+//!
+//! A heartbeat is one `UPDATE` of `last_heartbeat_at`. SQLite runs with
+//! `synchronous = FULL`, so every commit syncs the WAL: one heartbeat per
+//! transaction caps the whole server at one heartbeat per `fsync`. On SQLite,
+//! heartbeats therefore go to a *collector* that writes whatever is queued
+//! when the writer connection is free (at most [`MAX_BATCH`]) in one
+//! `BEGIN IMMEDIATE ... COMMIT`, and answers each caller only once that commit
+//! succeeded: one `fsync` for the whole batch, and an acknowledged heartbeat is
+//! on disk exactly as before. There is no waiting for company: a lone
+//! heartbeat is written at once, and batches form only because heartbeats
+//! arrive while the previous batch is being written.
+//!
+//! Inside a batch each heartbeat runs its own `UPDATE` in arrival order, and
+//! when it matched no row its classification `SELECT` (not found, running
+//! elsewhere, not running) runs on the same transaction, so its outcome is the
+//! one it would have had alone. If anything in the batch fails (the write lock
+//! is busy, an I/O error, the commit), the transaction is rolled back and every
+//! member gets the error (transient ones stay transient: the API answers 503
+//! with `Retry-After`); nothing of that batch is acknowledged.
+//!
+//! # Design: a collector on its own thread
+//!
+//! Callers send a request through a bounded tokio `mpsc` channel and wait on a
+//! `oneshot` reply. The collector is a task on a small current-thread runtime
+//! of its own thread, started by [`Store::open`](super::Store::open), rather
+//! than a task spawned on the caller's runtime or a leader/follower scheme:
+//!
+//! * A caller only waits; it never does work for others. A cancelled request
+//!   (actix drops the handler when the client goes away) drops its reply
+//!   receiver and nothing else: the collector skips it or its answer is
+//!   discarded, and no other caller can be left without an answer. With
+//!   leader/follower, a cancelled leader takes its followers' batch down with
+//!   it, and every follower needs a take-over protocol.
+//! * Its own thread means it does not depend on the runtime that opened the
+//!   store being alive, or being driven: the CLI, the tests and actix open a
+//!   store on one runtime and use it on others (actix workers each have their
+//!   own). It ends when the last clone of the [`Store`](super::Store) is
+//!   dropped (the channel closes).
+//! * If the collector is gone anyway (its thread could not start, or it died
+//!   with requests in hand), sending or receiving fails and the caller falls
+//!   back to the unbatched path: one autocommitted `UPDATE` on the writer, as
+//!   before. A heartbeat is idempotent, so writing it twice is harmless.
+//!
+//! PostgreSQL has many connections and no single writer, and its commits
+//! already overlap: it keeps the unbatched path.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sqlx::error::{DatabaseError, ErrorKind};
+use sqlx::{AnyConnection, AnyPool, Row as _};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::{HeartbeatOutcome, Store, StoreError, now, timestamp};
+use crate::models::TIHeartbeatInfo;
+
+/// The most heartbeats one transaction writes.
+pub(super) const MAX_BATCH: usize = 256;
+
+/// Heartbeats waiting for the collector; senders wait when it is full.
+const QUEUE_CAPACITY: usize = 1024;
+
+type Reply = oneshot::Sender<Result<HeartbeatOutcome, StoreError>>;
+
+/// One heartbeat handed to the collector.
+struct Request {
+    id: Uuid,
+    info: TIHeartbeatInfo,
+    reply: Reply,
+}
+
+/// What the collector did, for the tests and for `tracing`.
+#[derive(Debug, Default)]
+struct Stats {
+    /// Batch transactions committed.
+    commits: AtomicU64,
+    /// Heartbeats answered after a successful commit.
+    committed: AtomicU64,
+    /// Batch transactions that failed (every member got the error).
+    failed: AtomicU64,
+    /// The largest batch committed.
+    largest: AtomicU64,
+}
+
+/// The handle on the collector: cheap to clone, one per store.
+#[derive(Clone, Debug)]
+pub(super) struct HeartbeatBatcher {
+    queue: mpsc::Sender<Request>,
+    /// The collector's counters (read by the tests).
+    #[cfg(test)]
+    stats: Arc<Stats>,
+}
+
+impl HeartbeatBatcher {
+    /// Starts the collector writing through `writer` (the single SQLite writer
+    /// connection). `None` if its thread cannot start: heartbeats are then
+    /// written one by one.
+    pub(super) fn start(writer: AnyPool) -> Option<HeartbeatBatcher> {
+        let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
+        let stats = Arc::new(Stats::default());
+        let batcher = HeartbeatBatcher {
+            queue,
+            #[cfg(test)]
+            stats: Arc::clone(&stats),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("heartbeat-commit".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        // Dropping `requests` makes every caller fall back.
+                        tracing::warn!(error = %e, "heartbeat group commit disabled: no runtime");
+                        return;
+                    }
+                };
+                runtime.block_on(collect(writer, requests, stats));
+            });
+        match spawned {
+            Ok(_) => Some(batcher),
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat group commit disabled: no thread");
+                None
+            }
+        }
+    }
+
+    /// Hands a heartbeat to the collector and waits for its answer; `None`
+    /// when the collector is gone (the caller falls back).
+    async fn submit(
+        &self,
+        id: Uuid,
+        info: &TIHeartbeatInfo,
+    ) -> Option<Result<HeartbeatOutcome, StoreError>> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            id,
+            info: info.clone(),
+            reply,
+        };
+        self.queue.send(request).await.ok()?;
+        answer.await.ok()
+    }
+}
+
+/// The collector: one batch at a time, until every store handle is dropped.
+async fn collect(writer: AnyPool, mut requests: mpsc::Receiver<Request>, stats: Arc<Stats>) {
+    while let Some(first) = requests.recv().await {
+        write_batch(&writer, &mut requests, first, &stats).await;
+    }
+}
+
+/// Writes `first` and whatever is queued once the write lock is held (at most
+/// [`MAX_BATCH`] in all) in one transaction, then answers them all.
+async fn write_batch(
+    writer: &AnyPool,
+    requests: &mut mpsc::Receiver<Request>,
+    first: Request,
+    stats: &Stats,
+) {
+    let mut members: Vec<(Reply, Option<HeartbeatOutcome>)> = Vec::new();
+    let mut tx = match writer.begin_with("BEGIN IMMEDIATE").await {
+        Ok(tx) => tx,
+        Err(e) => {
+            // Everyone who queued while the lock was awaited waited as long as
+            // `first` did: they all get the error now instead of each waiting
+            // for the lock again (batch size does not matter, nothing is written).
+            members.push((first.reply, None));
+            while let Ok(request) = requests.try_recv() {
+                members.push((request.reply, None));
+            }
+            fail(members, StoreError::from(e), stats);
+            return;
+        }
+    };
+    let mut next = Some(first);
+    let mut taken = 0;
+    while let Some(request) = next.take() {
+        taken += 1;
+        // A cancelled caller is not written: nobody would hear the answer.
+        if !request.reply.is_closed() {
+            members.push((request.reply, None));
+            match record(&mut tx, request.id, &request.info).await {
+                Ok(outcome) => {
+                    if let Some((_, slot)) = members.last_mut() {
+                        *slot = Some(outcome);
+                    }
+                }
+                Err(e) => {
+                    // Dropping `tx` rolls back.
+                    fail(members, e, stats);
+                    return;
+                }
+            }
+        }
+        if taken < MAX_BATCH {
+            next = requests.try_recv().ok();
+        }
+    }
+    if let Err(e) = tx.commit().await {
+        fail(members, StoreError::from(e), stats);
+        return;
+    }
+    let size = members.len() as u64;
+    stats.commits.fetch_add(1, Ordering::Relaxed);
+    stats.committed.fetch_add(size, Ordering::Relaxed);
+    stats.largest.fetch_max(size, Ordering::Relaxed);
+    tracing::trace!(size, "heartbeat batch committed");
+    for (reply, outcome) in members {
+        if let Some(outcome) = outcome {
+            // The caller may be gone by now: nothing to do about it.
+            let _ = reply.send(Ok(outcome));
+        }
+    }
+}
+
+/// Answers every member of a failed batch with (a copy of) `err`.
+fn fail(members: Vec<(Reply, Option<HeartbeatOutcome>)>, err: StoreError, stats: &Stats) {
+    stats.failed.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(error = %err, size = members.len(), "heartbeat batch failed");
+    let mut members = members.into_iter();
+    let Some((first, _)) = members.next() else {
+        return;
+    };
+    for (reply, _) in members {
+        let _ = reply.send(Err(duplicate(&err)));
+    }
+    let _ = first.send(Err(err));
+}
+
+/// One heartbeat on `conn` (a batch transaction, or an autocommit connection):
+/// the conditional `UPDATE`, and when it matched nothing, why.
+async fn record(
+    conn: &mut AnyConnection,
+    id: Uuid,
+    info: &TIHeartbeatInfo,
+) -> Result<HeartbeatOutcome, StoreError> {
+    let key = id.to_string();
+    let updated = sqlx::query(
+        "UPDATE task_instances SET last_heartbeat_at = $4 \
+         WHERE id = $1 AND state = 'running' AND hostname = $2 AND pid = $3",
+    )
+    .bind(&key)
+    .bind(&info.hostname)
+    .bind(info.pid)
+    .bind(timestamp(now()))
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() == 1 {
+        return Ok(HeartbeatOutcome::Alive);
+    }
+    let Some(row) = sqlx::query("SELECT state, hostname, pid FROM task_instances WHERE id = $1")
+        .bind(&key)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(HeartbeatOutcome::NotFound);
+    };
+    let state: String = row.try_get("state")?;
+    let hostname: Option<String> = row.try_get("hostname")?;
+    let pid: Option<i64> = row.try_get("pid")?;
+    // Airflow's order: a pid/host mismatch first, then the state.
+    if hostname.as_deref() != Some(info.hostname.as_str()) || pid != Some(info.pid) {
+        return Ok(HeartbeatOutcome::RunningElsewhere { hostname, pid });
+    }
+    if state != "running" {
+        return Ok(HeartbeatOutcome::NotRunning { state });
+    }
+    // Running with the same host and pid, yet the update missed: it changed
+    // between the two statements (only possible outside a transaction); the
+    // caller may simply retry.
+    Ok(HeartbeatOutcome::Alive)
+}
+
+impl Store {
+    /// `/heartbeat`: records that the worker is alive. On SQLite, concurrent
+    /// heartbeats share one transaction (one `fsync`); the answer comes once it
+    /// is committed.
+    pub async fn heartbeat(
+        &self,
+        id: Uuid,
+        info: &TIHeartbeatInfo,
+    ) -> Result<HeartbeatOutcome, StoreError> {
+        if let Some(batcher) = &self.heartbeats
+            && let Some(answer) = batcher.submit(id, info).await
+        {
+            return answer;
+        }
+        // PostgreSQL, or no collector: one autocommitted statement.
+        let mut conn = self.writer.acquire().await?;
+        record(&mut conn, id, info).await
+    }
+}
+
+/// An equivalent error for another member of a failed batch: same variant,
+/// same message and database code, so the API maps it the same way (503 for a
+/// transient error, 422 for a refused value...).
+fn duplicate(err: &StoreError) -> StoreError {
+    match err {
+        StoreError::UnsupportedUrl { url, why } => StoreError::UnsupportedUrl {
+            url: url.clone(),
+            why,
+        },
+        StoreError::CreateDir { path, source } => StoreError::CreateDir {
+            path: path.clone(),
+            source: copy_io(source),
+        },
+        StoreError::Database(e) => StoreError::Database(duplicate_sqlx(e)),
+        StoreError::AlreadyExists(what) => StoreError::AlreadyExists(what.clone()),
+        StoreError::NotFound(what) => StoreError::NotFound(what.clone()),
+        StoreError::InvalidValue(what) => StoreError::InvalidValue(what.clone()),
+        StoreError::Corrupt(what) => StoreError::Corrupt(what.clone()),
+    }
+}
+
+fn duplicate_sqlx(err: &sqlx::Error) -> sqlx::Error {
+    match err {
+        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
+        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
+        sqlx::Error::WorkerCrashed => sqlx::Error::WorkerCrashed,
+        sqlx::Error::RowNotFound => sqlx::Error::RowNotFound,
+        sqlx::Error::Io(e) => sqlx::Error::Io(copy_io(e)),
+        sqlx::Error::Tls(e) => sqlx::Error::Tls(e.to_string().into()),
+        sqlx::Error::Database(db) => sqlx::Error::Database(Box::new(CopiedDatabaseError {
+            message: db.message().to_owned(),
+            code: db.code().map(Cow::into_owned),
+            kind: copy_kind(&db.kind()),
+        })),
+        // Not transient, an internal error either way.
+        other => sqlx::Error::Protocol(other.to_string()),
+    }
+}
+
+fn copy_io(err: &std::io::Error) -> std::io::Error {
+    std::io::Error::new(err.kind(), err.to_string())
+}
+
+fn copy_kind(kind: &ErrorKind) -> ErrorKind {
+    match kind {
+        ErrorKind::UniqueViolation => ErrorKind::UniqueViolation,
+        ErrorKind::ForeignKeyViolation => ErrorKind::ForeignKeyViolation,
+        ErrorKind::NotNullViolation => ErrorKind::NotNullViolation,
+        ErrorKind::CheckViolation => ErrorKind::CheckViolation,
+        ErrorKind::ExclusionViolation => ErrorKind::ExclusionViolation,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// A database error's message, code and kind, detached from its driver.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct CopiedDatabaseError {
+    message: String,
+    code: Option<String>,
+    kind: ErrorKind,
+}
+
+impl DatabaseError for CopiedDatabaseError {
+    fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn code(&self) -> Option<Cow<'_, str>> {
+        self.code.as_deref().map(Cow::Borrowed)
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> ErrorKind {
+        copy_kind(&self.kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::models::{TIEnterRunningPayload, TIStateUpdate};
+    use crate::store::testing::{stores, temp_sqlite};
+    use crate::store::{NewTaskInstance, StartOutcome, StateOutcome};
+
+    /// Older than any heartbeat a test writes.
+    const OLD: &str = "2000-01-01T00:00:00.000000Z";
+
+    fn beat(hostname: &str, pid: i64) -> TIHeartbeatInfo {
+        TIHeartbeatInfo {
+            hostname: hostname.into(),
+            pid,
+        }
+    }
+
+    fn stats(store: &Store) -> &Stats {
+        &store.heartbeats.as_ref().expect("a collector").stats
+    }
+
+    fn commits(store: &Store) -> u64 {
+        stats(store).commits.load(Ordering::Relaxed)
+    }
+
+    /// A task instance running on `hostname`/`pid`, its last heartbeat [`OLD`].
+    async fn started(store: &Store, dag: &str, task: &str, hostname: &str, pid: i64) -> Uuid {
+        let id = store
+            .create_task_instance(&NewTaskInstance::new(dag, task))
+            .await
+            .unwrap();
+        let payload: TIEnterRunningPayload = serde_json::from_value(serde_json::json!({
+            "hostname": hostname, "unixname": "airflow", "pid": pid,
+            "start_date": "2024-05-01T10:00:00+00:00"
+        }))
+        .unwrap();
+        assert!(matches!(
+            store.start_task_instance(id, &payload).await.unwrap(),
+            StartOutcome::Started(_)
+        ));
+        age(store, id).await;
+        id
+    }
+
+    async fn age(store: &Store, id: Uuid) {
+        sqlx::query("UPDATE task_instances SET last_heartbeat_at = $1 WHERE id = $2")
+            .bind(OLD)
+            .bind(id.to_string())
+            .execute(&store.writer)
+            .await
+            .unwrap();
+    }
+
+    async fn succeed(store: &Store, id: Uuid) {
+        let success: TIStateUpdate = serde_json::from_value(
+            serde_json::json!({"state": "success", "end_date": "2024-05-01T11:00:00Z"}),
+        )
+        .unwrap();
+        assert_eq!(
+            store
+                .update_task_instance_state(id, &success)
+                .await
+                .unwrap(),
+            StateOutcome::Updated
+        );
+    }
+
+    async fn last_heartbeat(store: &Store, id: Uuid) -> Option<String> {
+        store
+            .task_instance(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_heartbeat_at
+    }
+
+    /// Waits until `n` heartbeats wait in the collector's queue.
+    async fn wait_queued(store: &Store, n: usize) {
+        let queue = &store.heartbeats.as_ref().expect("a collector").queue;
+        for _ in 0..10_000 {
+            if queue.max_capacity() - queue.capacity() == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!(
+            "{} heartbeats queued, expected {n}",
+            queue.max_capacity() - queue.capacity()
+        );
+    }
+
+    /// Sends every heartbeat at once, each from its own task, and returns the
+    /// answers in order. On SQLite the writer connection is held until all are
+    /// queued (the collector holds the first one, waiting for the writer), so
+    /// the batches they form do not depend on timing.
+    async fn heartbeat_all(
+        store: &Store,
+        requests: &[(Uuid, TIHeartbeatInfo)],
+    ) -> Vec<Result<HeartbeatOutcome, StoreError>> {
+        let held = match store.heartbeats {
+            Some(_) => Some(store.writer.acquire().await.unwrap()),
+            None => None,
+        };
+        let tasks: Vec<_> = requests
+            .iter()
+            .map(|(id, info)| {
+                let (store, id, info) = (store.clone(), *id, info.clone());
+                tokio::spawn(async move { store.heartbeat(id, &info).await })
+            })
+            .collect();
+        if let Some(held) = held {
+            wait_queued(store, requests.len() - 1).await;
+            drop(held);
+        }
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.unwrap());
+        }
+        answers
+    }
+
+    #[tokio::test]
+    async fn concurrent_heartbeats_keep_their_own_outcomes() {
+        for store in stores("concurrent_heartbeats_keep_their_own_outcomes").await {
+            let dag = format!("dag_{}", Uuid::new_v4().simple());
+            let alive = started(&store, &dag, "alive", "h1", 1).await;
+            let elsewhere = started(&store, &dag, "elsewhere", "h2", 2).await;
+            let done = started(&store, &dag, "done", "h3", 3).await;
+            succeed(&store, done).await;
+            age(&store, done).await;
+            let queued = store
+                .create_task_instance(&NewTaskInstance::new(&dag, "queued"))
+                .await
+                .unwrap();
+            let missing = Uuid::new_v4();
+            let kinds = [
+                (alive, beat("h1", 1), HeartbeatOutcome::Alive, 120),
+                (
+                    elsewhere,
+                    beat("h2", 7),
+                    HeartbeatOutcome::RunningElsewhere {
+                        hostname: Some("h2".into()),
+                        pid: Some(2),
+                    },
+                    40,
+                ),
+                (
+                    done,
+                    beat("h3", 3),
+                    HeartbeatOutcome::NotRunning {
+                        state: "success".into(),
+                    },
+                    20,
+                ),
+                (
+                    queued,
+                    beat("h1", 1),
+                    HeartbeatOutcome::RunningElsewhere {
+                        hostname: None,
+                        pid: None,
+                    },
+                    10,
+                ),
+                (missing, beat("h1", 1), HeartbeatOutcome::NotFound, 10),
+            ];
+            // Interleaved, so one batch holds every kind in turn.
+            let mut cases = Vec::new();
+            for round in 0..120 {
+                for (id, info, expected, count) in &kinds {
+                    if round < *count {
+                        cases.push((*id, info.clone(), expected.clone()));
+                    }
+                }
+            }
+            assert_eq!(cases.len(), 200);
+            let before = store.heartbeats.as_ref().map(|_| commits(&store));
+            let requests: Vec<_> = cases.iter().map(|(id, i, _)| (*id, i.clone())).collect();
+            let answers = heartbeat_all(&store, &requests).await;
+            for ((id, info, expected), answer) in cases.iter().zip(answers) {
+                assert_eq!(&answer.unwrap(), expected, "{id} {info:?}");
+            }
+            let written = last_heartbeat(&store, alive).await.unwrap();
+            assert!(written.as_str() > OLD, "{written}");
+            for untouched in [elsewhere, done] {
+                assert_eq!(
+                    last_heartbeat(&store, untouched).await.as_deref(),
+                    Some(OLD)
+                );
+            }
+            assert_eq!(last_heartbeat(&store, queued).await, None);
+            if let Some(before) = before {
+                // All 200 were queued when the writer became free: one batch,
+                // one commit, every member answered from it.
+                let stats = stats(&store);
+                assert_eq!(commits(&store) - before, 1);
+                assert!(commits(&store) - before < 200);
+                assert_eq!(stats.committed.load(Ordering::Relaxed), 200);
+                assert_eq!(stats.failed.load(Ordering::Relaxed), 0);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_bounded() {
+        let store = Store::open(&temp_sqlite()).await.unwrap();
+        let id = started(&store, "dag", "t", "h", 1).await;
+        let requests = vec![(id, beat("h", 1)); 300];
+        let answers = heartbeat_all(&store, &requests).await;
+        assert!(
+            answers
+                .into_iter()
+                .all(|a| a.unwrap() == HeartbeatOutcome::Alive)
+        );
+        let stats = stats(&store);
+        assert_eq!(commits(&store), 2);
+        assert_eq!(stats.largest.load(Ordering::Relaxed), MAX_BATCH as u64);
+        assert_eq!(stats.committed.load(Ordering::Relaxed), 300);
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_after_success_is_not_running() {
+        for store in stores("a_heartbeat_after_success_is_not_running").await {
+            let dag = format!("dag_{}", Uuid::new_v4().simple());
+            let id = started(&store, &dag, "t", "h", 1).await;
+            assert_eq!(
+                store.heartbeat(id, &beat("h", 1)).await.unwrap(),
+                HeartbeatOutcome::Alive
+            );
+            let written = last_heartbeat(&store, id).await.unwrap();
+            assert!(written.as_str() > OLD, "{written}");
+            succeed(&store, id).await;
+            assert_eq!(
+                store.heartbeat(id, &beat("h", 1)).await.unwrap(),
+                HeartbeatOutcome::NotRunning {
+                    state: "success".into()
+                }
+            );
+            assert_eq!(last_heartbeat(&store, id).await, Some(written));
+            if store.heartbeats.is_some() {
+                // Both went through the collector, a lone heartbeat each.
+                assert_eq!(commits(&store), 2);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_answers_every_member_and_writes_nothing() {
+        let target = temp_sqlite();
+        let store = Store::open(&target).await.unwrap();
+        let other_process = Store::open(&target).await.unwrap();
+        let id = started(&store, "dag", "t", "h", 1).await;
+
+        // Another process holds the write lock past (a short) busy_timeout.
+        let mut held = store.writer.acquire().await.unwrap();
+        sqlx::query("PRAGMA busy_timeout = 50")
+            .execute(&mut *held)
+            .await
+            .unwrap();
+        let lock = other_process
+            .pool
+            .begin_with("BEGIN EXCLUSIVE")
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.heartbeat(id, &beat("h", 1)).await })
+            })
+            .collect();
+        wait_queued(&store, 19).await;
+        drop(held);
+        for task in tasks {
+            let err = task.await.unwrap().unwrap_err();
+            assert!(err.is_transient(), "{err:?}");
+        }
+        assert_eq!(stats(&store).failed.load(Ordering::Relaxed), 1);
+        assert_eq!(commits(&store), 0);
+        lock.rollback().await.unwrap();
+        assert_eq!(last_heartbeat(&store, id).await.as_deref(), Some(OLD));
+
+        // The lock is gone: the next heartbeat is written.
+        assert_eq!(
+            store.heartbeat(id, &beat("h", 1)).await.unwrap(),
+            HeartbeatOutcome::Alive
+        );
+        assert!(last_heartbeat(&store, id).await.unwrap().as_str() > OLD);
+        assert_eq!(commits(&store), 1);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_caller_does_not_hurt_the_others() {
+        let store = Store::open(&temp_sqlite()).await.unwrap();
+        let id = started(&store, "dag", "t", "h", 1).await;
+        let held = store.writer.acquire().await.unwrap();
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.heartbeat(id, &beat("h", 1)).await })
+            })
+            .collect();
+        wait_queued(&store, 9).await;
+        let mut kept = Vec::new();
+        for (i, task) in tasks.into_iter().enumerate() {
+            // The first one is in the collector's hands already.
+            if i % 3 == 0 {
+                task.abort();
+                assert!(task.await.unwrap_err().is_cancelled());
+            } else {
+                kept.push(task);
+            }
+        }
+        drop(held);
+        for task in kept {
+            assert_eq!(task.await.unwrap().unwrap(), HeartbeatOutcome::Alive);
+        }
+        assert_eq!(commits(&store), 1);
+        assert_eq!(stats(&store).committed.load(Ordering::Relaxed), 6);
+        assert!(last_heartbeat(&store, id).await.unwrap().as_str() > OLD);
+    }
+
+    #[tokio::test]
+    async fn without_a_collector_heartbeats_are_written_one_by_one() {
+        let mut store = Store::open(&temp_sqlite()).await.unwrap();
+        let id = started(&store, "dag", "t", "h", 1).await;
+        let stats = Arc::new(Stats::default());
+
+        // The collector is gone: sending fails.
+        let (queue, requests) = mpsc::channel(1);
+        drop(requests);
+        store.heartbeats = Some(HeartbeatBatcher {
+            queue,
+            stats: Arc::clone(&stats),
+        });
+        assert_eq!(
+            store.heartbeat(id, &beat("h", 1)).await.unwrap(),
+            HeartbeatOutcome::Alive
+        );
+        assert!(last_heartbeat(&store, id).await.unwrap().as_str() > OLD);
+
+        // The collector dies with the request in hand: no answer comes.
+        age(&store, id).await;
+        let (queue, mut requests) = mpsc::channel::<Request>(1);
+        let dying = tokio::spawn(async move {
+            let request = requests.recv().await;
+            drop(request);
+        });
+        store.heartbeats = Some(HeartbeatBatcher { queue, stats });
+        assert_eq!(
+            store.heartbeat(id, &beat("h", 1)).await.unwrap(),
+            HeartbeatOutcome::Alive
+        );
+        assert!(last_heartbeat(&store, id).await.unwrap().as_str() > OLD);
+        assert_eq!(
+            store
+                .heartbeat(Uuid::new_v4(), &beat("h", 1))
+                .await
+                .unwrap(),
+            HeartbeatOutcome::NotFound
+        );
+        dying.await.unwrap();
+    }
+
+    #[test]
+    fn a_store_outlives_the_runtime_that_opened_it() {
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let opener = runtime();
+        let (store, id) = opener.block_on(async {
+            let store = Store::open(&temp_sqlite()).await.unwrap();
+            let id = started(&store, "dag", "t", "h", 1).await;
+            // sqlx returns a connection to its pool in a task spawned on the
+            // runtime that used it: let this one finish them before going idle.
+            for _ in 0..5_000 {
+                if store.writer.num_idle() == 1
+                    && store.pool.num_idle() == store.pool.size() as usize
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            (store, id)
+        });
+        // The opener's runtime is alive but idle, then gone: the collector
+        // runs on its own thread either way.
+        runtime().block_on(async {
+            assert_eq!(
+                store.heartbeat(id, &beat("h", 1)).await.unwrap(),
+                HeartbeatOutcome::Alive
+            );
+        });
+        drop(opener);
+        runtime().block_on(async {
+            assert_eq!(
+                store.heartbeat(id, &beat("h", 2)).await.unwrap(),
+                HeartbeatOutcome::RunningElsewhere {
+                    hostname: Some("h".into()),
+                    pid: Some(1)
+                }
+            );
+            assert_eq!(
+                store.heartbeat(id, &beat("h", 1)).await.unwrap(),
+                HeartbeatOutcome::Alive
+            );
+        });
+        assert_eq!(commits(&store), 3);
+    }
+
+    #[test]
+    fn a_copied_error_maps_like_the_original() {
+        let busy = StoreError::Database(sqlx::Error::Database(Box::new(CopiedDatabaseError {
+            message: "database is locked".into(),
+            code: Some("5".into()),
+            kind: ErrorKind::Other,
+        })));
+        let errors = [
+            busy,
+            StoreError::Database(sqlx::Error::PoolTimedOut),
+            StoreError::Database(sqlx::Error::Io(std::io::Error::other("reset"))),
+            StoreError::Database(sqlx::Error::RowNotFound),
+            StoreError::InvalidValue("NUL".into()),
+            StoreError::Corrupt("bad".into()),
+            StoreError::NotFound("gone".into()),
+        ];
+        for err in &errors {
+            let copy = duplicate(err);
+            assert_eq!(copy.is_transient(), err.is_transient(), "{err:?}");
+            assert_eq!(
+                std::mem::discriminant(&copy),
+                std::mem::discriminant(err),
+                "{err:?}"
+            );
+            assert_eq!(copy.to_string(), err.to_string(), "{err:?}");
+        }
+        // An error without a copy keeps its text and stays an internal error.
+        let odd = StoreError::Database(sqlx::Error::ColumnNotFound("x".into()));
+        let copy = duplicate(&odd);
+        assert!(!copy.is_transient());
+        assert!(matches!(copy, StoreError::Database(_)));
+        assert!(
+            copy.to_string().contains("no column found for name: x"),
+            "{copy}"
+        );
+        let StoreError::Database(sqlx::Error::Database(db)) = duplicate(&errors[0]) else {
+            panic!("not a database error")
+        };
+        assert_eq!(db.code().as_deref(), Some("5"));
+        assert_eq!(db.message(), "database is locked");
+    }
+}
