@@ -220,6 +220,11 @@ impl Store {
         let pool_options = || {
             AnyPoolOptions::new()
                 .acquire_timeout(Duration::from_secs(5))
+                // An SQLite connection is a file handle that cannot go stale, so the
+                // ping sqlx sends before lending one out is a wasted round trip to
+                // its worker thread. PostgreSQL keeps it: a connection cut by the
+                // network is found and replaced before a request uses it.
+                .test_before_acquire(backend == Backend::Postgres)
                 .after_connect(move |conn, _meta| {
                     Box::pin(async move {
                         if backend == Backend::Sqlite {
