@@ -3,14 +3,14 @@
 //! One actix app, one worker, two no-op handlers: `GET /open/{task_instance_id}` (unprotected)
 //! and `GET /protected/{task_instance_id}` behind `#[execution_route(get, "/{task_instance_id}",
 //! scopes = ["ti:self"])]` (mounted in `web::scope("/protected")`).
-//! For HS512, EdDSA and RS256 tokens, with the verified-token cache on (default capacity) and off
+//! For HS512, HS256, EdDSA and RS256 tokens, with the verified-token cache on (default capacity) and off
 //! (capacity 0), `wrk --latency` is run against the open and the protected route alternately,
 //! with the same `Authorization` header on both, and the figures are printed as a Markdown table.
 //!
 //! Run it through `.ci/bench-load`, which builds it and pins this process (server) to CPU 0 and
 //! wrk to CPU 1. Flags (after `--`): `--secs N` (per run, default 3), `--connections N`
 //! (default 16), `--rounds N` (open/protected pairs per configuration, default 5),
-//! `--only HS512|EdDSA|RS256`, `--wrk-cpu N` (default 1; `none` to leave wrk unpinned).
+//! `--only HS512|HS256|EdDSA|RS256`, `--wrk-cpu N` (default 1; `none` to leave wrk unpinned).
 //! Figures, not assertions: a missed target is reported, never a failure.
 
 use std::net::{SocketAddr, TcpListener};
@@ -253,6 +253,13 @@ fn main() {
             "HS512",
             SigningKey::from_secret(HS512_SECRET, policy_core::Algorithm::HS512, None)
                 .expect("HS512 key"),
+        ),
+        // HS256 shows the same check where the CPU has SHA-256 instructions
+        // (SHA-512 has none on x86 CPUs of this generation).
+        (
+            "HS256",
+            SigningKey::from_secret(HS512_SECRET, policy_core::Algorithm::HS256, None)
+                .expect("HS256 key"),
         ),
         (
             "EdDSA",
