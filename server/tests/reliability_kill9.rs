@@ -3,6 +3,11 @@
 //! Afterwards every write the server acknowledged with a 2xx is in the database, and SQLite's
 //! `PRAGMA integrity_check` says `ok`. On PostgreSQL too when `EXECUTION_API_TEST_POSTGRES_URL`
 //! is set.
+//!
+//! A second test sends heartbeats from many workers at once, so that SQLite writes them in
+//! shared transactions (group commit), and kills the server in the middle three times: every
+//! task instance's `last_heartbeat_at` is then no earlier than the moment its last
+//! acknowledged heartbeat was sent.
 
 mod common;
 mod support;
@@ -14,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{ServerProcess, TempDir};
-use execution_api_server::store::{DatabaseTarget, Store, XComKey};
+use execution_api_server::store::{DatabaseTarget, Store, XComKey, timestamp};
 use policy_core::{Algorithm, GeneratorConfig, SigningKey, TokenGenerator, TokenType};
 use serde_json::{Value, json};
 use support::{call, create_ti, wait_for};
@@ -332,6 +337,148 @@ fn acknowledged_writes_survive_kill_9_on_postgres_when_configured() {
         Some(url) => kill9(Some(&url)),
         None => eprintln!(
             "acknowledged_writes_survive_kill_9_on_postgres_when_configured: EXECUTION_API_TEST_POSTGRES_URL unset, ran on SQLite only"
+        ),
+    }
+}
+
+/// Task instances and concurrent workers of the group-commit test (two workers per task
+/// instance, as when a worker and its retry overlap; both send the same host and pid).
+const HEARTBEAT_TIS: usize = 8;
+const HEARTBEAT_WORKERS: usize = 16;
+/// Acknowledged heartbeats per life before the kill.
+const HEARTBEATS_PER_LIFE: usize = 400;
+
+fn concurrent_heartbeats(database_url: Option<&str>) {
+    let dir = TempDir::new("reliability-kill9-heartbeats");
+    let dag = format!("kill9_hb_{}", Uuid::new_v4().simple());
+    let tis: Vec<Uuid> = (0..HEARTBEAT_TIS)
+        .map(|i| create_ti(dir.path(), database_url, &dag, &format!("t{i}")))
+        .collect();
+    let generator = TokenGenerator::new(
+        SigningKey::from_secret(SECRET.as_bytes(), Algorithm::HS512, None).unwrap(),
+        GeneratorConfig::default(),
+    );
+    let tokens: Vec<String> = tis
+        .iter()
+        .map(|ti| {
+            generator
+                .generate(*ti, TokenType::Execution, Duration::from_secs(3600))
+                .unwrap()
+        })
+        .collect();
+    let mut args = vec!["--data-dir", dir.path().to_str().unwrap()];
+    if let Some(url) = database_url {
+        args.extend(["--database-url", url]);
+    }
+    let env = [("AIRFLOW__API_AUTH__JWT_SECRET", SECRET)];
+
+    // Per task instance: when its latest acknowledged heartbeat was sent (server format).
+    let latest: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(vec![None; HEARTBEAT_TIS]));
+    let unexpected: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut acknowledged_at_kills = Vec::new();
+    let acked = Arc::new(AtomicUsize::new(0));
+    for life in 0..3 {
+        let server = ServerProcess::start(&args, &env);
+        if life == 0 {
+            for (ti, token) in tis.iter().zip(&tokens) {
+                let path = format!("/execution/task-instances/{ti}/run");
+                let reply = call(server.addr, "PATCH", &path, token, Some(RUN_BODY)).unwrap();
+                assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+            }
+        }
+        let workers: Vec<_> = (0..HEARTBEAT_WORKERS)
+            .map(|w| {
+                let i = w % HEARTBEAT_TIS;
+                let (addr, ti, token) = (server.addr, tis[i], tokens[i].clone());
+                let (latest, unexpected, acked) = (
+                    Arc::clone(&latest),
+                    Arc::clone(&unexpected),
+                    Arc::clone(&acked),
+                );
+                std::thread::spawn(move || {
+                    let path = format!("/execution/task-instances/{ti}/heartbeat");
+                    loop {
+                        let sent = timestamp(time::OffsetDateTime::now_utc());
+                        match call(addr, "PUT", &path, &token, Some(HEARTBEAT_BODY)) {
+                            Ok(reply) if reply.status == 204 => {
+                                let mut latest = latest.lock().unwrap();
+                                if latest[i].as_deref().is_none_or(|l| l < sent.as_str()) {
+                                    latest[i] = Some(sent);
+                                }
+                                acked.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Ok(reply) => {
+                                unexpected
+                                    .lock()
+                                    .unwrap()
+                                    .push(format!("{path}: {} {}", reply.status, reply.body));
+                                return;
+                            }
+                            // The server was killed.
+                            Err(_) => return,
+                        }
+                    }
+                })
+            })
+            .collect();
+        let target = (life + 1) * HEARTBEATS_PER_LIFE;
+        wait_for("acknowledged heartbeats", LIMIT, || {
+            (acked.load(Ordering::SeqCst) >= target || !unexpected.lock().unwrap().is_empty())
+                .then_some(())
+        });
+        let log_so_far = server.stderr();
+        drop(server); // SIGKILL, with heartbeats in flight
+        for worker in workers {
+            worker.join().expect("heartbeat worker");
+        }
+        assert!(
+            !log_so_far.contains("panicked"),
+            "server panicked:\n{log_so_far}"
+        );
+        acknowledged_at_kills.push(acked.load(Ordering::SeqCst));
+    }
+    let unexpected = unexpected.lock().unwrap();
+    assert!(unexpected.is_empty(), "non-204 answers: {unexpected:#?}");
+    eprintln!(
+        "kill -9 during concurrent heartbeats on {}: acknowledged count at each kill: {acknowledged_at_kills:?}",
+        database_url.map_or("SQLite", |_| "PostgreSQL")
+    );
+
+    let target = match database_url {
+        Some(url) => DatabaseTarget::from_url(url).unwrap(),
+        None => DatabaseTarget::in_data_dir(dir.path()),
+    };
+    let latest = latest.lock().unwrap().clone();
+    support::runtime().block_on(async {
+        let store = Store::open(&target).await.expect("open store");
+        for (ti, sent) in tis.iter().zip(latest) {
+            let sent = sent.expect("every task instance had a heartbeat acknowledged");
+            let record = store.task_instance(*ti).await.unwrap().expect("ti");
+            assert_eq!(record.state, "running", "{ti}");
+            let stored = record.last_heartbeat_at.expect("last_heartbeat_at");
+            assert!(
+                stored >= sent,
+                "{ti}: stored last_heartbeat_at {stored} is older than an acknowledged heartbeat sent at {sent}"
+            );
+        }
+        store.close().await;
+    });
+    if database_url.is_none() {
+        assert_eq!(support::sqlite_integrity(dir.path()), "ok");
+    }
+}
+
+#[test]
+fn acknowledged_concurrent_heartbeats_survive_kill_9_on_sqlite() {
+    concurrent_heartbeats(None);
+}
+
+#[test]
+fn acknowledged_concurrent_heartbeats_survive_kill_9_on_postgres_when_configured() {
+    match support::postgres_url() {
+        Some(url) => concurrent_heartbeats(Some(&url)),
+        None => eprintln!(
+            "acknowledged_concurrent_heartbeats_survive_kill_9_on_postgres_when_configured: EXECUTION_API_TEST_POSTGRES_URL unset, ran on SQLite only"
         ),
     }
 }
