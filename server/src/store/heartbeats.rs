@@ -50,10 +50,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::error::{DatabaseError, ErrorKind};
-use sqlx::{AnyConnection, AnyPool, Row as _};
+use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::task_instances::{SELECT_TI, ti_from_row};
 use super::{HeartbeatOutcome, Store, StoreError, now, timestamp};
 use crate::models::TIHeartbeatInfo;
 
@@ -255,22 +256,22 @@ async fn record(
     if updated.rows_affected() == 1 {
         return Ok(HeartbeatOutcome::Alive);
     }
-    let Some(row) = sqlx::query("SELECT state, hostname, pid FROM task_instances WHERE id = $1")
+    let row = sqlx::query(SELECT_TI)
         .bind(&key)
         .fetch_optional(&mut *conn)
-        .await?
-    else {
+        .await?;
+    let Some(ti) = row.as_ref().map(ti_from_row).transpose()? else {
         return Ok(HeartbeatOutcome::NotFound);
     };
-    let state: String = row.try_get("state")?;
-    let hostname: Option<String> = row.try_get("hostname")?;
-    let pid: Option<i64> = row.try_get("pid")?;
     // Airflow's order: a pid/host mismatch first, then the state.
-    if hostname.as_deref() != Some(info.hostname.as_str()) || pid != Some(info.pid) {
-        return Ok(HeartbeatOutcome::RunningElsewhere { hostname, pid });
+    if ti.hostname.as_deref() != Some(info.hostname.as_str()) || ti.pid != Some(info.pid) {
+        return Ok(HeartbeatOutcome::RunningElsewhere {
+            hostname: ti.hostname,
+            pid: ti.pid,
+        });
     }
-    if state != "running" {
-        return Ok(HeartbeatOutcome::NotRunning { state });
+    if ti.state != "running" {
+        return Ok(HeartbeatOutcome::NotRunning { state: ti.state });
     }
     // Running with the same host and pid, yet the update missed: it changed
     // between the two statements (only possible outside a transaction); the

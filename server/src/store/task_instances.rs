@@ -123,11 +123,11 @@ pub enum HeartbeatOutcome {
     },
 }
 
-const SELECT_TI: &str = "SELECT id, dag_id, run_id, task_id, map_index, try_number, max_tries, \
+pub(super) const SELECT_TI: &str = "SELECT id, dag_id, run_id, task_id, map_index, try_number, max_tries, \
      state, hostname, unixname, pid, start_date, end_date, last_heartbeat_at, rendered_map_index \
      FROM task_instances WHERE id = $1";
 
-fn ti_from_row(row: &AnyRow) -> Result<TaskInstanceRecord, StoreError> {
+pub(super) fn ti_from_row(row: &AnyRow) -> Result<TaskInstanceRecord, StoreError> {
     let id: String = row.try_get("id")?;
     Ok(TaskInstanceRecord {
         id: Uuid::parse_str(&id)
