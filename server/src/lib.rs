@@ -9,6 +9,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod models;
 pub mod openapi;
 pub mod serve;

@@ -6,7 +6,10 @@
 //! by [`crate::store::timestamp`].
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
+
+use crate::store::{self, timestamp};
 
 /// `PATCH /task-instances/{id}/run` body: `TIEnterRunningPayload`.
 #[derive(Clone, Debug, Deserialize)]
@@ -74,16 +77,61 @@ pub enum TIStateUpdate {
 impl TIStateUpdate {
     /// The target state's name as stored and as Airflow spells it.
     pub fn state(&self) -> &'static str {
+        self.to_change().target().as_str()
+    }
+
+    /// What the store is asked to do.
+    pub fn to_change(&self) -> store::StateChange {
+        use store::{StateChange, TerminalState, TiState};
+        let terminal = |state, p: &TITerminalStatePayload| StateChange::Terminal {
+            state,
+            end_date: p.end_date,
+            rendered_map_index: p.rendered_map_index.clone(),
+        };
         match self {
-            TIStateUpdate::Success(_) => "success",
-            TIStateUpdate::Failed(_) => "failed",
-            TIStateUpdate::Skipped(_) => "skipped",
-            TIStateUpdate::Removed(_) => "removed",
-            TIStateUpdate::UpstreamFailed(_) => "upstream_failed",
-            TIStateUpdate::UpForRetry(_) => "up_for_retry",
-            TIStateUpdate::UpForReschedule(_) => "up_for_reschedule",
-            TIStateUpdate::Deferred(_) => "deferred",
-            TIStateUpdate::AwaitingInput(_) => "awaiting_input",
+            TIStateUpdate::Success(p) => StateChange::Terminal {
+                state: TerminalState::Success,
+                end_date: p.end_date,
+                rendered_map_index: p.rendered_map_index.clone(),
+            },
+            TIStateUpdate::Failed(p) => terminal(TerminalState::Failed, p),
+            TIStateUpdate::Skipped(p) => terminal(TerminalState::Skipped, p),
+            TIStateUpdate::Removed(p) => terminal(TerminalState::Removed, p),
+            TIStateUpdate::UpstreamFailed(p) => terminal(TerminalState::UpstreamFailed, p),
+            TIStateUpdate::UpForRetry(p) => StateChange::Retry {
+                end_date: p.end_date,
+                rendered_map_index: p.rendered_map_index.clone(),
+                retry_delay_seconds: p.retry_delay_seconds,
+                retry_reason: p.retry_reason.clone(),
+            },
+            TIStateUpdate::UpForReschedule(p) => StateChange::Reschedule {
+                reschedule_date: p.reschedule_date,
+                end_date: p.end_date,
+            },
+            TIStateUpdate::Deferred(_) => StateChange::Unsupported(TiState::Deferred),
+            TIStateUpdate::AwaitingInput(_) => StateChange::Unsupported(TiState::AwaitingInput),
+        }
+    }
+}
+
+impl TIEnterRunningPayload {
+    /// What the store is asked to do.
+    pub fn to_request(&self) -> store::StartRequest {
+        store::StartRequest {
+            hostname: self.hostname.clone(),
+            unixname: self.unixname.clone(),
+            pid: self.pid,
+            start_date: self.start_date,
+        }
+    }
+}
+
+impl TIHeartbeatInfo {
+    /// What the store is asked to do.
+    pub fn to_beat(&self) -> store::Beat {
+        store::Beat {
+            hostname: self.hostname.clone(),
+            pid: self.pid,
         }
     }
 }
@@ -101,9 +149,9 @@ pub struct TISuccessStatePayload {
     /// Asset events; accepted and ignored.
     #[serde(default)]
     pub outlet_events: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
-    /// Rendered map index, stored when given.
-    #[serde(default)]
-    pub rendered_map_index: Option<String>,
+    /// Rendered map index: absent leaves it, `null` clears it, a string sets it.
+    #[serde(default, deserialize_with = "present")]
+    pub rendered_map_index: Option<Option<String>>,
 }
 
 /// `TITerminalStatePayload` (without its `state` tag).
@@ -113,9 +161,9 @@ pub struct TITerminalStatePayload {
     /// When the task ended.
     #[serde(with = "time::serde::rfc3339")]
     pub end_date: OffsetDateTime,
-    /// Rendered map index, stored when given.
-    #[serde(default)]
-    pub rendered_map_index: Option<String>,
+    /// Rendered map index: absent leaves it, `null` clears it, a string sets it.
+    #[serde(default, deserialize_with = "present")]
+    pub rendered_map_index: Option<Option<String>>,
 }
 
 /// `TIRetryStatePayload` (without its `state` tag).
@@ -125,9 +173,9 @@ pub struct TIRetryStatePayload {
     /// When the try ended.
     #[serde(with = "time::serde::rfc3339")]
     pub end_date: OffsetDateTime,
-    /// Rendered map index, stored when given.
-    #[serde(default)]
-    pub rendered_map_index: Option<String>,
+    /// Rendered map index: absent leaves it, `null` clears it, a string sets it.
+    #[serde(default, deserialize_with = "present")]
+    pub rendered_map_index: Option<Option<String>>,
     /// Override of the task's retry delay.
     #[serde(default)]
     pub retry_delay_seconds: Option<f64>,
@@ -149,7 +197,7 @@ pub struct TIRescheduleStatePayload {
 }
 
 /// `DagRun` as the SDK parses it (`extra="forbid"`: no field more).
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize)]
 pub struct DagRun {
     /// DAG id.
     pub dag_id: String,
@@ -172,19 +220,51 @@ pub struct DagRun {
     /// `manual`, `scheduled`, `backfill`, ...
     pub run_type: String,
     /// `queued`, `running`, `success`, `failed`.
-    pub state: String,
+    pub state: Option<String>,
     /// The run's configuration object.
-    pub conf: Option<serde_json::Value>,
+    pub conf: Option<Box<RawValue>>,
     /// Who triggered the run.
     pub triggering_user_name: Option<String>,
-    /// Asset events that triggered the run (none here).
+    /// Asset events that triggered the run.
     pub consumed_asset_events: Vec<serde_json::Value>,
-    /// Partition key (none here).
+    /// Partition key.
     pub partition_key: Option<String>,
+    /// Partition date.
+    pub partition_date: Option<String>,
+    /// Always `null`, as in Airflow (its `dag_run_note` is never loaded here).
+    pub note: Option<String>,
+    /// Team of the DAG in multi-team mode.
+    pub team_name: Option<String>,
+}
+
+impl DagRun {
+    /// The wire form of a stored DAG run.
+    pub fn from_store(run: store::DagRun) -> Result<DagRun, serde_json::Error> {
+        Ok(DagRun {
+            dag_id: run.dag_id,
+            run_id: run.run_id,
+            logical_date: run.logical_date.map(timestamp),
+            data_interval_start: run.data_interval_start.map(timestamp),
+            data_interval_end: run.data_interval_end.map(timestamp),
+            run_after: timestamp(run.run_after),
+            start_date: run.start_date.map(timestamp),
+            end_date: run.end_date.map(timestamp),
+            clear_number: run.clear_number,
+            run_type: run.run_type,
+            state: run.state,
+            conf: run.conf.map(RawValue::from_string).transpose()?,
+            triggering_user_name: run.triggering_user_name,
+            consumed_asset_events: Vec::new(),
+            partition_key: run.partition_key,
+            partition_date: run.partition_date.map(timestamp),
+            note: None,
+            team_name: None,
+        })
+    }
 }
 
 /// `TIRunContext`: what `/run` answers.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize)]
 pub struct TIRunContext {
     /// The task instance's DAG run.
     pub dag_run: DagRun,
@@ -192,14 +272,55 @@ pub struct TIRunContext {
     pub task_reschedule_count: i64,
     /// Maximum number of tries.
     pub max_tries: i64,
-    /// Variables pre-loaded for the task (none: the task asks for them).
+    /// Variables pre-loaded for the task (always empty, as in Airflow).
     pub variables: Vec<VariableResponse>,
-    /// Connections pre-loaded for the task (none).
+    /// Connections pre-loaded for the task (always empty, as in Airflow).
     pub connections: Vec<ConnectionResponse>,
     /// XCom keys left by an earlier try, which the worker should clear.
     pub xcom_keys_to_clear: Vec<String>,
     /// Whether a failure should lead to a retry.
     pub should_retry: bool,
+    /// Method to resume with after a deferral (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_method: Option<String>,
+    /// Its arguments, as stored (present with `next_method`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_kwargs: Option<Option<Box<RawValue>>>,
+    /// The task instance's start date before this `/run` (present with `next_method`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_date: Option<Option<String>>,
+}
+
+impl TIRunContext {
+    /// The wire form of a stored run context.
+    pub fn from_store(ctx: store::RunContext) -> Result<TIRunContext, serde_json::Error> {
+        let (next_method, next_kwargs, start_date) = match ctx.resume {
+            Some(resume) => (
+                Some(resume.next_method),
+                Some(
+                    resume
+                        .next_kwargs
+                        .filter(|k| k.trim() != "null")
+                        .map(RawValue::from_string)
+                        .transpose()?,
+                ),
+                Some(resume.start_date.map(timestamp)),
+            ),
+            None => (None, None, None),
+        };
+        Ok(TIRunContext {
+            dag_run: DagRun::from_store(ctx.dag_run)?,
+            task_reschedule_count: ctx.task_reschedule_count,
+            max_tries: ctx.max_tries,
+            variables: Vec::new(),
+            connections: Vec::new(),
+            xcom_keys_to_clear: ctx.xcom_keys_to_clear,
+            should_retry: ctx.should_retry,
+            next_method,
+            next_kwargs,
+            start_date,
+        })
+    }
 }
 
 /// `VariableResponse`.
@@ -209,6 +330,30 @@ pub struct VariableResponse {
     pub key: String,
     /// Variable value.
     pub value: Option<String>,
+}
+
+impl From<store::Variable> for VariableResponse {
+    fn from(v: store::Variable) -> Self {
+        VariableResponse {
+            key: v.key,
+            value: Some(v.value),
+        }
+    }
+}
+
+impl From<store::Connection> for ConnectionResponse {
+    fn from(c: store::Connection) -> Self {
+        ConnectionResponse {
+            conn_id: c.conn_id,
+            conn_type: c.conn_type,
+            host: c.host,
+            schema: c.schema,
+            login: c.login,
+            password: c.password,
+            port: c.port,
+            extra: c.extra,
+        }
+    }
 }
 
 /// `VariablePostBody`: `PUT /variables/{key}` body.
@@ -245,12 +390,12 @@ pub struct ConnectionResponse {
 }
 
 /// `XComResponse`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize)]
 pub struct XComResponse {
     /// XCom key.
     pub key: String,
-    /// The stored JSON value.
-    pub value: serde_json::Value,
+    /// The stored JSON value, as stored (numbers stay exact).
+    pub value: Box<RawValue>,
 }
 
 /// `{"message": "..."}`, the body of Airflow's write endpoints.
@@ -295,6 +440,16 @@ where
     }
 
     deserializer.deserialize_any(Integer)
+}
+
+/// A field that may be absent (`None`), `null` (`Some(None)`) or set: serde
+/// calls this only when the field is present.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// A field that must be present but may be `null` (pydantic's `x: str | None`

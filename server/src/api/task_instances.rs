@@ -6,7 +6,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::ApiError;
-use crate::models::{TIEnterRunningPayload, TIHeartbeatInfo, TIStateUpdate};
+use crate::models::{TIEnterRunningPayload, TIHeartbeatInfo, TIRunContext, TIStateUpdate};
 use crate::store::{HeartbeatOutcome, StartOutcome, StateOutcome, Store};
 
 const TI_NOT_FOUND: &str = "Task Instance not found";
@@ -33,8 +33,11 @@ pub(crate) async fn run(
         }
         TokenType::Execution => None,
     };
-    match store.start_task_instance(id, payload).await? {
+    match store.start_task_instance(id, &payload.to_request()).await? {
         StartOutcome::Started(context) => {
+            let context = TIRunContext::from_store(*context).map_err(|e| {
+                ApiError::internal(format!("stored JSON of task instance {id}: {e}"))
+            })?;
             let mut response = HttpResponse::Ok();
             if let Some(fresh) = exchanged {
                 response.insert_header((REFRESHED_TOKEN_HEADER, fresh));
@@ -57,7 +60,10 @@ pub(crate) async fn update_state(
     id: Uuid,
     update: &TIStateUpdate,
 ) -> Result<HttpResponse, ApiError> {
-    match store.update_task_instance_state(id, update).await? {
+    match store
+        .update_task_instance_state(id, &update.to_change())
+        .await?
+    {
         StateOutcome::Updated => Ok(HttpResponse::NoContent().finish()),
         StateOutcome::AlreadyInState => Ok(HttpResponse::Ok().finish()),
         StateOutcome::NotFound => Err(ApiError::not_found(TI_NOT_FOUND)),
@@ -82,9 +88,16 @@ pub(crate) async fn heartbeat(
     id: Uuid,
     info: &TIHeartbeatInfo,
 ) -> Result<HttpResponse, ApiError> {
-    match store.heartbeat(id, info).await? {
+    match store.heartbeat(id, &info.to_beat()).await? {
         HeartbeatOutcome::Alive => Ok(HttpResponse::NoContent().finish()),
         HeartbeatOutcome::NotFound => Err(ApiError::not_found(TI_NOT_FOUND)),
+        HeartbeatOutcome::Archived => Err(ApiError::new(
+            actix_web::http::StatusCode::GONE,
+            json!({
+                "reason": "not_found",
+                "message": "Task Instance not found, it may have been moved to the Task Instance History table",
+            }),
+        )),
         HeartbeatOutcome::RunningElsewhere { hostname, pid } => Err(ApiError::conflict(json!({
             "reason": "running_elsewhere",
             "message": "TI is already running elsewhere",

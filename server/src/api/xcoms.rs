@@ -4,6 +4,7 @@ use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::ApiError;
 use crate::models::{MessageResponse, XComResponse};
@@ -55,10 +56,14 @@ pub(crate) async fn get_xcom(
 ) -> Result<HttpResponse, ApiError> {
     let at = path.at(query);
     match store.xcom(at).await? {
-        Some(value) => Ok(HttpResponse::Ok().json(XComResponse {
-            key: path.key.clone(),
-            value,
-        })),
+        Some(value) => {
+            let value = RawValue::from_string(value)
+                .map_err(|e| ApiError::internal(format!("stored XCom value is not JSON: {e}")))?;
+            Ok(HttpResponse::Ok().json(XComResponse {
+                key: path.key.clone(),
+                value,
+            }))
+        }
         None => Err(ApiError::not_found(format!(
             "XCom with key='{}' map_index={} not found for task '{}' in DAG run '{}' of '{}'",
             at.key, at.map_index, at.task_id, at.run_id, at.dag_id
@@ -74,24 +79,34 @@ pub(crate) async fn set_xcom(
     query: &XComQuery,
     body: &[u8],
 ) -> Result<HttpResponse, ApiError> {
-    let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        Value::Null
+    // Stored verbatim, as Airflow does: numbers stay exact.
+    let value: &str = if body.iter().all(u8::is_ascii_whitespace) {
+        "null"
     } else {
-        serde_json::from_slice(body).map_err(|e| {
+        let raw: &RawValue = serde_json::from_slice(body).map_err(|e| {
             ApiError::validation(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 vec!["body".into()],
                 format!("JSON decode error: {e}"),
                 "json_invalid",
             )
-        })?
+        })?;
+        raw.get()
     };
-    match store.set_xcom(path.at(query), &value).await? {
+    let dag_result = query.dag_result.unwrap_or(false);
+    match store.set_xcom(path.at(query), value, dag_result).await? {
         XComWrite::Stored => Ok(
             HttpResponse::build(StatusCode::CREATED).json(MessageResponse {
                 message: "XCom successfully set".into(),
             }),
         ),
+        XComWrite::NoTaskInstance => Err(ApiError::not_found(format!(
+            "Task Instance not found for task '{}' with map_index={} in DAG run '{}' of '{}'",
+            path.task_id,
+            query.map_index.unwrap_or(-1),
+            path.run_id,
+            path.dag_id
+        ))),
         XComWrite::NoDagRun => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             Value::String(format!(

@@ -50,13 +50,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::error::{DatabaseError, ErrorKind};
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::{AnyConnection, AnyPool, Row as _};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::task_instances::{SELECT_TI, ti_from_row};
-use super::{HeartbeatOutcome, Store, StoreError, now, timestamp};
-use crate::models::TIHeartbeatInfo;
+use super::sql::{Backend, sql, time_param, uuid_param};
+use super::task_instances::{ti_columns, ti_from_row};
+use super::{HeartbeatOutcome, Store, StoreError, TiState, now};
+
+/// `/heartbeat`'s request, as the store needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Beat {
+    /// Host the task runs on; must match the one given to `/run`.
+    pub hostname: String,
+    /// Process id; must match the one given to `/run`.
+    pub pid: i64,
+}
 
 /// The most heartbeats one transaction writes.
 pub(super) const MAX_BATCH: usize = 256;
@@ -69,7 +78,7 @@ type Reply = oneshot::Sender<Result<HeartbeatOutcome, StoreError>>;
 /// One heartbeat handed to the collector.
 struct Request {
     id: Uuid,
-    info: TIHeartbeatInfo,
+    info: Beat,
     reply: Reply,
 }
 
@@ -134,11 +143,7 @@ impl HeartbeatBatcher {
 
     /// Hands a heartbeat to the collector and waits for its answer; `None`
     /// when the collector is gone (the caller falls back).
-    async fn submit(
-        &self,
-        id: Uuid,
-        info: &TIHeartbeatInfo,
-    ) -> Option<Result<HeartbeatOutcome, StoreError>> {
+    async fn submit(&self, id: Uuid, info: &Beat) -> Option<Result<HeartbeatOutcome, StoreError>> {
         let (reply, answer) = oneshot::channel();
         let request = Request {
             id,
@@ -187,7 +192,7 @@ async fn write_batch(
         // A cancelled caller is not written: nobody would hear the answer.
         if !request.reply.is_closed() {
             members.push((request.reply, None));
-            match record(&mut tx, request.id, &request.info).await {
+            match record(&mut tx, Backend::Sqlite, request.id, &request.info).await {
                 Ok(outcome) => {
                     if let Some((_, slot)) = members.last_mut() {
                         *slot = Some(outcome);
@@ -236,32 +241,55 @@ fn fail(members: Vec<(Reply, Option<HeartbeatOutcome>)>, err: StoreError, stats:
 }
 
 /// One heartbeat on `conn` (a batch transaction, or an autocommit connection):
-/// the conditional `UPDATE`, and when it matched nothing, why.
+/// Airflow's fast-path conditional `UPDATE`, and when it matched nothing, why.
 async fn record(
     conn: &mut AnyConnection,
+    backend: Backend,
     id: Uuid,
-    info: &TIHeartbeatInfo,
+    info: &Beat,
 ) -> Result<HeartbeatOutcome, StoreError> {
-    let key = id.to_string();
-    let updated = sqlx::query(
-        "UPDATE task_instances SET last_heartbeat_at = $4 \
-         WHERE id = $1 AND state = 'running' AND hostname = $2 AND pid = $3",
-    )
+    let key = uuid_param(id);
+    let stamp = time_param(now());
+    let updated = sqlx::query(sql!(
+        backend,
+        "UPDATE task_instance SET last_heartbeat_at = $4::timestamptz, updated_at = $4::timestamptz \
+         WHERE id = $1::uuid AND state = 'running' AND hostname = $2 AND pid = $3"
+    ))
     .bind(&key)
     .bind(&info.hostname)
     .bind(info.pid)
-    .bind(timestamp(now()))
+    .bind(&stamp)
     .execute(&mut *conn)
     .await?;
     if updated.rows_affected() == 1 {
         return Ok(HeartbeatOutcome::Alive);
     }
-    let row = sqlx::query(SELECT_TI)
-        .bind(&key)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query(sql!(
+        backend,
+        concat!(
+            "SELECT ",
+            ti_columns!(),
+            " FROM task_instance WHERE id = $1::uuid"
+        )
+    ))
+    .bind(&key)
+    .fetch_optional(&mut *conn)
+    .await?;
     let Some(ti) = row.as_ref().map(ti_from_row).transpose()? else {
-        return Ok(HeartbeatOutcome::NotFound);
+        let archived: i64 = sqlx::query(sql!(
+            backend,
+            "SELECT COUNT(task_instance_id) FROM task_instance_history \
+             WHERE task_instance_id = $1::uuid"
+        ))
+        .bind(&key)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+        return Ok(if archived > 0 {
+            HeartbeatOutcome::Archived
+        } else {
+            HeartbeatOutcome::NotFound
+        });
     };
     // Airflow's order: a pid/host mismatch first, then the state.
     if ti.hostname.as_deref() != Some(info.hostname.as_str()) || ti.pid != Some(info.pid) {
@@ -270,7 +298,7 @@ async fn record(
             pid: ti.pid,
         });
     }
-    if ti.state != "running" {
+    if ti.state != Some(TiState::Running) {
         return Ok(HeartbeatOutcome::NotRunning { state: ti.state });
     }
     // Running with the same host and pid, yet the update missed: it changed
@@ -283,11 +311,7 @@ impl Store {
     /// `/heartbeat`: records that the worker is alive. On SQLite, concurrent
     /// heartbeats share one transaction (one `fsync`); the answer comes once it
     /// is committed.
-    pub async fn heartbeat(
-        &self,
-        id: Uuid,
-        info: &TIHeartbeatInfo,
-    ) -> Result<HeartbeatOutcome, StoreError> {
+    pub async fn heartbeat(&self, id: Uuid, info: &Beat) -> Result<HeartbeatOutcome, StoreError> {
         if let Some(batcher) = &self.heartbeats
             && let Some(answer) = batcher.submit(id, info).await
         {
@@ -295,7 +319,7 @@ impl Store {
         }
         // PostgreSQL, or no collector: one autocommitted statement.
         let mut conn = self.writer.acquire().await?;
-        record(&mut conn, id, info).await
+        record(&mut conn, self.backend, id, info).await
     }
 }
 
@@ -317,6 +341,8 @@ fn duplicate(err: &StoreError) -> StoreError {
         StoreError::NotFound(what) => StoreError::NotFound(what.clone()),
         StoreError::InvalidValue(what) => StoreError::InvalidValue(what.clone()),
         StoreError::Corrupt(what) => StoreError::Corrupt(what.clone()),
+        // Neither arises from a heartbeat; kept as their message.
+        StoreError::Schema(_) | StoreError::Decrypt { .. } => StoreError::Corrupt(err.to_string()),
     }
 }
 
@@ -396,12 +422,17 @@ mod tests {
     use crate::models::{TIEnterRunningPayload, TIStateUpdate};
     use crate::store::testing::{stores, temp_sqlite};
     use crate::store::{NewTaskInstance, StartOutcome, StateOutcome};
+    use time::OffsetDateTime;
 
     /// Older than any heartbeat a test writes.
-    const OLD: &str = "2000-01-01T00:00:00.000000Z";
+    const OLD: &str = "2000-01-01 00:00:00.000000";
 
-    fn beat(hostname: &str, pid: i64) -> TIHeartbeatInfo {
-        TIHeartbeatInfo {
+    fn old() -> OffsetDateTime {
+        crate::store::sql::parse_time(OLD).unwrap()
+    }
+
+    fn beat(hostname: &str, pid: i64) -> Beat {
+        Beat {
             hostname: hostname.into(),
             pid,
         }
@@ -427,7 +458,10 @@ mod tests {
         }))
         .unwrap();
         assert!(matches!(
-            store.start_task_instance(id, &payload).await.unwrap(),
+            store
+                .start_task_instance(id, &payload.to_request())
+                .await
+                .unwrap(),
             StartOutcome::Started(_)
         ));
         age(store, id).await;
@@ -435,12 +469,15 @@ mod tests {
     }
 
     async fn age(store: &Store, id: Uuid) {
-        sqlx::query("UPDATE task_instances SET last_heartbeat_at = $1 WHERE id = $2")
-            .bind(OLD)
-            .bind(id.to_string())
-            .execute(&store.writer)
-            .await
-            .unwrap();
+        sqlx::query(sql!(
+            store.backend,
+            "UPDATE task_instance SET last_heartbeat_at = $1::timestamptz WHERE id = $2::uuid"
+        ))
+        .bind(OLD)
+        .bind(uuid_param(id))
+        .execute(&store.writer)
+        .await
+        .unwrap();
     }
 
     async fn succeed(store: &Store, id: Uuid) {
@@ -450,14 +487,14 @@ mod tests {
         .unwrap();
         assert_eq!(
             store
-                .update_task_instance_state(id, &success)
+                .update_task_instance_state(id, &success.to_change())
                 .await
                 .unwrap(),
             StateOutcome::Updated
         );
     }
 
-    async fn last_heartbeat(store: &Store, id: Uuid) -> Option<String> {
+    async fn last_heartbeat(store: &Store, id: Uuid) -> Option<OffsetDateTime> {
         store
             .task_instance(id)
             .await
@@ -487,7 +524,7 @@ mod tests {
     /// the batches they form do not depend on timing.
     async fn heartbeat_all(
         store: &Store,
-        requests: &[(Uuid, TIHeartbeatInfo)],
+        requests: &[(Uuid, Beat)],
     ) -> Vec<Result<HeartbeatOutcome, StoreError>> {
         let held = match store.heartbeats {
             Some(_) => Some(store.writer.acquire().await.unwrap()),
@@ -540,7 +577,7 @@ mod tests {
                     done,
                     beat("h3", 3),
                     HeartbeatOutcome::NotRunning {
-                        state: "success".into(),
+                        state: Some(TiState::Success),
                     },
                     20,
                 ),
@@ -572,12 +609,9 @@ mod tests {
                 assert_eq!(&answer.unwrap(), expected, "{id} {info:?}");
             }
             let written = last_heartbeat(&store, alive).await.unwrap();
-            assert!(written.as_str() > OLD, "{written}");
+            assert!(written > old(), "{written}");
             for untouched in [elsewhere, done] {
-                assert_eq!(
-                    last_heartbeat(&store, untouched).await.as_deref(),
-                    Some(OLD)
-                );
+                assert_eq!(last_heartbeat(&store, untouched).await, Some(old()));
             }
             assert_eq!(last_heartbeat(&store, queued).await, None);
             if let Some(before) = before {
@@ -619,12 +653,12 @@ mod tests {
                 HeartbeatOutcome::Alive
             );
             let written = last_heartbeat(&store, id).await.unwrap();
-            assert!(written.as_str() > OLD, "{written}");
+            assert!(written > old(), "{written}");
             succeed(&store, id).await;
             assert_eq!(
                 store.heartbeat(id, &beat("h", 1)).await.unwrap(),
                 HeartbeatOutcome::NotRunning {
-                    state: "success".into()
+                    state: Some(TiState::Success)
                 }
             );
             assert_eq!(last_heartbeat(&store, id).await, Some(written));
@@ -668,14 +702,14 @@ mod tests {
         assert_eq!(stats(&store).failed.load(Ordering::Relaxed), 1);
         assert_eq!(commits(&store), 0);
         lock.rollback().await.unwrap();
-        assert_eq!(last_heartbeat(&store, id).await.as_deref(), Some(OLD));
+        assert_eq!(last_heartbeat(&store, id).await, Some(old()));
 
         // The lock is gone: the next heartbeat is written.
         assert_eq!(
             store.heartbeat(id, &beat("h", 1)).await.unwrap(),
             HeartbeatOutcome::Alive
         );
-        assert!(last_heartbeat(&store, id).await.unwrap().as_str() > OLD);
+        assert!(last_heartbeat(&store, id).await.unwrap() > old());
         assert_eq!(commits(&store), 1);
     }
 
@@ -707,7 +741,7 @@ mod tests {
         }
         assert_eq!(commits(&store), 1);
         assert_eq!(stats(&store).committed.load(Ordering::Relaxed), 6);
-        assert!(last_heartbeat(&store, id).await.unwrap().as_str() > OLD);
+        assert!(last_heartbeat(&store, id).await.unwrap() > old());
     }
 
     #[tokio::test]
@@ -727,7 +761,7 @@ mod tests {
             store.heartbeat(id, &beat("h", 1)).await.unwrap(),
             HeartbeatOutcome::Alive
         );
-        assert!(last_heartbeat(&store, id).await.unwrap().as_str() > OLD);
+        assert!(last_heartbeat(&store, id).await.unwrap() > old());
 
         // The collector dies with the request in hand: no answer comes.
         age(&store, id).await;
@@ -741,7 +775,7 @@ mod tests {
             store.heartbeat(id, &beat("h", 1)).await.unwrap(),
             HeartbeatOutcome::Alive
         );
-        assert!(last_heartbeat(&store, id).await.unwrap().as_str() > OLD);
+        assert!(last_heartbeat(&store, id).await.unwrap() > old());
         assert_eq!(
             store
                 .heartbeat(Uuid::new_v4(), &beat("h", 1))

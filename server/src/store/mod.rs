@@ -1,5 +1,12 @@
-//! Storage: one code path over sqlx's `Any` driver for embedded SQLite (the
-//! default, no setup) and PostgreSQL (several replicas sharing one database).
+//! Storage on Airflow's own metadata schema: one code path over sqlx's `Any`
+//! driver for SQLite (Airflow's, or the embedded default) and PostgreSQL
+//! (Airflow's, shared by several replicas).
+//!
+//! The tables are Airflow 3.3.2's (`task_instance`, `dag_run`, `variable`,
+//! `connection`, `xcom`, ...), read and written with Airflow's semantics, so the
+//! scheduler, UI and CLI see every change we make. [`schema`] tells the three kinds
+//! of database apart (Airflow-managed, embedded, empty) and refuses the others.
+//! [`sql`] holds the one dialect difference we need: parameter casts.
 //!
 //! Every state transition is one transaction whose first statement is a
 //! conditional `UPDATE ... WHERE state = <expected>`: concurrent replicas
@@ -8,24 +15,33 @@
 //! WAL mode with `synchronous = FULL`, so an acknowledged write survives a
 //! `kill -9` and a power cut.
 
+mod connections;
 mod heartbeats;
-mod resources;
-mod schema;
+pub mod schema;
+pub(crate) mod sql;
+mod state;
 mod task_instances;
+mod variables;
 mod xcoms;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Connection as _, Executor as _, Row as _};
-use time::{OffsetDateTime, UtcOffset};
+use sqlx::{AnyPool, Connection as _, Executor as _};
+use time::OffsetDateTime;
 
-pub use resources::NewConnection;
+use crate::crypto::{CryptoError, Fernet};
+pub use connections::{Connection, NewConnection};
+pub use heartbeats::Beat;
+pub use schema::{DatabaseKind, SchemaError};
+use sql::Backend;
+pub use state::{TiState, UnknownState};
 pub use task_instances::{
-    HeartbeatOutcome, NewTaskInstance, StartOutcome, StateOutcome, TaskInstanceRecord,
+    DagRun, HeartbeatOutcome, NewTaskInstance, RunContext, StartOutcome, StartRequest, StateChange,
+    StateOutcome, TaskInstance, TerminalState,
 };
+pub use variables::Variable;
 pub use xcoms::{XComKey, XComWrite};
 
 /// Where the data lives.
@@ -61,7 +77,7 @@ impl DatabaseTarget {
         })
     }
 
-    /// The SQLite file for a data directory: `DIR/execution-api.db`.
+    /// The embedded SQLite file for a data directory: `DIR/execution-api.db`.
     pub fn in_data_dir(dir: &Path) -> Self {
         DatabaseTarget::Sqlite(dir.join("execution-api.db"))
     }
@@ -124,6 +140,17 @@ pub enum StoreError {
     /// A stored value does not parse (written by something else).
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// The database is not one we can use as it is.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// A stored secret does not decrypt.
+    #[error("{what}: {source}")]
+    Decrypt {
+        /// What was being decrypted.
+        what: String,
+        /// Why it failed.
+        source: CryptoError,
+    },
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -184,38 +211,56 @@ pub struct Store {
     /// Writes. On SQLite a pool of one connection: SQLite has one writer at a
     /// time anyway, and writers queueing here (FIFO, bounded by the acquire
     /// timeout) beat writers sleeping and retrying in `busy_timeout`, which
-    /// gave half-second tail latencies under load. Other processes (the CLI)
-    /// still meet `busy_timeout`. On PostgreSQL the same pool as `pool`.
+    /// gave half-second tail latencies under load. Other processes (Airflow's
+    /// scheduler, the CLI) still meet `busy_timeout`. On PostgreSQL the same
+    /// pool as `pool`.
     writer: AnyPool,
     /// On SQLite, the group commit of heartbeats (see [`heartbeats`]); `None`
     /// on PostgreSQL, or when it could not start.
     heartbeats: Option<heartbeats::HeartbeatBatcher>,
     backend: Backend,
+    kind: DatabaseKind,
+    fernet: Fernet,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Backend {
-    Sqlite,
-    Postgres,
+/// How the store treats what it reads and writes.
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    /// Encrypts variables and connections (`[core] fernet_key`).
+    pub fernet: Fernet,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            fernet: Fernet::from_config(None).expect("the null fernet needs no key"),
+        }
+    }
 }
 
 impl Store {
-    /// Opens (creating the SQLite file and its directories if needed) and
-    /// migrates the schema.
+    /// Opens with the null Fernet (plaintext secrets); see [`Store::open_with`].
     pub async fn open(target: &DatabaseTarget) -> Result<Store, StoreError> {
+        Store::open_with(target, StoreSettings::default()).await
+    }
+
+    /// Opens the database: tells what kind it is first, reading only (an
+    /// unsupported database is refused before anything is written, so it stays
+    /// byte for byte as it was), then opens the pools, creating the embedded
+    /// schema in an empty database.
+    pub async fn open_with(
+        target: &DatabaseTarget,
+        settings: StoreSettings,
+    ) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let (url, backend, max_connections) = match target {
             DatabaseTarget::Sqlite(path) => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-                        path: dir.to_owned(),
-                        source,
-                    })?;
-                }
-                (sqlite_url(path), Backend::Sqlite, 4)
+                prepare_sqlite_file(path)?;
+                (sqlite_url(path, "rwc"), Backend::Sqlite, 4)
             }
             DatabaseTarget::Postgres(url) => (url.clone(), Backend::Postgres, 10),
         };
+        let detected = detect(target, backend).await?;
         let options: AnyConnectOptions = url.parse()?;
         let pool_options = || {
             AnyPoolOptions::new()
@@ -230,15 +275,20 @@ impl Store {
                         if backend == Backend::Sqlite {
                             // WAL lets readers run beside the writer; FULL syncs the WAL
                             // on every commit, so an acknowledged write is on disk.
+                            // Airflow's own processes open the same file and follow the
+                            // journal mode recorded in it.
                             conn.execute("PRAGMA journal_mode = WAL").await?;
                             conn.execute("PRAGMA synchronous = FULL").await?;
                             conn.execute("PRAGMA busy_timeout = 5000").await?;
+                            // As Airflow sets it on every SQLite connection.
                             conn.execute("PRAGMA foreign_keys = ON").await?;
                         } else {
                             // PostgreSQL's counterpart of busy_timeout: a row or table
                             // lock held elsewhere fails the statement (55P03, a 503)
                             // instead of holding the request forever.
                             conn.execute("SET lock_timeout = '5s'").await?;
+                            // Timestamps are bound and read as UTC text.
+                            conn.execute("SET TIME ZONE 'UTC'").await?;
                         }
                         Ok(())
                     })
@@ -262,8 +312,12 @@ impl Store {
             writer,
             heartbeats: None,
             backend,
+            kind: detected.clone(),
+            fernet: settings.fernet,
         };
-        store.migrate().await?;
+        if detected == DatabaseKind::Empty {
+            store.kind = store.create_embedded().await?;
+        }
         if backend == Backend::Sqlite {
             store.heartbeats = heartbeats::HeartbeatBatcher::start(store.writer.clone());
         }
@@ -276,6 +330,11 @@ impl Store {
             Backend::Sqlite => "sqlite",
             Backend::Postgres => "postgres",
         }
+    }
+
+    /// What kind of database this is.
+    pub fn kind(&self) -> &DatabaseKind {
+        &self.kind
     }
 
     /// Checks that the database answers (`/health/ping`).
@@ -301,47 +360,94 @@ impl Store {
         })
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
+    /// Creates the embedded schema, unless another process did it first (the
+    /// check is repeated under the write lock: replicas may start together).
+    async fn create_embedded(&self) -> Result<DatabaseKind, StoreError> {
         let mut tx = self.begin_write().await?;
         if self.backend == Backend::Postgres {
-            // Replicas starting together: one migrates, the others wait here.
             sqlx::query(
-                "SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(7274201)) AS migration_lock",
+                "SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock(7274201)) AS schema_lock",
             )
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
-        )
-        .execute(&mut *tx)
-        .await?;
-        let applied: HashSet<i64> = sqlx::query("SELECT version FROM schema_migrations")
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|row| row.try_get::<i64, _>(0))
-            .collect::<Result<_, _>>()?;
-        for (version, statements) in schema::MIGRATIONS {
-            if applied.contains(version) {
-                continue;
-            }
-            for statement in *statements {
-                sqlx::query(*statement).execute(&mut *tx).await?;
-            }
-            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
-                .bind(*version)
-                .bind(timestamp(now()))
-                .execute(&mut *tx)
-                .await?;
-            tracing::info!(version, "applied schema migration");
+        let kind = schema::detect(&mut tx, self.backend).await?;
+        if kind != DatabaseKind::Empty {
+            tx.rollback().await?;
+            return Ok(kind);
         }
+        schema::create_embedded(&mut tx, self.backend, &sql::time_param(now())).await?;
         tx.commit().await?;
-        Ok(())
+        tracing::info!(
+            tables = schema::embedded_tables().len(),
+            "created the embedded Airflow-shaped schema"
+        );
+        Ok(DatabaseKind::Embedded {
+            version: schema::EMBEDDED_VERSION,
+        })
     }
 }
 
-fn sqlite_url(path: &Path) -> String {
+/// Reads the database's kind on a connection of its own, without the pools'
+/// pragmas (SQLite: read-only, so a refused file is not even touched).
+async fn detect(target: &DatabaseTarget, backend: Backend) -> Result<DatabaseKind, StoreError> {
+    let url = match target {
+        DatabaseTarget::Sqlite(path) => {
+            let empty = std::fs::metadata(path)
+                .map(|m| m.len() == 0)
+                .unwrap_or(true);
+            if empty {
+                return Ok(DatabaseKind::Empty);
+            }
+            sqlite_url(path, "ro")
+        }
+        DatabaseTarget::Postgres(url) => url.clone(),
+    };
+    let options: AnyConnectOptions = url.parse()?;
+    let mut conn = sqlx::AnyConnection::connect_with(&options).await?;
+    let kind = schema::detect(&mut conn, backend).await;
+    let _ = conn.close().await;
+    kind
+}
+
+/// Makes the SQLite file's directory, and on first use the file itself, private
+/// (0700, 0600): it holds connection passwords. SQLite gives its `-wal` and
+/// `-shm` files the database file's permissions.
+fn prepare_sqlite_file(path: &Path) -> Result<(), StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(dir)
+            .map_err(|source| StoreError::CreateDir {
+                path: dir.to_owned(),
+                source,
+            })?;
+    }
+    if !path.exists() {
+        let mut file = std::fs::OpenOptions::new();
+        file.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+        match file.open(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(StoreError::CreateDir {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn sqlite_url(path: &Path, mode: &str) -> String {
     // sqlx percent-decodes the path, so `%`, `?` and `#` must be encoded.
     let mut encoded = String::new();
     for c in path.to_string_lossy().chars() {
@@ -352,7 +458,7 @@ fn sqlite_url(path: &Path) -> String {
             c => encoded.push(c),
         }
     }
-    format!("sqlite://{encoded}?mode=rwc")
+    format!("sqlite://{encoded}?mode={mode}")
 }
 
 /// The current time.
@@ -360,18 +466,10 @@ pub(crate) fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
-/// Renders a time as stored and sent: UTC, microseconds, `Z`
-/// (`2024-05-01T10:00:00.123456Z`), which sorts as text and which pydantic parses.
+/// Renders a time as the API sends it: UTC, microseconds, `Z`
+/// (`2024-05-01T10:00:00.123456Z`), which pydantic parses.
 pub fn timestamp(t: OffsetDateTime) -> String {
-    // An offset can push 9999-12-31 past what `time` represents: clamp, never panic.
-    let t = t.checked_to_offset(UtcOffset::UTC).unwrap_or_else(|| {
-        let edge = if t.offset().is_negative() {
-            time::PrimitiveDateTime::MAX
-        } else {
-            time::PrimitiveDateTime::MIN
-        };
-        edge.assume_utc()
-    });
+    let t = sql::clamp_utc(t);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
         t.year(),
@@ -386,37 +484,89 @@ pub fn timestamp(t: OffsetDateTime) -> String {
 
 #[cfg(test)]
 pub(crate) mod testing {
-    //! Backends for the storage tests: a fresh SQLite file always, PostgreSQL
-    //! too when `EXECUTION_API_TEST_POSTGRES_URL` is set.
+    //! Backends for the storage tests, every kind of database the server runs on:
+    //!
+    //! - a fresh embedded SQLite file, always;
+    //! - a copy of an SQLite database made by Airflow's own `airflow db migrate`
+    //!   (`EXECUTION_API_TEST_AIRFLOW_SQLITE`: the file to copy);
+    //! - PostgreSQL with the embedded schema (`EXECUTION_API_TEST_POSTGRES_URL`);
+    //! - PostgreSQL made by `airflow db migrate` (`EXECUTION_API_TEST_AIRFLOW_POSTGRES_URL`).
+    //!
+    //! `.ci/test` sets all of them and `EXECUTION_API_TEST_REQUIRE_ALL=1`, which
+    //! makes a missing one fail the test instead of being skipped.
 
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     /// A unique temporary SQLite file path.
     pub(crate) fn temp_sqlite() -> DatabaseTarget {
+        DatabaseTarget::in_data_dir(&temp_dir())
+    }
+
+    fn temp_dir() -> PathBuf {
         static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
+        std::env::temp_dir().join(format!(
             "execution-api-store-test-{}-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed),
             uuid::Uuid::new_v4().simple()
-        ));
-        DatabaseTarget::in_data_dir(&dir)
+        ))
     }
 
-    /// Opens every backend under test and says which ones ran.
-    pub(crate) async fn stores(test: &str) -> Vec<Store> {
-        let mut stores = vec![Store::open(&temp_sqlite()).await.expect("open sqlite")];
-        match std::env::var("EXECUTION_API_TEST_POSTGRES_URL") {
-            Ok(url) if !url.is_empty() => {
-                let target = DatabaseTarget::from_url(&url).expect("postgres URL");
-                stores.push(Store::open(&target).await.expect("open postgres"));
+    /// The backends whose environment variable is set, as targets.
+    pub(crate) fn targets(test: &str) -> Vec<DatabaseTarget> {
+        let require = std::env::var("EXECUTION_API_TEST_REQUIRE_ALL").is_ok_and(|v| v == "1");
+        let var = |name: &str| match std::env::var(name) {
+            Ok(value) if !value.is_empty() => Some(value),
+            _ => {
+                assert!(
+                    !require,
+                    "{test}: {name} is unset but EXECUTION_API_TEST_REQUIRE_ALL=1"
+                );
+                eprintln!("{test}: {name} unset, that backend is not run");
+                None
             }
-            _ => eprintln!(
-                "{test}: EXECUTION_API_TEST_POSTGRES_URL unset, PostgreSQL backend not run"
-            ),
+        };
+        let mut targets = vec![temp_sqlite()];
+        if let Some(template) = var("EXECUTION_API_TEST_AIRFLOW_SQLITE") {
+            let dir = temp_dir();
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let copy = dir.join("airflow.db");
+            std::fs::copy(&template, &copy).expect("copy the airflow db migrate database");
+            targets.push(DatabaseTarget::Sqlite(copy));
         }
-        let names: Vec<_> = stores.iter().map(Store::backend_name).collect();
+        for name in [
+            "EXECUTION_API_TEST_POSTGRES_URL",
+            "EXECUTION_API_TEST_AIRFLOW_POSTGRES_URL",
+        ] {
+            if let Some(url) = var(name) {
+                targets.push(DatabaseTarget::from_url(&url).expect("postgres URL"));
+            }
+        }
+        targets
+    }
+
+    /// Opens every backend under test (null Fernet) and says which ones ran.
+    pub(crate) async fn stores(test: &str) -> Vec<Store> {
+        stores_with(test, None).await
+    }
+
+    /// Opens every backend under test with this `[core] fernet_key`.
+    pub(crate) async fn stores_with(test: &str, fernet_key: Option<&str>) -> Vec<Store> {
+        let mut stores = Vec::new();
+        for target in targets(test) {
+            let settings = StoreSettings {
+                fernet: Fernet::from_config(fernet_key).expect("fernet key"),
+            };
+            let store = Store::open_with(&target, settings)
+                .await
+                .unwrap_or_else(|e| panic!("open {}: {e}", target.redacted()));
+            stores.push(store);
+        }
+        let names: Vec<_> = stores
+            .iter()
+            .map(|s| format!("{} ({})", s.backend_name(), s.kind().describe()))
+            .collect();
         eprintln!("{test}: backends run: {}", names.join(", "));
         stores
     }
@@ -479,17 +629,14 @@ mod tests {
         let mut lock = holder.pool.begin_with("BEGIN EXCLUSIVE").await.unwrap();
         let err = store.set_variable("k", "v", None).await.unwrap_err();
         assert!(err.is_transient(), "{err:?}");
-        sqlx::query("INSERT INTO variables (key, val, updated_at) VALUES ('other', 'x', 'now')")
+        sqlx::query("INSERT INTO variable (key, val, is_encrypted) VALUES ('other', 'x', 0)")
             .execute(&mut *lock)
             .await
             .unwrap();
         lock.rollback().await.unwrap();
         store.set_variable("k", "v", None).await.unwrap();
         assert_eq!(store.variable("other").await.unwrap(), None);
-        assert_eq!(
-            store.variable("k").await.unwrap().unwrap().value.as_deref(),
-            Some("v")
-        );
+        assert_eq!(store.variable("k").await.unwrap().unwrap().value, "v");
     }
 
     #[tokio::test]

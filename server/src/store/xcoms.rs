@@ -1,10 +1,14 @@
-//! XComs: JSON values keyed by (dag, run, task, map index, key).
+//! XComs on Airflow's `xcom` table, stored as Airflow stores them: the request
+//! body verbatim as the JSON `value` (`XComModel.set(..., serialize=False)`),
+//! keyed by the DAG run's integer id, task, map index and key, so that Airflow's
+//! UI, CLI and models read ours and we read theirs.
 
 use sqlx::Row as _;
 
-use super::{Store, StoreError, now, timestamp};
+use super::sql::{sql, time_param};
+use super::{Store, StoreError, now};
 
-/// Which XCom.
+/// Where an XCom lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct XComKey<'a> {
     /// DAG id.
@@ -15,26 +19,30 @@ pub struct XComKey<'a> {
     pub task_id: &'a str,
     /// XCom key.
     pub key: &'a str,
-    /// Map index (`-1` for unmapped).
+    /// Map index, `-1` for an unmapped task.
     pub map_index: i64,
 }
 
-/// Result of writing an XCom.
+/// What an XCom write found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum XComWrite {
     /// Stored.
     Stored,
-    /// The DAG run does not exist.
+    /// No such DAG run.
     NoDagRun,
+    /// The DAG run exists but the task instance does not (Airflow's foreign key
+    /// refuses the row: a 500 there, a 404 here).
+    NoTaskInstance,
 }
 
 impl Store {
-    /// Reads an XCom's JSON value.
-    pub async fn xcom(&self, at: XComKey<'_>) -> Result<Option<serde_json::Value>, StoreError> {
-        let row = sqlx::query(
-            "SELECT value FROM xcoms WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 \
-             AND map_index = $4 AND key = $5",
-        )
+    /// Reads an XCom's value: its JSON text as stored (`null` for SQL NULL).
+    pub async fn xcom(&self, at: XComKey<'_>) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(sql!(
+            self.backend,
+            "SELECT CAST(value AS TEXT) FROM xcom WHERE dag_id = $1 AND run_id = $2 \
+             AND task_id = $3 AND map_index = $4 AND key = $5"
+        ))
         .bind(at.dag_id)
         .bind(at.run_id)
         .bind(at.task_id)
@@ -42,53 +50,93 @@ impl Store {
         .bind(at.key)
         .fetch_optional(&self.pool)
         .await?;
-        match row {
-            Some(row) => {
-                let text: String = row.try_get(0)?;
-                serde_json::from_str(&text)
-                    .map(Some)
-                    .map_err(|e| StoreError::Corrupt(format!("xcom value: {e}")))
-            }
-            None => Ok(None),
-        }
+        Ok(match row {
+            Some(row) => Some(
+                row.try_get::<Option<String>, _>(0)?
+                    .unwrap_or_else(|| "null".to_owned()),
+            ),
+            None => None,
+        })
     }
 
-    /// Creates or replaces an XCom; its DAG run must exist (like Airflow).
+    /// Stores an XCom: `value` is JSON text, kept as sent. As Airflow does, the
+    /// old row goes and a new one (with a new timestamp) comes.
     pub async fn set_xcom(
         &self,
         at: XComKey<'_>,
-        value: &serde_json::Value,
+        value: &str,
+        dag_result: bool,
     ) -> Result<XComWrite, StoreError> {
+        let b = self.backend;
         let mut tx = self.begin_write().await?;
-        // A write first, so SQLite takes its write lock before reading.
-        let stored = sqlx::query(
-            "INSERT INTO xcoms (dag_id, run_id, task_id, map_index, key, value, updated_at) \
-             SELECT $1, $2, $3, $4, $5, $6, $7 FROM dag_runs WHERE dag_id = $1 AND run_id = $2 \
-             ON CONFLICT (dag_id, run_id, task_id, map_index, key) DO UPDATE \
-             SET value = excluded.value, updated_at = excluded.updated_at",
-        )
+        let dag_run_id: Option<i64> = sqlx::query(sql!(
+            b,
+            "SELECT id FROM dag_run WHERE dag_id = $1 AND run_id = $2"
+        ))
+        .bind(at.dag_id)
+        .bind(at.run_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?;
+        let Some(dag_run_id) = dag_run_id else {
+            return Ok(XComWrite::NoDagRun);
+        };
+        let has_ti: i64 = sqlx::query(sql!(
+            b,
+            "SELECT COUNT(*) FROM task_instance WHERE dag_id = $1 AND run_id = $2 \
+             AND task_id = $3 AND map_index = $4"
+        ))
         .bind(at.dag_id)
         .bind(at.run_id)
         .bind(at.task_id)
         .bind(at.map_index)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        if has_ti == 0 {
+            return Ok(XComWrite::NoTaskInstance);
+        }
+        sqlx::query(sql!(
+            b,
+            "DELETE FROM xcom WHERE key = $1 AND run_id = $2 AND task_id = $3 AND dag_id = $4 \
+             AND map_index = $5"
+        ))
         .bind(at.key)
-        .bind(value.to_string())
-        .bind(timestamp(now()))
+        .bind(at.run_id)
+        .bind(at.task_id)
+        .bind(at.dag_id)
+        .bind(at.map_index)
         .execute(&mut *tx)
         .await?;
-        if stored.rows_affected() == 0 {
-            return Ok(XComWrite::NoDagRun);
-        }
+        sqlx::query(sql!(
+            b,
+            "INSERT INTO xcom (dag_run_id, task_id, map_index, key, dag_id, run_id, value, \
+             timestamp, dag_result) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::timestamptz, $9)"
+        ))
+        .bind(dag_run_id)
+        .bind(at.task_id)
+        .bind(at.map_index)
+        .bind(at.key)
+        .bind(at.dag_id)
+        .bind(at.run_id)
+        .bind(value)
+        .bind(time_param(now()))
+        .bind(dag_result)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(XComWrite::Stored)
     }
 
-    /// Deletes an XCom; returns whether it existed.
+    /// Deletes an XCom; whether a row was deleted.
     pub async fn delete_xcom(&self, at: XComKey<'_>) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM xcoms WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 \
-             AND map_index = $4 AND key = $5",
-        )
+        let done = sqlx::query(sql!(
+            self.backend,
+            "DELETE FROM xcom WHERE dag_id = $1 AND run_id = $2 AND task_id = $3 \
+             AND map_index = $4 AND key = $5"
+        ))
         .bind(at.dag_id)
         .bind(at.run_id)
         .bind(at.task_id)
@@ -106,11 +154,15 @@ mod tests {
     use crate::store::NewTaskInstance;
     use crate::store::testing::stores;
 
+    fn json(text: &str) -> serde_json::Value {
+        serde_json::from_str(text).unwrap()
+    }
+
     #[tokio::test]
     async fn xcoms_round_trip() {
         for store in stores("xcoms_round_trip").await {
             let dag = format!("dag_{}", uuid::Uuid::new_v4().simple());
-            let id = store
+            store
                 .create_task_instance(&NewTaskInstance {
                     run_id: Some("r1".into()),
                     ..NewTaskInstance::new(&dag, "t")
@@ -125,42 +177,44 @@ mod tests {
                 map_index: -1,
             };
             assert_eq!(store.xcom(at).await.unwrap(), None);
-            let value = serde_json::json!({"rows": [1, 2, 3], "ok": true, "none": null});
-            assert_eq!(store.set_xcom(at, &value).await.unwrap(), XComWrite::Stored);
-            assert_eq!(store.xcom(at).await.unwrap(), Some(value));
+            let value =
+                r#"{"rows": [1, 2, 3], "ok": true, "none": null, "big": 18446744073709551616}"#;
             assert_eq!(
-                store.set_xcom(at, &serde_json::Value::Null).await.unwrap(),
+                store.set_xcom(at, value, false).await.unwrap(),
                 XComWrite::Stored
             );
-            assert_eq!(store.xcom(at).await.unwrap(), Some(serde_json::Value::Null));
-            let mapped = XComKey { map_index: 3, ..at };
-            assert_eq!(store.xcom(mapped).await.unwrap(), None);
+            let got = store.xcom(at).await.unwrap().unwrap();
+            assert_eq!(json(&got), json(value));
+            // Integers past 64 bits stay exact.
+            assert!(got.contains("18446744073709551616"), "{got}");
+            assert_eq!(
+                store.set_xcom(at, "null", false).await.unwrap(),
+                XComWrite::Stored
+            );
+            assert_eq!(store.xcom(at).await.unwrap().as_deref(), Some("null"));
+            assert_eq!(
+                store.set_xcom(at, "10", false).await.unwrap(),
+                XComWrite::Stored
+            );
+            assert_eq!(store.xcom(at).await.unwrap().as_deref(), Some("10"));
+            assert!(store.delete_xcom(at).await.unwrap());
+            assert!(!store.delete_xcom(at).await.unwrap());
             let other_run = XComKey {
                 run_id: "nope",
                 ..at
             };
             assert_eq!(
-                store
-                    .set_xcom(other_run, &serde_json::json!(1))
-                    .await
-                    .unwrap(),
+                store.set_xcom(other_run, "1", false).await.unwrap(),
                 XComWrite::NoDagRun
             );
-            // A later try of the task is told which keys to clear.
-            let payload = serde_json::from_value(serde_json::json!({
-                "hostname": "h", "unixname": "u", "pid": 1,
-                "start_date": "2024-05-01T10:00:00Z"
-            }))
-            .unwrap();
-            let crate::store::StartOutcome::Started(ctx) =
-                store.start_task_instance(id, &payload).await.unwrap()
-            else {
-                panic!("not started")
+            let other_task = XComKey {
+                task_id: "nope",
+                ..at
             };
-            assert_eq!(ctx.xcom_keys_to_clear, ["return_value"]);
-            assert!(store.delete_xcom(at).await.unwrap());
-            assert!(!store.delete_xcom(at).await.unwrap());
-            assert_eq!(store.xcom(at).await.unwrap(), None);
+            assert_eq!(
+                store.set_xcom(other_task, "1", false).await.unwrap(),
+                XComWrite::NoTaskInstance
+            );
         }
     }
 }
