@@ -58,13 +58,10 @@ fn fresh_data_dir_serves_cli_data_and_cli_tokens() {
         &std::fs::metadata(&secret_path).unwrap().permissions(),
     );
     assert_eq!(mode & 0o777, 0o600, "dev secret mode {mode:o}");
+    let log = server.wait_log("signing with the development secret");
     assert!(
-        server.stderr().contains("WARN")
-            && server
-                .stderr()
-                .contains("signing with the development secret"),
-        "no dev-secret warning:\n{}",
-        server.stderr()
+        log.contains("WARN") && log.contains("signing with the development secret"),
+        "no dev-secret warning:\n{log}"
     );
 
     let ping = http(server.addr, "GET", "/execution/health/ping", None, None);

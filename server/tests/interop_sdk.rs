@@ -31,6 +31,16 @@ fn venv_python() -> PathBuf {
     if let Some(python) = cached.as_ref() {
         return python.clone();
     }
+    // `.ci/test` makes one virtualenv per run (`.ci/airflow-env`) for every test.
+    if let Ok(venv) = std::env::var("EXECUTION_API_TEST_AIRFLOW_VENV") {
+        let python = Path::new(&venv).join("bin").join("python");
+        assert!(
+            has_sdk(&python),
+            "interop: EXECUTION_API_TEST_AIRFLOW_VENV={venv} has no {SDK_REQUIREMENT}"
+        );
+        *cached = Some(python.clone());
+        return python;
+    }
     let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .expect("target dir")
@@ -256,6 +266,41 @@ fn scenario(database_url: Option<&str>) {
 #[test]
 fn task_sdk_drives_task_instances_on_sqlite() {
     scenario(None);
+}
+
+/// On a copy of the SQLite database Airflow's `airflow db migrate` made (`.ci/airflow-env`).
+#[test]
+fn task_sdk_drives_task_instances_on_airflow_sqlite() {
+    let Some(template) = airflow_fixture("EXECUTION_API_TEST_AIRFLOW_SQLITE") else {
+        return;
+    };
+    let dir = TempDir::new("interop-airflow-sqlite");
+    let copy = dir.path().join("airflow.db");
+    std::fs::copy(&template, &copy).expect("copy the Airflow database");
+    scenario(Some(&format!("sqlite://{}", copy.display())));
+}
+
+/// On the PostgreSQL database Airflow's `airflow db migrate` made.
+#[test]
+fn task_sdk_drives_task_instances_on_airflow_postgres() {
+    if let Some(url) = airflow_fixture("EXECUTION_API_TEST_AIRFLOW_POSTGRES_URL") {
+        scenario(Some(&url));
+    }
+}
+
+/// An Airflow-made database from `.ci/airflow-env`; required under `.ci/test`.
+fn airflow_fixture(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ => {
+            assert!(
+                std::env::var("EXECUTION_API_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
+                "{name} is unset but EXECUTION_API_TEST_REQUIRE_ALL=1"
+            );
+            eprintln!("interop: {name} unset (source .ci/airflow-env), not run");
+            None
+        }
+    }
 }
 
 #[test]

@@ -299,11 +299,11 @@ fn postgres_rows_locked_past_lock_timeout_are_503_then_recover_when_configured()
     rt.block_on(holder.execute("BEGIN")).unwrap();
     for (sql, id) in [
         (
-            "SELECT key FROM variables WHERE key = $1 FOR UPDATE",
+            "SELECT key FROM variable WHERE key = $1 FOR UPDATE",
             key.clone(),
         ),
         (
-            "SELECT id FROM task_instances WHERE id = $1 FOR UPDATE",
+            "SELECT CAST(id AS TEXT) FROM task_instance WHERE id = CAST($1 AS uuid) FOR UPDATE",
             ti.to_string(),
         ),
     ] {

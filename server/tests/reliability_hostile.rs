@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{Response, ServerProcess, TempDir, request, send_raw};
-use execution_api_server::store::{DatabaseTarget, Store, XComKey};
+use execution_api_server::store::{DatabaseTarget, Store, TiState, XComKey};
 use policy_core::{GeneratorConfig, SigningKey, TokenGenerator, TokenType};
 use serde_json::{Value, json};
 use support::{b64, call, create_ti, hs256, unix_now};
@@ -131,11 +131,11 @@ const INVALID: (u16, &str) = (403, "Invalid auth token");
 #[derive(Debug, PartialEq)]
 struct Snapshot {
     guard: Option<String>,
-    pwned_xcom: Option<Value>,
-    state: String,
-    last_heartbeat_at: Option<String>,
-    end_date: Option<String>,
-    other_state: String,
+    pwned_xcom: Option<String>,
+    state: Option<TiState>,
+    last_heartbeat_at: Option<time::OffsetDateTime>,
+    end_date: Option<time::OffsetDateTime>,
+    other_state: Option<TiState>,
 }
 
 fn snapshot(dir: &Path, ti: Uuid, other: Uuid) -> Snapshot {
@@ -145,7 +145,7 @@ fn snapshot(dir: &Path, ti: Uuid, other: Uuid) -> Snapshot {
             .expect("open store");
         let record = store.task_instance(ti).await.unwrap().expect("ti");
         let snapshot = Snapshot {
-            guard: store.variable("guard").await.unwrap().and_then(|v| v.value),
+            guard: store.variable("guard").await.unwrap().map(|v| v.value),
             pwned_xcom: store
                 .xcom(XComKey {
                     dag_id: DAG,
@@ -216,7 +216,7 @@ fn hostile_tokens_and_headers_on_a_shared_secret_server() {
     assert_eq!(reply.status, 204, "{}", reply.body);
     let before = snapshot(dir.path(), ti, other);
     assert_eq!(before.guard.as_deref(), Some("original"));
-    assert_eq!(before.state, "running");
+    assert_eq!(before.state, Some(TiState::Running));
     assert!(before.last_heartbeat_at.is_some());
 
     let now = unix_now();
@@ -670,7 +670,7 @@ fn hostile_tokens_and_headers_on_a_shared_secret_server() {
     let after = snapshot(dir.path(), ti, other);
     assert_eq!(after, before);
     assert_eq!(after.pwned_xcom, None);
-    assert_eq!(after.other_state, "queued");
+    assert_eq!(after.other_state, Some(TiState::Queued));
     no_panics(server);
 }
 

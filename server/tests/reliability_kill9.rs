@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{ServerProcess, TempDir};
-use execution_api_server::store::{DatabaseTarget, Store, XComKey, timestamp};
+use execution_api_server::store::{DatabaseTarget, Store, TiState, XComKey};
 use policy_core::{Algorithm, GeneratorConfig, SigningKey, TokenGenerator, TokenType};
 use serde_json::{Value, json};
 use support::{call, create_ti, wait_for};
@@ -282,7 +282,7 @@ fn verify(dir: &Path, database_url: Option<&str>, dag: &str, acknowledged: &[Wri
                 Write::Run(ti) | Write::Heartbeat(ti) => {
                     let record = store.task_instance(*ti).await.unwrap().expect("ti");
                     assert!(
-                        matches!(record.state.as_str(), "running" | "success"),
+                        matches!(record.state, Some(TiState::Running | TiState::Success)),
                         "{write:?}: {record:?}"
                     );
                     assert_eq!(record.hostname.as_deref(), Some("worker-1"), "{write:?}");
@@ -293,7 +293,7 @@ fn verify(dir: &Path, database_url: Option<&str>, dag: &str, acknowledged: &[Wri
                 Write::Variable { key, value } => {
                     let stored = store.variable(key).await.unwrap();
                     assert_eq!(
-                        stored.and_then(|v| v.value).as_deref(),
+                        stored.map(|v| v.value).as_deref(),
                         Some(value.as_str()),
                         "{write:?}"
                     );
@@ -313,11 +313,13 @@ fn verify(dir: &Path, database_url: Option<&str>, dag: &str, acknowledged: &[Wri
                         })
                         .await
                         .unwrap();
+                    let stored: Option<Value> =
+                        stored.map(|text| serde_json::from_str(&text).expect("stored JSON"));
                     assert_eq!(stored.as_ref(), Some(value), "{write:?}");
                 }
                 Write::Success(ti) => {
                     let record = store.task_instance(*ti).await.unwrap().expect("ti");
-                    assert_eq!(record.state, "success", "{write:?}");
+                    assert_eq!(record.state, Some(TiState::Success), "{write:?}");
                     assert!(record.end_date.is_some(), "{write:?}");
                 }
             }
@@ -372,8 +374,9 @@ fn concurrent_heartbeats(database_url: Option<&str>) {
     }
     let env = [("AIRFLOW__API_AUTH__JWT_SECRET", SECRET)];
 
-    // Per task instance: when its latest acknowledged heartbeat was sent (server format).
-    let latest: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(vec![None; HEARTBEAT_TIS]));
+    // Per task instance: when its latest acknowledged heartbeat was sent.
+    let latest: Arc<Mutex<Vec<Option<time::OffsetDateTime>>>> =
+        Arc::new(Mutex::new(vec![None; HEARTBEAT_TIS]));
     let unexpected: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut acknowledged_at_kills = Vec::new();
     let acked = Arc::new(AtomicUsize::new(0));
@@ -398,11 +401,11 @@ fn concurrent_heartbeats(database_url: Option<&str>) {
                 std::thread::spawn(move || {
                     let path = format!("/execution/task-instances/{ti}/heartbeat");
                     loop {
-                        let sent = timestamp(time::OffsetDateTime::now_utc());
+                        let sent = time::OffsetDateTime::now_utc();
                         match call(addr, "PUT", &path, &token, Some(HEARTBEAT_BODY)) {
                             Ok(reply) if reply.status == 204 => {
                                 let mut latest = latest.lock().unwrap();
-                                if latest[i].as_deref().is_none_or(|l| l < sent.as_str()) {
+                                if latest[i].is_none_or(|l| l < sent) {
                                     latest[i] = Some(sent);
                                 }
                                 acked.fetch_add(1, Ordering::SeqCst);
@@ -454,7 +457,7 @@ fn concurrent_heartbeats(database_url: Option<&str>) {
         for (ti, sent) in tis.iter().zip(latest) {
             let sent = sent.expect("every task instance had a heartbeat acknowledged");
             let record = store.task_instance(*ti).await.unwrap().expect("ti");
-            assert_eq!(record.state, "running", "{ti}");
+            assert_eq!(record.state, Some(TiState::Running), "{ti}");
             let stored = record.last_heartbeat_at.expect("last_heartbeat_at");
             assert!(
                 stored >= sent,

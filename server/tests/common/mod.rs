@@ -141,6 +141,20 @@ impl ServerProcess {
         server
     }
 
+    /// Waits (bounded) until the server's log contains `needle`; stdout and stderr are
+    /// read by different threads, so a line logged before `listening on` may still be
+    /// in flight when the address is known. The log so far, whether or not found.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + STARTUP_LIMIT;
+        loop {
+            let log = self.stderr();
+            if log.contains(needle) || std::time::Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// What the server logged so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()

@@ -299,6 +299,108 @@ pub fn embedded_tables() -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::targets;
+    use crate::store::{DatabaseTarget, Store};
+    use std::collections::BTreeMap;
+
+    /// Every table, its columns (name, type, nullability, default, key position),
+    /// foreign keys and indexes, in a form to compare across databases.
+    async fn shape(store: &Store) -> BTreeMap<String, Vec<String>> {
+        let mut conn = store.pool.acquire().await.unwrap();
+        let mut out = BTreeMap::new();
+        for table in embedded_tables() {
+            let mut lines = Vec::new();
+            let queries: Vec<String> = match store.backend {
+                Backend::Sqlite => vec![
+                    format!(
+                        "SELECT 'col ' || name || ' ' || type || ' ' || \"notnull\" || ' ' || \
+                         COALESCE(dflt_value, '') || ' ' || pk FROM pragma_table_info('{table}')"
+                    ),
+                    format!(
+                        "SELECT 'fk ' || \"table\" || ' ' || \"from\" || '->' || COALESCE(\"to\", '') || \
+                         ' ' || on_update || ' ' || on_delete FROM pragma_foreign_key_list('{table}')"
+                    ),
+                    format!(
+                        "SELECT 'index ' || il.name || ' ' || il.\"unique\" || ' ' || \
+                         (SELECT group_concat(name, ',') FROM pragma_index_info(il.name)) \
+                         FROM pragma_index_list('{table}') il WHERE il.origin != 'pk'"
+                    ),
+                ],
+                Backend::Postgres => vec![
+                    format!(
+                        "SELECT 'col ' || column_name || ' ' || data_type || ' ' || \
+                         COALESCE(CAST(character_maximum_length AS TEXT), '') || ' ' || is_nullable \
+                         || ' ' || COALESCE(column_default, '') FROM information_schema.columns \
+                         WHERE table_schema = current_schema() AND table_name = '{table}'"
+                    ),
+                    format!(
+                        "SELECT 'constraint ' || conname || ' ' || CAST(contype AS TEXT) || ' ' || \
+                         pg_get_constraintdef(oid) FROM pg_constraint \
+                         WHERE conrelid = CAST('{table}' AS regclass)"
+                    ),
+                    format!(
+                        "SELECT 'index ' || indexname || ' ' || \
+                         regexp_replace(indexdef, 'ON [a-z_]+\\.', 'ON ') FROM pg_indexes \
+                         WHERE schemaname = current_schema() AND tablename = '{table}'"
+                    ),
+                ],
+            };
+            for query in queries {
+                for row in sqlx::query(sqlx::AssertSqlSafe(query))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .unwrap()
+                {
+                    let line: String = row.try_get(0).unwrap();
+                    // Sequences are named after the table either way; PostgreSQL's
+                    // SERIAL default is `nextval('<table>_id_seq'::regclass)`.
+                    lines.push(line);
+                }
+            }
+            lines.sort();
+            out.insert(table.to_owned(), lines);
+        }
+        out
+    }
+
+    /// The embedded schema has exactly the shape `airflow db migrate` gives the same
+    /// tables: names, columns, types, nullability, defaults, keys and indexes.
+    #[tokio::test]
+    async fn embedded_schema_matches_airflow() {
+        let targets = targets("embedded_schema_matches_airflow");
+        let mut by_backend: BTreeMap<&str, (Option<Store>, Option<Store>)> = BTreeMap::new();
+        for target in &targets {
+            let store = Store::open(target).await.unwrap();
+            let name = store.backend_name();
+            let slot = by_backend.entry(name).or_default();
+            match store.kind() {
+                DatabaseKind::Airflow { .. } => slot.1 = Some(store),
+                _ if matches!(target, DatabaseTarget::Sqlite(_)) || slot.0.is_none() => {
+                    slot.0 = Some(store)
+                }
+                _ => {}
+            }
+        }
+        let mut compared = 0;
+        for (backend, pair) in by_backend {
+            let (Some(embedded), Some(airflow)) = pair else {
+                eprintln!("{backend}: no Airflow-made database to compare with");
+                continue;
+            };
+            let (ours, theirs) = (shape(&embedded).await, shape(&airflow).await);
+            for table in embedded_tables() {
+                assert_eq!(
+                    ours[table], theirs[table],
+                    "{backend}: table `{table}` differs from Airflow's"
+                );
+                assert!(!ours[table].is_empty(), "{backend}: `{table}` is missing");
+            }
+            compared += 1;
+        }
+        if std::env::var("EXECUTION_API_TEST_REQUIRE_ALL").as_deref() == Ok("1") {
+            assert_eq!(compared, 2, "SQLite and PostgreSQL must both be compared");
+        }
+    }
 
     #[test]
     fn ddl_splits_into_statements() {
