@@ -45,6 +45,9 @@ pub(crate) struct InterpolationError {
 }
 
 const DEFAULT_SECTION: &str = "DEFAULT";
+
+/// `(section, option)`; `None` is `[DEFAULT]`.
+type OptionName = (Option<String>, String);
 const MAX_INTERPOLATION_DEPTH: usize = 10;
 
 impl Ini {
@@ -52,7 +55,7 @@ impl Ini {
     pub(crate) fn parse(text: &str) -> Result<Ini, IniError> {
         let mut ini = Ini::default();
         // Values are collected as lines and joined at the end, as configparser does.
-        let mut lines: Vec<((Option<String>, String), Vec<String>)> = Vec::new();
+        let mut lines: Vec<(OptionName, Vec<String>)> = Vec::new();
         let mut seen_sections: Vec<String> = Vec::new();
         let mut seen_options: Vec<(String, String)> = Vec::new();
         let mut section: Option<String> = None; // None before any header
@@ -76,8 +79,10 @@ impl Ini {
                 continue;
             }
             let cur_indent = line.len() - py_lstrip(line).len();
-            if option.is_some() && (section.is_some() || in_defaults) && cur_indent > indent_level {
-                let i = option.expect("checked");
+            if let Some(i) = option
+                && (section.is_some() || in_defaults)
+                && cur_indent > indent_level
+            {
                 lines[i].1.push(value.to_owned());
                 continue;
             }

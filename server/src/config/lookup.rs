@@ -256,7 +256,7 @@ impl Lookup<'_> {
         let names = std::iter::once((spec.section, spec.key)).chain(spec.deprecated);
         let names: Vec<(&str, &str)> = names.collect();
         for &(section, key) in &names {
-            if let Some(found) = self.from_env(spec, section, key)? {
+            if let Some(found) = self.env_value(spec, section, key)? {
                 return Ok(found);
             }
         }
@@ -310,7 +310,7 @@ impl Lookup<'_> {
         })
     }
 
-    fn from_env(
+    fn env_value(
         &self,
         spec: &OptionSpec,
         section: &str,

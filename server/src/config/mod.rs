@@ -850,7 +850,8 @@ impl Config {
     }
 
     /// `server config`'s text: one line per option, `[section] key = value  (source)`, secrets
-    /// masked unless `show_secrets`, then the warnings.
+    /// masked unless `show_secrets` (an empty value is `""`, newlines are `\n`), then the
+    /// warnings.
     pub fn format_report(&self, show_secrets: bool) -> String {
         let mut out = String::new();
         match &self.file {
@@ -859,7 +860,9 @@ impl Config {
         }
         for entry in &self.report {
             let value = match entry.display_value(show_secrets) {
-                Some(value) => value,
+                // One line per option: an empty value is visible, a multi-line one escaped.
+                Some(value) if value.is_empty() => "\"\"".to_owned(),
+                Some(value) => value.replace('\\', "\\\\").replace('\n', "\\n"),
                 None if entry.section == "database" => {
                     "(unset: the embedded SQLite database in the data directory)".to_owned()
                 }
@@ -877,7 +880,7 @@ impl Config {
     }
 
     /// `server config --json`: `{"file": ..., "options": [{"section", "key", "value",
-    /// "source", "source_kind", "env"}], "warnings": [...]}`.
+    /// "source", "source_kind", "env"}], "effective": {...typed values...}, "warnings": [...]}`.
     pub fn report_json(&self, show_secrets: bool) -> serde_json::Value {
         let options: Vec<serde_json::Value> = self
             .report
@@ -896,6 +899,22 @@ impl Config {
         serde_json::json!({
             "file": self.file.as_ref().map(|p| p.display().to_string()),
             "options": options,
+            // The typed values the server uses, as Airflow's getboolean/getint/getfloat read them.
+            "effective": {
+                "multi_team": self.multi_team,
+                "clear_on_success": self.clear_on_success,
+                "expose_stacktrace": self.expose_stacktrace,
+                "max_map_length": self.max_map_length,
+                "num_dag_runs_to_retain_rendered_fields": self.num_dag_runs_to_retain_rendered_fields,
+                "task_queued_timeout": self.task_queued_timeout.as_secs_f64(),
+                "workload_token_ttl": self.workload_token_ttl.as_secs_f64(),
+                "database": self.database.as_ref().map(|d| match d {
+                    DatabaseTarget::Sqlite(path) => format!("sqlite:{}", path.display()),
+                    DatabaseTarget::Postgres(url) if show_secrets => url.clone(),
+                    DatabaseTarget::Postgres(url) => database::redact(url),
+                }),
+                "fernet_keys": self.fernet_key.as_deref().map_or(0, |k| k.split(',').count()),
+            },
             "warnings": self.warnings,
         })
     }
