@@ -2,6 +2,7 @@
 //! variables), what Airflow 3.3.2's `conf.get` returns (`tests/airflow/config_probe.py`, run with
 //! a real Airflow virtualenv's Python) must be what `server config --json --show-secrets`
 //! reports, option by option, plus the typed values (`getboolean`, `getint`, `getfloat`).
+//! And Fernet tokens both ways with the venv's `cryptography`.
 //!
 //! Needs `EXECUTION_API_TEST_AIRFLOW_VENV`, the path of a virtualenv with
 //! `apache-airflow-core==3.3.2` (CI's `.ci/test` sets it). Without it the test **fails**: it
@@ -360,4 +361,35 @@ fn our_configuration_is_airflows() {
         problems.len(),
         problems.join("\n")
     );
+}
+
+/// Fernet both ways with Python's `cryptography` (the venv Airflow uses): Python decrypts what
+/// we encrypt with a rotated key list, and we decrypt what Python encrypts.
+#[test]
+fn fernet_tokens_interoperate_with_python() {
+    use execution_api_server::crypto::Fernet;
+
+    let python = python();
+    let ours = Fernet::from_config(Some(&format!("{KEY_1},{KEY_2}"))).unwrap();
+    let plaintext = "p\u{e4}ss=w0rd, with \"quotes\"";
+    let our_token = ours.encrypt(plaintext);
+    let script = r#"
+import sys
+from cryptography.fernet import Fernet, MultiFernet
+k1, k2, token, plaintext = sys.argv[1:5]
+assert Fernet(k1.encode()).decrypt(token.encode()).decode() == plaintext, "python cannot decrypt ours"
+print(MultiFernet([Fernet(k2.encode())]).encrypt(plaintext.encode()).decode())
+"#;
+    let output = Command::new(&python)
+        .args(["-c", script, KEY_1, KEY_2, &our_token, plaintext])
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let python_token = String::from_utf8(output.stdout).unwrap();
+    // Encrypted with the second key only: our MultiFernet decrypts it with the second key.
+    assert_eq!(ours.decrypt(python_token.trim()).unwrap(), plaintext);
 }

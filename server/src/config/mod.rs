@@ -92,7 +92,7 @@ pub const ENV_TOKEN_CACHE_SIZE: &str = "EXECUTION_API_TOKEN_CACHE_SIZE";
 pub const ENV_WORKLOAD_TOKEN_TTL: &str = "EXECUTION_API_WORKLOAD_TOKEN_TTL";
 
 /// The resolved configuration.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Signing and validation settings.
     pub auth: AuthConfig,
