@@ -1,5 +1,5 @@
 //! The command line: `server [serve]`, `token mint`, `ti create`, `variable set`,
-//! `connection add` and `routes`.
+//! `connection add`, `routes` and `config`.
 //!
 //! Every subcommand resolves the same data directory, configuration and database, so a token
 //! minted or a task instance created by the CLI is what a running server with the same flags sees.
@@ -38,15 +38,17 @@ pub struct Cli {
 /// The data directory, database and configuration file, accepted by every subcommand.
 #[derive(Clone, Debug, Args)]
 pub struct Location {
-    /// Directory for the SQLite database, the development signing secret and an optional
-    /// `config.toml` (created when missing).
+    /// Directory for the SQLite database and the development signing secret (created when
+    /// missing).
     #[arg(long, global = true, value_name = "DIR", env = config::ENV_DATA_DIR, default_value = config::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
-    /// Database URL (`postgres://...` or `sqlite://...`) instead of SQLite in the data
-    /// directory (env: `EXECUTION_API_DATABASE_URL`).
+    /// Database URL (`postgres://...` or `sqlite://...`), winning over `[database]
+    /// sql_alchemy_conn` (env: `EXECUTION_API_DATABASE_URL`; default: SQLite in the data
+    /// directory).
     #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
-    /// TOML configuration file (default: `DIR/config.toml` if present).
+    /// Airflow configuration file, which must exist (default: `$AIRFLOW_CONFIG`, else
+    /// `$AIRFLOW_HOME/airflow.cfg`, if present).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -70,6 +72,20 @@ pub enum Command {
     Connection(ConnectionCommand),
     /// Print every route with its merged token policy.
     Routes,
+    /// Print the effective configuration: each option's value and where it came from.
+    Config(ConfigArgs),
+}
+
+/// `config`'s flags.
+#[derive(Clone, Copy, Debug, Default, Args)]
+pub struct ConfigArgs {
+    /// Print JSON (`{"file", "options": [{"section", "key", "value", "source", ...}],
+    /// "warnings"}`) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Show secrets (`jwt_secret`, `fernet_key`, database passwords) instead of `***`.
+    #[arg(long)]
+    pub show_secrets: bool,
 }
 
 /// `serve`'s flags.
@@ -97,8 +113,9 @@ pub struct MintArgs {
     /// The token type (the `scope` claim).
     #[arg(long, value_enum)]
     pub scope: ScopeArg,
-    /// Lifetime in seconds (default: `jwt_expiration_time`, 600, for execution tokens,
-    /// `workload_token_ttl`, 86400, for workload tokens).
+    /// Lifetime in seconds (default: `[execution_api] jwt_expiration_time`, 600, for execution
+    /// tokens, `[scheduler] task_queued_timeout`, 600, for workload tokens, as Airflow's
+    /// executors mint them; `EXECUTION_API_WORKLOAD_TOKEN_TTL` overrides the latter).
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub ttl: Option<u64>,
 }
@@ -289,13 +306,17 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             connection_add(&location, &config, args).await
         }
         Command::Routes => print_routes(),
+        Command::Config(args) => print_config(&config, args),
     }
 }
 
 fn load_config(location: &Location) -> Result<Config, CliError> {
     let mut config = Config::load(location.config.as_deref(), &location.data_dir)?;
     if let Some(url) = &location.database_url {
-        config.database_url = Some(url.clone());
+        config.set_database_url(url)?;
+    }
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
     }
     Ok(config)
 }
@@ -309,8 +330,8 @@ fn ensure_data_dir(dir: &Path) -> Result<(), CliError> {
 
 /// The database: the configured URL, else SQLite in the data directory.
 fn database_target(location: &Location, config: &Config) -> Result<DatabaseTarget, CliError> {
-    match &config.database_url {
-        Some(url) => Ok(DatabaseTarget::from_url(url)?),
+    match &config.database {
+        Some(target) => Ok(target.clone()),
         None => {
             ensure_data_dir(&location.data_dir)?;
             Ok(DatabaseTarget::in_data_dir(&location.data_dir))
@@ -478,6 +499,22 @@ pub fn format_routes(routes: &[policy_core::RouteInfo]) -> String {
         table.push('\n');
     }
     table
+}
+
+fn print_config(config: &Config, args: ConfigArgs) -> Result<(), CliError> {
+    let text = if args.json {
+        let json = config.report_json(args.show_secrets);
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&json).expect("JSON values")
+        )
+    } else {
+        config.format_report(args.show_secrets)
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
 }
 
 fn print_line(line: &str) -> Result<(), CliError> {

@@ -330,7 +330,9 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect();
-        Config::resolve(None, None, &env).unwrap().auth
+        Config::resolve(None, &env, &crate::config::SystemCommandRunner)
+            .unwrap()
+            .auth
     }
 
     fn round_trip(signing: &Signing) -> policy_core::Claims {

@@ -297,22 +297,287 @@ fn configured_secret_from_airflow_env_replaces_the_dev_secret() {
 }
 
 #[test]
-fn config_file_in_data_dir_is_read() {
+fn airflow_cfg_in_airflow_home_is_read() {
     let tmp = TempDir::new("cli-config");
-    let data = tmp.path();
+    let data = tmp.path().join("data");
+    let home = tmp.path().join("airflow-home");
+    std::fs::create_dir_all(&home).unwrap();
     std::fs::write(
-        data.join("config.toml"),
+        home.join("airflow.cfg"),
         format!(
-            "[api_auth]\njwt_secret = \"{}\"\njwt_algorithm = \"HS256\"\n",
+            "[api_auth]\njwt_secret = {}\njwt_algorithm = HS256\n",
             "y".repeat(32)
         ),
     )
     .unwrap();
-    let token = mint(data, Uuid::new_v4(), "workload");
-    let header = token.split('.').next().unwrap();
+    let home_str = home.to_str().unwrap();
+    let data_str = data.to_str().unwrap();
+    let sub = Uuid::new_v4().to_string();
+    let token = run_ok(
+        &[
+            "token",
+            "mint",
+            "--sub",
+            &sub,
+            "--scope",
+            "workload",
+            "--data-dir",
+            data_str,
+        ],
+        &[("AIRFLOW_HOME", home_str)],
+    );
+    let header = token.trim().split('.').next().unwrap();
     let header: serde_json::Value = serde_json::from_slice(&base64_url_decode(header)).unwrap();
     assert_eq!(header["alg"], "HS256");
     assert!(!data.join("dev-jwt-secret").exists());
+    // Workload tokens live `[scheduler] task_queued_timeout` by default, as Airflow's do.
+    let claims = token.trim().split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&base64_url_decode(claims)).unwrap();
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        600
+    );
+
+    // The data directory's old config.toml is refused rather than silently ignored.
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("config.toml"), "[api_auth]\n").unwrap();
+    let output = run(
+        &["routes", "--data-dir", data_str],
+        &[("AIRFLOW_HOME", home_str)],
+    );
+    assert_clean_failure(&output, "is no longer read");
+}
+
+/// `server config --json --show-secrets` in `home` (as AIRFLOW_HOME) with `env`: option name
+/// (`section.key`) to `(value, source)`.
+fn config_json(
+    home: &std::path::Path,
+    env: &[(&str, &str)],
+) -> std::collections::HashMap<String, (serde_json::Value, String)> {
+    let mut all = vec![("AIRFLOW_HOME", home.to_str().unwrap())];
+    all.extend_from_slice(env);
+    let data = home.join("data");
+    let stdout = run_ok(
+        &[
+            "config",
+            "--json",
+            "--show-secrets",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &all,
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    json["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                format!(
+                    "{}.{}",
+                    o["section"].as_str().unwrap(),
+                    o["key"].as_str().unwrap()
+                ),
+                (o["value"].clone(), o["source"].as_str().unwrap().to_owned()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn config_prints_values_and_sources_with_secrets_masked() {
+    let tmp = TempDir::new("cli-config-print");
+    let home = tmp.path();
+    let cfg = home.join("airflow.cfg");
+    std::fs::write(
+        &cfg,
+        "[database]\nsql_alchemy_conn = postgresql://airflow:hunter2@db/airflow\n\
+         [core]\nfernet_key = 81HqDtbqAywKSOumSha3BhWNOdQ26slT6K0YaZeZyPs=\nmax_map_length = 7\n\
+         [api_auth]\njwt_secret = file-secret-file-secret-file-secret\n\
+         [execution_api_server]\ntoken_cache_size = 3\n",
+    )
+    .unwrap();
+    let home_str = home.to_str().unwrap();
+    let data = home.join("data");
+    let stdout = run_ok(
+        &["config", "--data-dir", data.to_str().unwrap()],
+        &[
+            ("AIRFLOW_HOME", home_str),
+            ("AIRFLOW__CORE__MAX_MAP_LENGTH", "9"),
+        ],
+    );
+    let cfg_str = cfg.to_str().unwrap();
+    for line in [
+        format!("[database] sql_alchemy_conn = postgresql://airflow:***@db/airflow  ({cfg_str})"),
+        format!("[core] fernet_key = ***  ({cfg_str})"),
+        format!("[api_auth] jwt_secret = ***  ({cfg_str})"),
+        "[core] max_map_length = 9  (AIRFLOW__CORE__MAX_MAP_LENGTH)".to_owned(),
+        "[core] multi_team = False  (default)".to_owned(),
+        format!("[execution_api_server] token_cache_size = 3  ({cfg_str})"),
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "no line `{line}` in:\n{stdout}"
+        );
+    }
+    assert!(
+        !stdout.contains("hunter2") && !stdout.contains("file-secret") && !stdout.contains("81Hq"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn config_environment_only_file_only_and_both() {
+    let tmp = TempDir::new("cli-config-precedence");
+    let home = tmp.path();
+    // Missing file: defaults.
+    let values = config_json(home, &[]);
+    assert_eq!(
+        values["core.max_map_length"],
+        ("1024".into(), "default".into())
+    );
+    assert_eq!(
+        values["database.sql_alchemy_conn"].0,
+        serde_json::Value::Null
+    );
+    // Environment only.
+    let values = config_json(home, &[("AIRFLOW__CORE__MULTI_TEAM", "True")]);
+    assert_eq!(
+        values["core.multi_team"],
+        ("True".into(), "AIRFLOW__CORE__MULTI_TEAM".into())
+    );
+    // File only.
+    let cfg = home.join("airflow.cfg");
+    std::fs::write(&cfg, "[core]\nmulti_team = t\nmax_map_length = 5\n").unwrap();
+    let cfg_str = cfg.to_str().unwrap().to_owned();
+    let values = config_json(home, &[]);
+    assert_eq!(values["core.multi_team"], ("t".into(), cfg_str.clone()));
+    // Both: the environment wins.
+    let values = config_json(home, &[("AIRFLOW__CORE__MULTI_TEAM", "False")]);
+    assert_eq!(
+        values["core.multi_team"],
+        ("False".into(), "AIRFLOW__CORE__MULTI_TEAM".into())
+    );
+    assert_eq!(values["core.max_map_length"], ("5".into(), cfg_str));
+    // AIRFLOW_CONFIG names another file; --config wins over both.
+    let other = home.join("other.cfg");
+    std::fs::write(&other, "[core]\nmax_map_length = 6\n").unwrap();
+    let values = config_json(home, &[("AIRFLOW_CONFIG", other.to_str().unwrap())]);
+    assert_eq!(values["core.max_map_length"].0, "6");
+}
+
+#[test]
+fn config_cmd_and_secret_variants() {
+    let tmp = TempDir::new("cli-config-cmd");
+    let home = tmp.path();
+    let cfg = home.join("airflow.cfg");
+    std::fs::write(
+        &cfg,
+        "[core]\nfernet_key_cmd = printf %%s 81HqDtbqAywKSOumSha3BhWNOdQ26slT6K0YaZeZyPs=\n\
+         [api_auth]\njwt_secret_secret = airflow/jwt\n",
+    )
+    .unwrap();
+    let values = config_json(
+        home,
+        &[(
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD",
+            "printf 'sqlite:////tmp/from cmd.db'",
+        )],
+    );
+    let cfg_str = cfg.to_str().unwrap();
+    assert_eq!(
+        values["core.fernet_key"],
+        (
+            "81HqDtbqAywKSOumSha3BhWNOdQ26slT6K0YaZeZyPs=".into(),
+            format!("{cfg_str} [core] fernet_key_cmd")
+        )
+    );
+    assert_eq!(
+        values["database.sql_alchemy_conn"],
+        (
+            "sqlite:////tmp/from cmd.db".into(),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD".into()
+        )
+    );
+    // No secrets backend: `_secret` yields nothing, as in Airflow.
+    assert_eq!(values["api_auth.jwt_secret"], ("".into(), "default".into()));
+
+    // A custom backend is refused, naming it.
+    let output = run(
+        &["config", "--data-dir", home.join("data").to_str().unwrap()],
+        &[
+            ("AIRFLOW_HOME", home.to_str().unwrap()),
+            ("AIRFLOW__SECRETS__BACKEND", "my.company.VaultBackend"),
+        ],
+    );
+    assert_clean_failure(&output, "my.company.VaultBackend");
+    // A failing command names the setting.
+    let output = run(
+        &["config", "--data-dir", home.join("data").to_str().unwrap()],
+        &[
+            ("AIRFLOW_HOME", home.to_str().unwrap()),
+            ("AIRFLOW__API_AUTH__JWT_SECRET_CMD", "false"),
+        ],
+    );
+    assert_clean_failure(&output, "AIRFLOW__API_AUTH__JWT_SECRET_CMD");
+}
+
+#[test]
+fn config_file_errors_name_the_file() {
+    let tmp = TempDir::new("cli-config-errors");
+    let home = tmp.path();
+    let data = home.join("data");
+    let data_str = data.to_str().unwrap();
+    let home_env = [("AIRFLOW_HOME", home.to_str().unwrap())];
+    let cfg = home.join("airflow.cfg");
+
+    // Syntax error.
+    std::fs::write(&cfg, "[core]\nthis is not an option\n").unwrap();
+    let output = run(&["config", "--data-dir", data_str], &home_env);
+    assert_clean_failure(&output, cfg.to_str().unwrap());
+    assert_clean_failure(&output, "line 2");
+
+    // Bad value.
+    std::fs::write(&cfg, "[core]\nmulti_team = sometimes\n").unwrap();
+    let output = run(&["config", "--data-dir", data_str], &home_env);
+    assert_clean_failure(&output, "invalid value `sometimes` for [core] multi_team");
+
+    // Unreadable: a directory in place of the file (unreadable even as root).
+    std::fs::remove_file(&cfg).unwrap();
+    std::fs::create_dir(&cfg).unwrap();
+    let output = run(&["config", "--data-dir", data_str], &home_env);
+    assert_clean_failure(
+        &output,
+        &format!("cannot read configuration file `{}`", cfg.display()),
+    );
+    std::fs::remove_dir(&cfg).unwrap();
+
+    // Unreadable by permissions: only meaningful when not root (root reads mode 000 files).
+    std::fs::write(&cfg, "[core]\n").unwrap();
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    let readable_anyway = std::fs::read(&cfg).is_ok();
+    let output = run(&["config", "--data-dir", data_str], &home_env);
+    if readable_anyway {
+        // Running as root: the file is readable, so it is read.
+        assert!(output.status.success(), "{output:?}");
+    } else {
+        assert_clean_failure(&output, "cannot read configuration file");
+    }
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+
+    // An explicit --config that does not exist.
+    let output = run(
+        &[
+            "config",
+            "--config",
+            home.join("nope.cfg").to_str().unwrap(),
+            "--data-dir",
+            data_str,
+        ],
+        &home_env,
+    );
+    assert_clean_failure(&output, "nope.cfg");
 }
 
 fn base64_url_decode(input: &str) -> Vec<u8> {

@@ -41,7 +41,8 @@ impl Drop for TempDir {
 }
 
 /// A `server` command with a clean environment: no inherited `AIRFLOW__*`/`EXECUTION_API_*`
-/// settings, so the test's flags are the whole configuration.
+/// settings and no `airflow.cfg` (`AIRFLOW_HOME` is a directory that does not exist, unless the
+/// test sets its own), so the test's flags are the whole configuration.
 pub fn server_command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(BIN);
     for (key, _) in std::env::vars() {
@@ -49,6 +50,10 @@ pub fn server_command(args: &[&str], env: &[(&str, &str)]) -> Command {
             command.env_remove(key);
         }
     }
+    command.env_remove("AIRFLOW_CONFIG").env(
+        "AIRFLOW_HOME",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-airflow-home"),
+    );
     command.args(args).envs(env.iter().copied());
     command
 }
