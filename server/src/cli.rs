@@ -16,7 +16,10 @@ use uuid::Uuid;
 use crate::app::{self, AppState};
 use crate::config::{self, Config, ConfigError};
 use crate::signing::{self, Signing, SigningError};
-use crate::store::{DatabaseTarget, NewConnection, NewTaskInstance, Store, StoreError};
+use crate::crypto::{self, CryptoError, Fernet};
+use crate::store::{
+    DatabaseTarget, NewConnection, NewTaskInstance, Store, StoreError, StoreSettings,
+};
 
 /// An Airflow-compatible Execution API server, and the tools to feed it.
 ///
@@ -239,8 +242,11 @@ pub enum CliError {
     #[error(transparent)]
     Signing(#[from] SigningError),
     /// The database refused.
-    #[error("database error: {0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
+    /// `[core] fernet_key` or the development key is unusable.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
     /// The data directory could not be created.
     #[error("cannot create data directory `{path}`: {source}")]
     DataDir {
@@ -339,8 +345,25 @@ fn database_target(location: &Location, config: &Config) -> Result<DatabaseTarge
     }
 }
 
-async fn open_store(target: &DatabaseTarget) -> Result<Store, CliError> {
-    Ok(Store::open(target).await?)
+/// Opens the configured database (or the embedded default) with the configured
+/// `[core] fernet_key`. The embedded default with no key configured generates one
+/// and keeps it in the data directory (`dev-fernet-key`, mode 0600), as it does the
+/// development JWT secret, so connection passwords are never stored in plaintext.
+async fn open_store(location: &Location, config: &Config) -> Result<Store, CliError> {
+    let target = database_target(location, config)?;
+    let key = match (&config.fernet_key, &config.database) {
+        (Some(key), _) => Some(key.clone()),
+        (None, None) => Some(crypto::dev_fernet_key(&location.data_dir)?),
+        (None, Some(_)) => None,
+    };
+    let fernet = Fernet::from_config(key.as_deref())?;
+    if !fernet.is_encrypting() {
+        tracing::warn!(
+            "no [core] fernet_key: variables and connections are stored in plaintext, as Airflow \
+             does without a key"
+        );
+    }
+    Ok(Store::open_with(&target, StoreSettings { fernet }).await?)
 }
 
 fn signing(location: &Location, config: &Config) -> Result<Signing, CliError> {
@@ -359,8 +382,13 @@ async fn serve_command(
     let bind = args.bind.unwrap_or(config.bind);
     let signing = signing(location, &config)?;
     let target = database_target(location, &config)?;
-    let store = open_store(&target).await?;
-    tracing::info!(data_dir = %location.data_dir.display(), database = %target.redacted(), "starting");
+    let store = open_store(location, &config).await?;
+    tracing::info!(
+        data_dir = %location.data_dir.display(),
+        database = %target.redacted(),
+        kind = %store.kind().describe(),
+        "starting"
+    );
     if let Some(path) = &signing.dev_secret {
         tracing::warn!(path = %path.display(), "signing with the development secret: tokens are only as safe as this file; configure AIRFLOW__API_AUTH__JWT_SECRET or AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH for production");
     }
@@ -394,7 +422,7 @@ async fn ti_create(
     config: &Config,
     args: TiCreateArgs,
 ) -> Result<(), CliError> {
-    let store = open_store(&database_target(location, config)?).await?;
+    let store = open_store(location, config).await?;
     let id = store
         .create_task_instance(&NewTaskInstance {
             dag_id: args.dag_id,
@@ -413,7 +441,7 @@ async fn variable_set(
     config: &Config,
     args: VariableSetArgs,
 ) -> Result<(), CliError> {
-    let store = open_store(&database_target(location, config)?).await?;
+    let store = open_store(location, config).await?;
     store
         .set_variable(&args.key, &args.value, args.description.as_deref())
         .await?;
@@ -426,7 +454,7 @@ async fn connection_add(
     config: &Config,
     args: ConnectionAddArgs,
 ) -> Result<(), CliError> {
-    let store = open_store(&database_target(location, config)?).await?;
+    let store = open_store(location, config).await?;
     store
         .upsert_connection(&NewConnection {
             conn_id: args.id,
