@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use crate::app::{self, AppState};
 use crate::config::{self, Config, ConfigError};
-use crate::signing::{self, Signing, SigningError};
 use crate::crypto::{self, CryptoError, Fernet};
+use crate::signing::{self, Signing, SigningError};
 use crate::store::{
     DatabaseTarget, NewConnection, NewTaskInstance, Store, StoreError, StoreSettings,
 };
@@ -328,7 +328,7 @@ fn load_config(location: &Location) -> Result<Config, CliError> {
 }
 
 fn ensure_data_dir(dir: &Path) -> Result<(), CliError> {
-    std::fs::create_dir_all(dir).map_err(|source| CliError::DataDir {
+    crypto::create_private_dir(dir).map_err(|source| CliError::DataDir {
         path: dir.to_path_buf(),
         source,
     })

@@ -152,7 +152,7 @@ pub fn dev_fernet_key(data_dir: &Path) -> Result<String, CryptoError> {
     match read_key(&path).map_err(&err)? {
         Some(key) => return Ok(key),
         None => {
-            std::fs::create_dir_all(data_dir)
+            create_private_dir(data_dir)
                 .map_err(|e| err(format!("cannot create {}: {e}", data_dir.display())))?;
             publish_key(&path, &fernet::Fernet::generate_key()).map_err(|e| err(e.to_string()))?;
         }
@@ -215,6 +215,17 @@ fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
         .write(true)
         .create_new(true)
         .open(path)
+}
+
+/// Creates `dir` and its missing parents readable by the owner only (0700): the
+/// data directory holds the development secrets and the embedded database.
+/// An existing directory is left as it is.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 #[cfg(test)]

@@ -201,7 +201,7 @@ pub fn dev_secret(data_dir: &Path) -> Result<String, SigningError> {
     let created = match read_secret(&path) {
         Ok(Some(_)) => false,
         Ok(None) => {
-            std::fs::create_dir_all(data_dir)
+            crate::crypto::create_private_dir(data_dir)
                 .map_err(|e| err(format!("cannot create {}: {e}", data_dir.display())))?;
             publish_secret(&path, &random_secret()).map_err(|e| err(e.to_string()))?
         }

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::{ServerProcess, TempDir, assert_clean_failure, http, run, run_ok};
 use uuid::Uuid;
 
@@ -174,6 +176,31 @@ fn fresh_data_dir_serves_cli_data_and_cli_tokens() {
     );
     assert_eq!(connection["port"], 5432);
     assert_eq!(connection["extra"], r#"{"a":1}"#);
+
+    // Private on disk: the data directory, the database and its WAL files, and the
+    // generated Fernet key; secrets are encrypted at rest with that key.
+    let mode = |path: &Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).unwrap().permissions())
+            & 0o777
+    };
+    assert_eq!(mode(&data), 0o700, "data dir");
+    for file in [
+        "execution-api.db",
+        "execution-api.db-wal",
+        "execution-api.db-shm",
+        "dev-fernet-key",
+    ] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+    let db = std::fs::read(data.join("execution-api.db")).unwrap();
+    let wal = std::fs::read(data.join("execution-api.db-wal")).unwrap();
+    for bytes in [&db, &wal] {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(
+            !text.contains("hello world"),
+            "variable stored in plaintext"
+        );
+    }
 
     // Graceful shutdown on SIGTERM, logged.
     let (status, log) = server.terminate();

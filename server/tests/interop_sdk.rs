@@ -189,6 +189,8 @@ fn scenario(database_url: Option<&str>) {
             &ti.to_string(),
             "--scope",
             "workload",
+            "--ttl",
+            "3600",
         ]);
 
         let airflow_home = tmp.path().join(format!("airflow-home-{task_id}"));

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{Response, ServerProcess, TempDir, request, send_raw};
-use execution_api_server::store::{DatabaseTarget, Store, TiState, XComKey};
+use execution_api_server::store::{TiState, XComKey};
 use policy_core::{GeneratorConfig, SigningKey, TokenGenerator, TokenType};
 use serde_json::{Value, json};
 use support::{b64, call, create_ti, hs256, unix_now};
@@ -140,9 +140,7 @@ struct Snapshot {
 
 fn snapshot(dir: &Path, ti: Uuid, other: Uuid) -> Snapshot {
     support::runtime().block_on(async {
-        let store = Store::open(&DatabaseTarget::in_data_dir(dir))
-            .await
-            .expect("open store");
+        let store = support::open_store(dir, None).await;
         let record = store.task_instance(ti).await.unwrap().expect("ti");
         let snapshot = Snapshot {
             guard: store.variable("guard").await.unwrap().map(|v| v.value),

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{ServerProcess, TempDir};
-use execution_api_server::store::{DatabaseTarget, Store, TiState, XComKey};
+use execution_api_server::store::{TiState, XComKey};
 use policy_core::{Algorithm, GeneratorConfig, SigningKey, TokenGenerator, TokenType};
 use serde_json::{Value, json};
 use support::{call, create_ti, wait_for};
@@ -271,12 +271,8 @@ fn kill9(database_url: Option<&str>) {
 
 /// Every acknowledged write is in the database.
 fn verify(dir: &Path, database_url: Option<&str>, dag: &str, acknowledged: &[Write]) {
-    let target = match database_url {
-        Some(url) => DatabaseTarget::from_url(url).unwrap(),
-        None => DatabaseTarget::in_data_dir(dir),
-    };
     support::runtime().block_on(async {
-        let store = Store::open(&target).await.expect("open store");
+        let store = support::open_store(dir, database_url).await;
         for write in acknowledged {
             match write {
                 Write::Run(ti) | Write::Heartbeat(ti) => {
@@ -447,13 +443,9 @@ fn concurrent_heartbeats(database_url: Option<&str>) {
         database_url.map_or("SQLite", |_| "PostgreSQL")
     );
 
-    let target = match database_url {
-        Some(url) => DatabaseTarget::from_url(url).unwrap(),
-        None => DatabaseTarget::in_data_dir(dir.path()),
-    };
     let latest = latest.lock().unwrap().clone();
     support::runtime().block_on(async {
-        let store = Store::open(&target).await.expect("open store");
+        let store = support::open_store(dir.path(), database_url).await;
         for (ti, sent) in tis.iter().zip(latest) {
             let sent = sent.expect("every task instance had a heartbeat acknowledged");
             let record = store.task_instance(*ti).await.unwrap().expect("ti");

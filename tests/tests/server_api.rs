@@ -407,6 +407,43 @@ fn full_life_with_the_workload_exchange() {
     full_life(&Server::start());
 }
 
+/// An Airflow-made database from `.ci/airflow-env`, required under `.ci/test`.
+fn airflow_fixture(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ => {
+            assert!(
+                std::env::var("EXECUTION_API_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
+                "{name} is unset but EXECUTION_API_TEST_REQUIRE_ALL=1"
+            );
+            eprintln!("{name} unset (source .ci/airflow-env): not run on that database");
+            None
+        }
+    }
+}
+
+#[test]
+fn full_life_on_an_airflow_made_sqlite_database() {
+    let Some(template) = airflow_fixture("EXECUTION_API_TEST_AIRFLOW_SQLITE") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("server-api-airflow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("airflow.db");
+    std::fs::copy(template, &copy).unwrap();
+    full_life(&Server::start_on(Some(DatabaseTarget::Sqlite(copy))));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn full_life_on_an_airflow_made_postgres_database() {
+    if let Some(url) = airflow_fixture("EXECUTION_API_TEST_AIRFLOW_POSTGRES_URL") {
+        full_life(&Server::start_on(Some(
+            DatabaseTarget::from_url(&url).unwrap(),
+        )));
+    }
+}
+
 #[test]
 fn full_life_on_postgres_when_configured() {
     match std::env::var("EXECUTION_API_TEST_POSTGRES_URL") {
@@ -672,10 +709,26 @@ fn state_machine_conflicts_and_not_found() {
     assert_eq!(reply.status, 204, "{}", reply.body);
     // As in Airflow: the try moved to task_instance_history and the live row got a
     // new id, so the old one is 404 on /state and 410 on /heartbeat.
-    assert!(server.rt.block_on(server.store.task_instance(id)).unwrap().is_none());
-    let reply = server.send("PATCH", &state, &token, json!({"state": "up_for_retry", "end_date": "2026-01-01T11:00:00Z"}));
+    assert!(
+        server
+            .rt
+            .block_on(server.store.task_instance(id))
+            .unwrap()
+            .is_none()
+    );
+    let reply = server.send(
+        "PATCH",
+        &state,
+        &token,
+        json!({"state": "up_for_retry", "end_date": "2026-01-01T11:00:00Z"}),
+    );
     assert_eq!(reply.status, 404, "{}", reply.body);
-    let reply = server.send("PUT", &heartbeat, &token, json!({"hostname": "h", "pid": 1}));
+    let reply = server.send(
+        "PUT",
+        &heartbeat,
+        &token,
+        json!({"hostname": "h", "pid": 1}),
+    );
     assert_eq!(reply.status, 410, "{}", reply.body);
     assert_eq!(
         reply.detail(),

@@ -639,6 +639,67 @@ mod tests {
         assert_eq!(store.variable("k").await.unwrap().unwrap().value, "v");
     }
 
+    /// Creates an SQLite file holding `statements`, outside any store.
+    async fn sqlite_file_with(statements: &[&'static str]) -> PathBuf {
+        let DatabaseTarget::Sqlite(path) = testing::temp_sqlite() else {
+            unreachable!()
+        };
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let options: AnyConnectOptions = sqlite_url(&path, "rwc").parse().unwrap();
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect_with(&options).await.unwrap();
+        for statement in statements {
+            sqlx::query(*statement).execute(&mut conn).await.unwrap();
+        }
+        conn.close().await.unwrap();
+        path
+    }
+
+    #[tokio::test]
+    async fn databases_we_do_not_own_are_refused_untouched() {
+        let cases: [(&[&'static str], &str); 4] = [
+            (
+                &[
+                    "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT)",
+                    "CREATE TABLE task_instances (id TEXT PRIMARY KEY)",
+                    "CREATE TABLE variables (key TEXT PRIMARY KEY, val TEXT)",
+                    "INSERT INTO variables VALUES ('kept', 'yes')",
+                ],
+                "earlier schema",
+            ),
+            (
+                &[
+                    "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)",
+                    "INSERT INTO alembic_version VALUES ('29ce7909c52b')",
+                ],
+                "`29ce7909c52b`",
+            ),
+            (
+                &["CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"],
+                "holding 0 revisions",
+            ),
+            (&["CREATE TABLE invoices (id INTEGER)"], "invoices"),
+        ];
+        for (statements, needle) in cases {
+            let path = sqlite_file_with(statements).await;
+            let before = std::fs::read(&path).unwrap();
+            let err = Store::open(&DatabaseTarget::Sqlite(path.clone()))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StoreError::Schema(_)), "{err:?}");
+            assert!(err.to_string().contains(needle), "{err}");
+            assert!(err.to_string().contains("Nothing was changed"), "{err}");
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                before,
+                "{needle}: file changed"
+            );
+            let wal = PathBuf::from(format!("{}-wal", path.display()));
+            assert!(!wal.exists(), "{needle}: a WAL was created");
+            let _ = std::fs::remove_dir_all(path.parent().unwrap());
+        }
+    }
+
     #[tokio::test]
     async fn open_creates_directories_and_is_idempotent() {
         let target = testing::temp_sqlite();

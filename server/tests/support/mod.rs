@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use execution_api_server::crypto::{Fernet, dev_fernet_key};
+use execution_api_server::store::{DatabaseTarget, Store, StoreSettings};
 use uuid::Uuid;
 
 use crate::common::request;
@@ -141,4 +143,23 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs() as i64
+}
+
+/// Opens the database a server with `--data-dir dir [--database-url url]` and no other
+/// configuration uses, with the Fernet key it uses: the data directory's generated
+/// `dev-fernet-key` for the embedded default, none for a configured database.
+pub async fn open_store(dir: &Path, database_url: Option<&str>) -> Store {
+    let (target, key) = match database_url {
+        Some(url) => (DatabaseTarget::from_url(url).unwrap(), None),
+        None => (
+            DatabaseTarget::in_data_dir(dir),
+            Some(dev_fernet_key(dir).expect("the data dir's Fernet key")),
+        ),
+    };
+    let settings = StoreSettings {
+        fernet: Fernet::from_config(key.as_deref()).unwrap(),
+    };
+    Store::open_with(&target, settings)
+        .await
+        .expect("open store")
 }
