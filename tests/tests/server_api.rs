@@ -590,6 +590,16 @@ fn full_life(server: &Server) {
     let reply = server.get(xcom, Some(&fresh));
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json(), json!({"key": "return_value", "value": value}));
+    // A mapped task instance's XCom (its row must exist: Airflow's foreign key).
+    server.queued_with(NewTaskInstance {
+        run_id: Some("scheduled__2026-01-01".into()),
+        map_index: 2,
+        ..NewTaskInstance::new(&dag, "extract")
+    });
+    let no_ti = format!("{xcom}?map_index=3");
+    let reply = server.send("POST", &no_ti, &fresh, json!("three"));
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    assert_eq!(reply.detail()["reason"], "not_found");
     let mapped = format!("{xcom}?map_index=2");
     assert_eq!(server.get(&mapped, Some(&fresh)).status, 404);
     assert_eq!(
