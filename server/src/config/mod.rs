@@ -5,10 +5,10 @@
 //! **The file** is `--config FILE` (which must exist), else `$AIRFLOW_CONFIG`, else
 //! `$AIRFLOW_HOME/airflow.cfg` (`AIRFLOW_HOME` defaults to `~/airflow`). A missing file means
 //! defaults (we never create one, unlike Airflow). It is parsed as Python's `configparser` does
-//! (see [`ini`]): no inline comments, `%(name)s` interpolation and `%%`, indented continuation
+//! (see `config/ini.rs`): no inline comments, `%(name)s` interpolation and `%%`, indented continuation
 //! lines, case-sensitive names.
 //!
-//! **Precedence** for each Airflow option, highest first (Airflow's `conf.get`, see [`lookup`]):
+//! **Precedence** for each Airflow option, highest first (Airflow's `conf.get`, see `config/lookup.rs`):
 //! `AIRFLOW__S__K`, `AIRFLOW__S__K_CMD`, `AIRFLOW__S__K_SECRET`, `[s] k` in the file,
 //! `[s] k_cmd`, `[s] k_secret`, the default. `_CMD`/`_SECRET` only work for the options Airflow
 //! lists as sensitive (of ours: `[database] sql_alchemy_conn`, `[core] fernet_key`,

@@ -6,7 +6,7 @@
 //! `connection`, `xcom`, ...), read and written with Airflow's semantics, so the
 //! scheduler, UI and CLI see every change we make. [`schema`] tells the three kinds
 //! of database apart (Airflow-managed, embedded, empty) and refuses the others.
-//! [`sql`] holds the one dialect difference we need: parameter casts.
+//! `sql.rs` holds the one dialect difference we need: parameter casts.
 //!
 //! Every state transition is one transaction whose first statement is a
 //! conditional `UPDATE ... WHERE state = <expected>`: concurrent replicas
