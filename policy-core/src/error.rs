@@ -16,6 +16,10 @@ pub enum AuthError {
     /// No `Authorization: Bearer <token>` header (401).
     #[error("Missing auth token")]
     MissingToken,
+    /// More than one `Authorization` header (400, RFC 6750 `invalid_request`):
+    /// which one is "the" token would depend on who reads the request.
+    #[error("More than one Authorization header")]
+    AmbiguousCredentials,
     /// The token is not valid (403); see [`InvalidToken`] for the detail wording.
     #[error(transparent)]
     InvalidToken(#[from] InvalidToken),
@@ -100,6 +104,7 @@ impl ResponseError for AuthError {
     fn status_code(&self) -> StatusCode {
         match self {
             AuthError::MissingToken => StatusCode::UNAUTHORIZED,
+            AuthError::AmbiguousCredentials => StatusCode::BAD_REQUEST,
             AuthError::NotConfigured => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::FORBIDDEN,
         }
@@ -107,8 +112,18 @@ impl ResponseError for AuthError {
 
     fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status_code());
-        if matches!(self, AuthError::MissingToken) {
-            res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        match self {
+            AuthError::MissingToken => {
+                res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+            }
+            // RFC 6750 §3: the error code goes in the challenge too.
+            AuthError::AmbiguousCredentials => {
+                res.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer error="invalid_request""#),
+                ));
+            }
+            _ => {}
         }
         res.json(serde_json::json!({ "detail": self.detail() }))
     }
@@ -138,6 +153,11 @@ mod tests {
     async fn each_error_renders_the_designed_status_and_detail() {
         let cases = [
             (AuthError::MissingToken, 401, "Missing auth token"),
+            (
+                AuthError::AmbiguousCredentials,
+                400,
+                "More than one Authorization header",
+            ),
             (InvalidToken::Signature.into(), 403, "Invalid auth token"),
             (InvalidToken::Expired.into(), 403, "Invalid auth token"),
             (
@@ -165,11 +185,15 @@ mod tests {
             ),
         ];
         for (err, status, detail) in cases {
-            let is_401 = status == 401;
+            let challenge = match status {
+                401 => Some("Bearer"),
+                400 => Some(r#"Bearer error="invalid_request""#),
+                _ => None,
+            };
             let (got_status, www, body) = render(err).await;
             assert_eq!(got_status.as_u16(), status);
             assert_eq!(body, serde_json::json!({ "detail": detail }));
-            assert_eq!(www.as_deref(), is_401.then_some("Bearer"));
+            assert_eq!(www.as_deref(), challenge);
         }
     }
 }

@@ -42,6 +42,7 @@
 //! | situation | status | `detail` |
 //! |---|---|---|
 //! | no `Authorization: Bearer` header | 401 | `Missing auth token` |
+//! | more than one `Authorization` header (Airflow uses the first) | 400 | `More than one Authorization header` |
 //! | bad signature, expired, not yet valid, wrong audience/issuer, malformed, `alg: none` | 403 | `Invalid auth token` |
 //! | claims of the wrong shape | 403 | `Invalid auth token: <why>` |
 //! | token type not allowed | 403 | `Token type 'workload' not allowed for this endpoint. Allowed types: execution` |
