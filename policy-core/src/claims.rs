@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::error::InvalidToken;
+use crate::error::{Escaped, InvalidToken};
 use crate::json::{Field, read_object};
 use crate::scope::TokenType;
 
@@ -86,14 +86,6 @@ fn wrong_type(name: &str, expected: &str) -> InvalidToken {
     InvalidToken::Claims(format!("claim `{name}` must be {expected}"))
 }
 
-/// Keeps attacker-controlled text short in error messages.
-fn clip(s: &str) -> &str {
-    match s.char_indices().nth(64) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
 /// The claims of a payload as read, before their types are checked.
 #[derive(Default)]
 struct ClaimsBuilder<'a> {
@@ -132,7 +124,10 @@ impl<'a> ClaimsBuilder<'a> {
         let sub = match self.sub {
             None => return Err(missing("sub")),
             Some(Field::Str(s)) => Uuid::try_parse(&s).map_err(|_| {
-                InvalidToken::Claims(format!("claim `sub` must be a UUID, got {:?}", clip(&s)))
+                InvalidToken::Claims(format!(
+                    "claim `sub` must be a UUID, got \"{}\"",
+                    Escaped::new(&s)
+                ))
             })?,
             Some(_) => return Err(wrong_type("sub", "a string")),
         };
@@ -140,8 +135,8 @@ impl<'a> ClaimsBuilder<'a> {
             None | Some(Field::Null) => TokenType::Execution,
             Some(Field::Str(s)) => TokenType::parse(&s).ok_or_else(|| {
                 InvalidToken::Claims(format!(
-                    "claim `scope` must be `execution` or `workload`, got {:?}",
-                    clip(&s)
+                    "claim `scope` must be `execution` or `workload`, got \"{}\"",
+                    Escaped::new(&s)
                 ))
             })?,
             Some(_) => return Err(wrong_type("scope", "a string")),

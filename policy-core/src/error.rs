@@ -7,6 +7,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
+use std::fmt::{self, Write as _};
 
 use crate::scope::{Binding, TokenType, TokenTypes};
 
@@ -50,10 +51,10 @@ pub enum InvalidToken {
     Malformed(&'static str),
     /// The header names an algorithm we refuse (`none`, unknown, or not the key's).
     #[error("Invalid auth token")]
-    Algorithm(String),
+    Algorithm(Escaped),
     /// No key for the header's `kid`/`alg`.
     #[error("Invalid auth token")]
-    UnknownKey(Option<String>),
+    UnknownKey(Option<Escaped>),
     /// The signature does not verify.
     #[error("Invalid auth token")]
     Signature,
@@ -70,6 +71,7 @@ pub enum InvalidToken {
     #[error("Invalid auth token")]
     Issuer,
     /// Claims of the wrong shape (a non-UUID `sub`, an unknown `scope`, ...).
+    /// Any claim value quoted in the message is [`Escaped`].
     #[error("Invalid auth token: {0}")]
     Claims(String),
 }
@@ -80,8 +82,8 @@ impl InvalidToken {
     pub fn reason(&self) -> String {
         match self {
             InvalidToken::Malformed(why) => format!("malformed token: {why}"),
-            InvalidToken::Algorithm(alg) => format!("algorithm `{alg}` refused"),
-            InvalidToken::UnknownKey(Some(kid)) => format!("no key with kid `{kid}`"),
+            InvalidToken::Algorithm(alg) => format!("algorithm \"{alg}\" refused"),
+            InvalidToken::UnknownKey(Some(kid)) => format!("no key with kid \"{kid}\""),
             InvalidToken::UnknownKey(None) => "no key for this token".to_owned(),
             InvalidToken::Signature => "bad signature".to_owned(),
             InvalidToken::Expired => "expired".to_owned(),
@@ -90,6 +92,63 @@ impl InvalidToken {
             InvalidToken::Issuer => "wrong issuer".to_owned(),
             InvalidToken::Claims(why) => why.clone(),
         }
+    }
+}
+
+/// Text taken from a request (a token header's `alg` or `kid`, a claim value),
+/// made safe for messages and logs: at most [`Escaped::MAX_CHARS`] characters are
+/// kept, each escaped as [`char::escape_debug`] does (so a newline is `\n`, an
+/// ANSI escape `\u{1b}`, a quote `\"`), and what was cut is counted.
+///
+/// Every request-derived value in this crate's errors is held as one, so an
+/// access log line that prints an [`AuthError`] or [`InvalidToken::reason`]
+/// stays one line, free of terminal escapes, and short.
+///
+/// ```
+/// use policy_core::Escaped;
+///
+/// let kid = format!("k1\n\x1b[31mFAKE LOG LINE{}", "x".repeat(10_000));
+/// let shown = Escaped::new(&kid).to_string();
+/// assert!(shown.starts_with(r"k1\n\u{1b}[31mFAKE LOG LINE"));
+/// assert!(shown.ends_with("... (9957 more bytes)"));
+/// assert!(!shown.chars().any(char::is_control));
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Escaped(Box<str>);
+
+impl Escaped {
+    /// Characters of the original text kept.
+    pub const MAX_CHARS: usize = 64;
+
+    /// The escaped, bounded form of `raw`.
+    pub fn new(raw: &str) -> Escaped {
+        let mut out = String::with_capacity(raw.len().min(Self::MAX_CHARS) + 8);
+        for (n, (i, c)) in raw.char_indices().enumerate() {
+            if n == Self::MAX_CHARS {
+                let _ = write!(out, "... ({} more bytes)", raw.len() - i);
+                break;
+            }
+            out.extend(c.escape_debug());
+        }
+        Escaped(out.into_boxed_str())
+    }
+
+    /// The escaped text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Escaped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Escaped {
+    /// In quotes; already escaped, so nothing is escaped twice.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\"", self.0)
     }
 }
 
@@ -147,6 +206,29 @@ mod tests {
         );
         let body = to_bytes(res.into_body()).await.unwrap();
         (status, www, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[test]
+    fn escaped_text_is_one_bounded_line_without_control_characters() {
+        let cases = [
+            ("plain-kid", "plain-kid"),
+            ("a\nb\r\tc", r"a\nb\r\tc"),
+            ("\x1b[31mred\x1b[0m", r"\u{1b}[31mred\u{1b}[0m"),
+            ("quote\"back\\", r#"quote\"back\\"#),
+            ("nul\0del\x7f", r"nul\0del\u{7f}"),
+            ("bidi\u{202e}txt", r"bidi\u{202e}txt"),
+            ("ünïcödé ok", "ünïcödé ok"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(Escaped::new(raw).as_str(), want, "{raw:?}");
+        }
+        let long = "é".repeat(100);
+        let shown = Escaped::new(&long);
+        assert_eq!(
+            shown.as_str(),
+            format!("{}... (72 more bytes)", "é".repeat(64))
+        );
+        assert_eq!(format!("{:?}", Escaped::new("a\nb")), r#""a\nb""#);
     }
 
     #[actix_web::test]

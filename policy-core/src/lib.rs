@@ -145,7 +145,7 @@ pub use {
     authorize::{authenticate, authorize, bearer_token, cached_claims},
     claims::Claims,
     config::{DEFAULT_AUDIENCE, GeneratorConfig, ValidationConfig},
-    error::{AuthError, InvalidToken},
+    error::{AuthError, Escaped, InvalidToken},
     extract::Token,
     generate::{GenerateError, TokenGenerator},
     jsonwebtoken::Algorithm,

@@ -443,7 +443,11 @@ async fn two_authorization_headers_are_refused_whatever_they_hold() {
     let exec = f.token(TokenType::Execution, 600);
     let foreign = f
         .generator
-        .generate(Uuid::new_v4(), TokenType::Execution, Duration::from_secs(600))
+        .generate(
+            Uuid::new_v4(),
+            TokenType::Execution,
+            Duration::from_secs(600),
+        )
         .unwrap();
     let ti = TI.to_string();
     // The same valid token twice, a valid one and another task's, a valid one

@@ -14,7 +14,7 @@ use jsonwebtoken::Algorithm;
 use crate::cache::VerifiedCache;
 use crate::claims::Claims;
 use crate::config::ValidationConfig;
-use crate::error::{AuthError, InvalidToken};
+use crate::error::{AuthError, Escaped, InvalidToken};
 use crate::json::{Field, read_object};
 use crate::jwks::{JwksConfig, KeyStore, RefresherHandle, spawn_refresher};
 use crate::keys::{KeyError, KeySet, SigningKey, VerifyingKey, install_crypto_provider};
@@ -187,7 +187,7 @@ impl TokenValidator {
         let header = Header::read(&header_json)?;
         let alg_name = header.alg.as_ref();
         let alg = Algorithm::from_str(alg_name)
-            .map_err(|_| InvalidToken::Algorithm(alg_name.chars().take(32).collect()))?;
+            .map_err(|_| InvalidToken::Algorithm(Escaped::new(alg_name)))?;
         let kid = header.kid.as_deref();
 
         let mut snapshot = inner.keys.snapshot();
@@ -201,10 +201,10 @@ impl TokenValidator {
         let key = snapshot
             .keys
             .select(kid, alg)
-            .ok_or_else(|| InvalidToken::UnknownKey(kid.map(str::to_owned)))?;
+            .ok_or_else(|| InvalidToken::UnknownKey(kid.map(Escaped::new)))?;
         // The key's algorithm is pinned: `alg: HS256` against an RSA key, say, stops here.
         if key.alg != alg {
-            return Err(InvalidToken::Algorithm(alg_name.to_owned()));
+            return Err(InvalidToken::Algorithm(Escaped::new(alg_name)));
         }
         let message = &token[..header_b64.len() + 1 + payload_b64.len()];
         inner.verifications.fetch_add(1, Ordering::Relaxed);
@@ -651,6 +651,76 @@ mod tests {
             .validate_at(&sign_text(&key, r#"{"alg":"HS512"}"#, &dup), NOW)
             .unwrap();
         assert_eq!((c.sub, c.scope), (other, TokenType::Workload));
+    }
+
+    /// No control character, one line, bounded: what an access log may print.
+    fn assert_log_safe(text: &str, max: usize) {
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert!(text.len() <= max, "{} bytes: {text:?}", text.len());
+    }
+
+    #[test]
+    fn crafted_kid_and_alg_reach_messages_escaped_and_bounded() {
+        let key = SigningKey::from_secret(SECRET, Algorithm::HS512, Some("k1".into())).unwrap();
+        let v = validator_with(&key, uncached());
+        let payload = serde_json::Value::Object(claims());
+        let hostile = |len: usize| format!("k\n\x1b[31mINFO forged line\r\n{}", "A".repeat(len));
+        let refusal = |header: serde_json::Value| {
+            let token = sign_raw(&key, &header, &payload);
+            let err = v.validate_at(&token, NOW).unwrap_err();
+            let AuthError::InvalidToken(why) = &err else {
+                panic!("{err:?}")
+            };
+            (err.to_string(), format!("{err:?}"), why.reason())
+        };
+
+        // As long a kid as fits under the token size limit.
+        let (display, debug, reason) = refusal(json!({"alg": "HS512", "kid": hostile(5 * 1024)}));
+        assert_eq!(display, "Invalid auth token");
+        assert!(
+            reason.starts_with(r#"no key with kid "k\n\u{1b}[31mINFO forged line\r\nAAA"#),
+            "{reason}"
+        );
+        assert!(reason.ends_with(" more bytes)\""), "{reason}");
+        for text in [&display, &debug, &reason] {
+            assert_log_safe(text, 200);
+        }
+
+        // The same in `alg`: refused before any key is looked up.
+        let (_, debug, reason) = refusal(json!({"alg": hostile(5 * 1024)}));
+        assert!(
+            reason.starts_with(r#"algorithm "k\n\u{1b}[31m"#),
+            "{reason}"
+        );
+        assert_log_safe(&debug, 200);
+        assert_log_safe(&reason, 200);
+
+        // And in a claim value quoted by a claims error (the response detail too).
+        let mut c = claims();
+        c.insert("sub".into(), json!(hostile(5 * 1024)));
+        let err = v.validate_at(&sign_claims(&key, &c), NOW).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                r#"Invalid auth token: claim `sub` must be a UUID, got "k\n\u{1b}[31m"#
+            ),
+            "{err}"
+        );
+        assert_log_safe(&err.to_string(), 200);
+        assert_log_safe(&format!("{err:?}"), 300);
+
+        // A 10 KB kid makes the token too large: refused unread, the message static.
+        let verified = v.signature_verifications();
+        let token = sign_raw(
+            &key,
+            &json!({"alg": "HS512", "kid": hostile(10 * 1024)}),
+            &payload,
+        );
+        let err = v.validate_at(&token, NOW).unwrap_err();
+        let AuthError::InvalidToken(why) = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(why.reason(), "malformed token: token too large");
+        assert_eq!(v.signature_verifications(), verified);
     }
 
     #[test]
