@@ -143,6 +143,7 @@ mod testutil;
 #[cfg(feature = "runtime")]
 pub use {
     authorize::{authenticate, authorize, bearer_token, cached_claims},
+    cache::MAX_CACHED_ENTRY_BYTES,
     claims::Claims,
     config::{DEFAULT_AUDIENCE, GeneratorConfig, ValidationConfig},
     error::{AuthError, Escaped, InvalidToken},

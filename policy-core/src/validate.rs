@@ -19,7 +19,11 @@ use crate::json::{Field, read_object};
 use crate::jwks::{JwksConfig, KeyStore, RefresherHandle, spawn_refresher};
 use crate::keys::{KeyError, KeySet, SigningKey, VerifyingKey, install_crypto_provider};
 
-/// Tokens longer than this are refused unread (ours are well under 1 KiB).
+/// Tokens longer than this are refused unread, with 403 `Invalid auth token`
+/// (Airflow's and ours are well under 1 KiB). Tokens up to this size are
+/// accepted, but one whose claims parse into a cache entry above
+/// [`MAX_CACHED_ENTRY_BYTES`](crate::MAX_CACHED_ENTRY_BYTES) is verified on
+/// every request rather than cached.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// Seconds since the Unix epoch.
@@ -103,7 +107,7 @@ impl TokenValidator {
         let inner = Arc::new(Inner {
             keys,
             leeway,
-            cache: VerifiedCache::new(config.cache_capacity),
+            cache: VerifiedCache::new(config.cache_capacity, config.cache_bytes),
             config,
             verifications: AtomicU64::new(0),
             refresher: OnceLock::new(),
@@ -148,6 +152,13 @@ impl TokenValidator {
     /// Tokens currently in the verified-token cache.
     pub fn cached_tokens(&self) -> usize {
         self.inner.cache.len()
+    }
+
+    /// Bytes the verified-token cache is charged for its tokens (their text
+    /// and an estimate of their claims' memory); at most
+    /// [`ValidationConfig::cache_bytes`].
+    pub fn cached_bytes(&self) -> usize {
+        self.inner.cache.bytes()
     }
 
     /// The configuration.
@@ -751,6 +762,72 @@ mod tests {
         is_plain_invalid(&v, &bad, NOW);
         is_plain_invalid(&v, &bad, NOW);
         assert_eq!(v.signature_verifications(), 4);
+    }
+
+    #[test]
+    fn big_tokens_keep_the_cache_under_its_byte_budget() {
+        let key = hs512();
+        let budget = 64 * 1024;
+        let v = validator_with(
+            &key,
+            ValidationConfig {
+                cache_bytes: budget,
+                ..ValidationConfig::default()
+            },
+        );
+        // Tokens of about 7 KiB: a 5 KiB custom claim.
+        let big = |i: usize| {
+            let mut c = claims();
+            c.insert("jti".into(), json!(format!("j{i}")));
+            c.insert("blob".into(), json!("x".repeat(5 * 1024)));
+            sign_claims(&key, &c)
+        };
+        for i in 0..40 {
+            let token = big(i);
+            assert!(token.len() > 6 * 1024 && token.len() <= MAX_TOKEN_BYTES);
+            v.validate_at(&token, NOW).unwrap();
+            assert!(
+                v.cached_bytes() <= budget,
+                "{} bytes after {i}",
+                v.cached_bytes()
+            );
+        }
+        assert!(
+            v.cached_tokens() >= 2 && v.cached_tokens() < 10,
+            "{}",
+            v.cached_tokens()
+        );
+        // The newest is cached: a second look verifies nothing.
+        let verified = v.signature_verifications();
+        v.validate_at(&big(39), NOW).unwrap();
+        assert_eq!(v.signature_verifications(), verified);
+
+        // Under the 8 KiB limit, but tiny claims that parse into far more than
+        // `MAX_CACHED_ENTRY_BYTES`: accepted, verified every time, never cached.
+        let mut c = claims();
+        for i in 0..600 {
+            c.insert(format!("{i:x}"), json!(0));
+        }
+        let dense = sign_claims(&key, &c);
+        assert!(dense.len() <= MAX_TOKEN_BYTES, "{}", dense.len());
+        let before = (v.cached_tokens(), v.cached_bytes());
+        for _ in 0..2 {
+            v.validate_at(&dense, NOW).unwrap();
+        }
+        assert_eq!(v.signature_verifications(), verified + 2);
+        assert_eq!((v.cached_tokens(), v.cached_bytes()), before);
+    }
+
+    #[test]
+    fn an_airflow_shaped_token_costs_the_cache_under_1_kib() {
+        // What `TokenGenerator` makes, as Airflow does: HS512, no extra claims.
+        let key = hs512();
+        let v = validator(&key);
+        let token = token(&key, TokenType::Execution);
+        v.validate_at(&token, NOW).unwrap();
+        let cost = v.cached_bytes();
+        println!("token {} bytes, cache entry {cost} bytes", token.len());
+        assert!(cost < 1024, "{cost}");
     }
 
     #[test]
