@@ -35,6 +35,11 @@ pub enum AuthError {
     /// A subject binding (`ti:self`, `ct:self`) failed (403).
     #[error("{}", .0.mismatch_detail())]
     SubjectMismatch(Binding),
+    /// The token's `kid` is not in the current JWKS and a refresh of the
+    /// set is pending (503 with `Retry-After`): the key may just have been
+    /// rotated in, and the Task SDK retries 5xx answers.
+    #[error("Token signing keys are being refreshed; retry")]
+    KeysRefreshing,
     /// The application has no [`TokenValidator`](crate::TokenValidator) in its app data (500).
     #[error("Token validation is not configured")]
     NotConfigured,
@@ -165,6 +170,7 @@ impl ResponseError for AuthError {
             AuthError::MissingToken => StatusCode::UNAUTHORIZED,
             AuthError::AmbiguousCredentials => StatusCode::BAD_REQUEST,
             AuthError::NotConfigured => StatusCode::INTERNAL_SERVER_ERROR,
+            AuthError::KeysRefreshing => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::FORBIDDEN,
         }
     }
@@ -181,6 +187,10 @@ impl ResponseError for AuthError {
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static(r#"Bearer error="invalid_request""#),
                 ));
+            }
+            // A refresh is a fetch bounded by its timeout (5 s by default).
+            AuthError::KeysRefreshing => {
+                res.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
             }
             _ => {}
         }
@@ -265,6 +275,11 @@ mod tests {
                 500,
                 "Token validation is not configured",
             ),
+            (
+                AuthError::KeysRefreshing,
+                503,
+                "Token signing keys are being refreshed; retry",
+            ),
         ];
         for (err, status, detail) in cases {
             let challenge = match status {
@@ -272,6 +287,14 @@ mod tests {
                 400 => Some(r#"Bearer error="invalid_request""#),
                 _ => None,
             };
+            let retry_after = (status == 503).then_some("1");
+            let res = err.error_response();
+            assert_eq!(
+                res.headers()
+                    .get(header::RETRY_AFTER)
+                    .map(|v| v.to_str().unwrap()),
+                retry_after
+            );
             let (got_status, www, body) = render(err).await;
             assert_eq!(got_status.as_u16(), status);
             assert_eq!(body, serde_json::json!({ "detail": detail }));

@@ -47,6 +47,7 @@
 //! | claims of the wrong shape | 403 | `Invalid auth token: <why>` |
 //! | token type not allowed | 403 | `Token type 'workload' not allowed for this endpoint. Allowed types: execution` |
 //! | `ti:self` and `sub` differs | 403 | `Token subject does not match task instance ID` |
+//! | JWKS: `kid` unknown while the refresh it asked for is pending (the SDK retries 5xx) | 503, `Retry-After: 1` | `Token signing keys are being refreshed; retry` |
 //!
 //! ## Example
 //!

@@ -16,7 +16,9 @@ use crate::claims::Claims;
 use crate::config::ValidationConfig;
 use crate::error::{AuthError, Escaped, InvalidToken};
 use crate::json::{Field, read_object};
-use crate::jwks::{JwksConfig, KeyStore, RefresherHandle, spawn_refresher};
+use crate::jwks::{
+    JwksConfig, KeyStore, RefreshAsked, RefreshCause, RefresherHandle, spawn_refresher,
+};
 use crate::keys::{KeyError, KeySet, SigningKey, VerifyingKey, install_crypto_provider};
 
 /// Tokens longer than this are refused unread, with 403 `Invalid auth token`
@@ -88,8 +90,15 @@ struct Inner {
 
 impl Inner {
     fn refresh_keys(&self) {
-        if let Some(generation) = self.keys.refresh() {
-            self.cache.flush(generation);
+        self.keys.refresh(|generation| self.cache.flush(generation));
+    }
+
+    /// What the refresh thread runs.
+    fn background_refresh(&self, cause: RefreshCause) {
+        let flush = |generation| self.cache.flush(generation);
+        match cause {
+            RefreshCause::Periodic => self.keys.refresh(flush),
+            RefreshCause::UnknownKid => self.keys.refresh_requested(flush),
         }
     }
 }
@@ -113,7 +122,8 @@ impl TokenValidator {
             refresher: OnceLock::new(),
         });
         if let Some(interval) = inner.keys.refresh_interval() {
-            let handle = spawn_refresher(Arc::downgrade(&inner), interval, Inner::refresh_keys);
+            let handle =
+                spawn_refresher(Arc::downgrade(&inner), interval, Inner::background_refresh);
             let _ = inner.refresher.set(handle);
         }
         Ok(TokenValidator { inner })
@@ -125,10 +135,18 @@ impl TokenValidator {
     }
 
     /// Like [`validate`](Self::validate) at an explicit time (seconds since the Unix epoch).
+    ///
+    /// With a JWKS, a `kid` not in the current set never waits for a fetch:
+    /// it asks the background thread for a refresh (at most one per
+    /// [`JwksConfig::min_refresh_interval`]) and is refused at once, with
+    /// [`AuthError::KeysRefreshing`] (503, so the Task SDK retries) while
+    /// that refresh is pending, and with 403 `Invalid auth token` otherwise.
     pub fn validate_at(&self, token: &str, now: i64) -> Result<Arc<Claims>, AuthError> {
-        self.check(token, now).map_err(|e| {
-            tracing::debug!(reason = %e.reason(), "token refused");
-            AuthError::InvalidToken(e)
+        self.check(token, now).inspect_err(|e| match e {
+            AuthError::InvalidToken(why) => {
+                tracing::debug!(reason = %why.reason(), "token refused")
+            }
+            other => tracing::debug!(reason = %other, "token refused"),
         })
     }
 
@@ -149,6 +167,13 @@ impl TokenValidator {
         self.inner.refresh_keys();
     }
 
+    /// Waits (bounded by `limit`, a guard against a hung test) until `n` JWKS
+    /// refresh passes, the start-up load included, have finished.
+    #[cfg(test)]
+    pub(crate) fn wait_for_refreshes(&self, n: u64, limit: std::time::Duration) -> bool {
+        self.inner.keys.wait_for_refreshes(n, limit)
+    }
+
     /// Tokens currently in the verified-token cache.
     pub fn cached_tokens(&self) -> usize {
         self.inner.cache.len()
@@ -166,13 +191,13 @@ impl TokenValidator {
         &self.inner.config
     }
 
-    fn check(&self, token: &str, now: i64) -> Result<Arc<Claims>, InvalidToken> {
+    fn check(&self, token: &str, now: i64) -> Result<Arc<Claims>, AuthError> {
         let inner = &*self.inner;
         if token.is_empty() {
-            return Err(InvalidToken::Malformed("empty token"));
+            return Err(InvalidToken::Malformed("empty token").into());
         }
         if token.len() > MAX_TOKEN_BYTES {
-            return Err(InvalidToken::Malformed("token too large"));
+            return Err(InvalidToken::Malformed("token too large").into());
         }
         if let Some(claims) = inner.cache.get(token) {
             return match self.check_time(&claims, now) {
@@ -181,7 +206,7 @@ impl TokenValidator {
                     if e == InvalidToken::Expired {
                         inner.cache.remove(token);
                     }
-                    Err(e)
+                    Err(e.into())
                 }
             };
         }
@@ -190,9 +215,7 @@ impl TokenValidator {
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(InvalidToken::Malformed(
-                "expected three dot-separated segments",
-            ));
+            return Err(InvalidToken::Malformed("expected three dot-separated segments").into());
         };
         let header_json = decode_segment(header_b64, "header is not base64url")?;
         let header = Header::read(&header_json)?;
@@ -202,35 +225,44 @@ impl TokenValidator {
         let kid = header.kid.as_deref();
 
         let mut snapshot = inner.keys.snapshot();
+        let mut asked = RefreshAsked::Never;
         if snapshot.keys.select(kid, alg).is_none() {
-            // Perhaps the keys rotated: one rate-limited refresh, never a wait.
-            if let Some(generation) = inner.keys.refresh_for_unknown_kid() {
-                inner.cache.flush(generation);
+            // Perhaps the keys rotated: ask for a refresh, never wait for one.
+            asked = inner.keys.ask_refresh();
+            if asked == RefreshAsked::Wake
+                && let Some(refresher) = inner.refresher.get()
+            {
+                refresher.wake();
             }
+            // A refresh may have finished since the first look.
             snapshot = inner.keys.snapshot();
         }
-        let key = snapshot
-            .keys
-            .select(kid, alg)
-            .ok_or_else(|| InvalidToken::UnknownKey(kid.map(Escaped::new)))?;
+        let Some(key) = snapshot.keys.select(kid, alg) else {
+            return Err(match asked {
+                RefreshAsked::Wake | RefreshAsked::Pending => AuthError::KeysRefreshing,
+                RefreshAsked::Never | RefreshAsked::RateLimited => {
+                    InvalidToken::UnknownKey(kid.map(Escaped::new)).into()
+                }
+            });
+        };
         // The key's algorithm is pinned: `alg: HS256` against an RSA key, say, stops here.
         if key.alg != alg {
-            return Err(InvalidToken::Algorithm(Escaped::new(alg_name)));
+            return Err(InvalidToken::Algorithm(Escaped::new(alg_name)).into());
         }
         let message = &token[..header_b64.len() + 1 + payload_b64.len()];
         inner.verifications.fetch_add(1, Ordering::Relaxed);
         if !verify_signature(key, message.as_bytes(), signature_b64) {
-            return Err(InvalidToken::Signature);
+            return Err(InvalidToken::Signature.into());
         }
 
         let claims = Claims::from_json(&decode_segment(payload_b64, "payload is not base64url")?)?;
         if !claims.has_audience(&inner.config.audience) {
-            return Err(InvalidToken::Audience);
+            return Err(InvalidToken::Audience.into());
         }
         if let Some(issuer) = &inner.config.issuer
             && claims.iss.as_deref() != Some(issuer.as_str())
         {
-            return Err(InvalidToken::Issuer);
+            return Err(InvalidToken::Issuer.into());
         }
         self.check_time(&claims, now)?;
         let claims = Arc::new(claims);
