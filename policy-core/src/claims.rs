@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::error::{Escaped, InvalidToken};
 use crate::json::{Field, read_object};
-use crate::scope::TokenType;
+use crate::scope::{TokenType, expected_token_types};
 
 /// The claims of a token whose signature, audience, issuer and shape have been
 /// checked. Shared as `Arc<Claims>` by every user within a request and by the
@@ -172,7 +172,8 @@ impl<'a> ClaimsBuilder<'a> {
             None | Some(Field::Null) => TokenType::Execution,
             Some(Field::Str(s)) => TokenType::parse(&s).ok_or_else(|| {
                 InvalidToken::Claims(format!(
-                    "claim `scope` must be `execution` or `workload`, got \"{}\"",
+                    "claim `scope` must be {}, got \"{}\"",
+                    expected_token_types(),
                     Escaped::new(&s)
                 ))
             })?,

@@ -11,7 +11,6 @@ use actix_web::{App, HttpRequest, HttpResponse, web};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::__private::Enforce;
 use crate::testutil::*;
 use crate::validate::unix_now;
 use crate::*;

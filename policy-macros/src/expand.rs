@@ -1,7 +1,7 @@
 //! Phase three: code generation. Only `::policy_core::...` paths are named, so
 //! the user's crate needs nothing in scope; locals are `__`-prefixed.
 
-use policy_core::scope::{Binding, RoutePolicy, TokenType};
+use policy_core::{Binding, RoutePolicy, TokenType};
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
 use syn::{Attribute, Ident, ItemFn, LitStr, Meta};
@@ -106,7 +106,7 @@ impl Route {
                             let __resource = ::policy_core::__private::actix_web::Resource::new(#path)
                                 .name(#name)
                                 .guard(::policy_core::__private::actix_web::guard::#guard())
-                                .wrap(::policy_core::__private::Enforce::new(
+                                .wrap(::policy_core::Enforce::new(
                                     <Self as ::policy_core::ExecutionRoute>::INFO.policy,
                                 ))
                                 .to(#handler);
@@ -122,7 +122,7 @@ impl Route {
                 methods,
             } => {
                 let mut function = self.function.clone();
-                let enforce = quote!(::policy_core::__private::Enforce::new(#policy)).to_string();
+                let enforce = quote!(::policy_core::Enforce::new(#policy)).to_string();
                 let enforce = LitStr::new(&enforce, Span::call_site());
                 function.attrs[*attr_index] =
                     with_argument(&function.attrs[*attr_index], quote!(wrap = #enforce));

@@ -207,8 +207,10 @@ fn scope_list(key: &Ident, value: &Expr, errors: &mut Errors) -> Vec<LitStr> {
             Some(lit) => scopes.push(lit.clone()),
             None => errors.push(syn::Error::new_spanned(
                 element,
-                "a scope is a string literal, e.g. `\"ti:self\"`; expected `\"token:execution\"`, \
-                 `\"token:workload\"`, `\"ti:self\"` or `\"ct:self\"`",
+                format!(
+                    "a scope is a string literal, e.g. `\"ti:self\"`; expected {}",
+                    policy_core::expected_scopes(true)
+                ),
             )),
         }
     }

@@ -4,7 +4,7 @@
 //! included), the merged [`RoutePolicy`] computed. Every mistake is collected.
 
 use policy_core::path::path_params;
-use policy_core::scope::{Binding, RoutePolicy, Scope, ScopeError};
+use policy_core::{Binding, RoutePolicy, Scope, ScopeError};
 use proc_macro2::{Span, TokenStream};
 use syn::{Attribute, Ident, Item, ItemFn, ItemMod, LitStr};
 
