@@ -31,6 +31,7 @@
 
 mod errors;
 mod expand;
+mod fallback;
 mod parse;
 mod route;
 mod router;
