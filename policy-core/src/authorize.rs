@@ -19,24 +19,54 @@ struct Authenticated(Arc<Claims>);
 
 /// The token from `Authorization: Bearer <token>`.
 ///
-/// No header, another scheme, or nothing after `Bearer` is
-/// [`AuthError::MissingToken`] (401); credentials that are not UTF-8 are an
-/// invalid token (403). The credentials are taken as sent after the single
-/// space (RFC 6750), so `Bearer  x` presents ` x`, which no validator accepts.
+/// No header, another scheme (compared case-insensitively), or nothing after
+/// `Bearer` is [`AuthError::MissingToken`] (401); credentials that are not
+/// UTF-8 are an invalid token (403).
+///
+/// The scheme and the token are separated by one or more spaces (RFC 6750:
+/// `"Bearer" 1*SP b64token`), and trailing spaces or tabs are not part of the
+/// token (RFC 9110 §5.5 excludes them from a field value; HTTP/1 parsers strip
+/// them already). Airflow reads the header the same way (FastAPI's
+/// `partition(" ")` then `strip()`).
+///
+/// More than one `Authorization` header is [`AuthError::AmbiguousCredentials`]
+/// (400): Starlette would silently use the first one, but a proxy in front may
+/// have used the last one, so "which token was checked" would depend on who
+/// reads the request. RFC 6750 §3.1 calls a request carrying more than one
+/// credential `invalid_request`, answered with 400.
 pub fn bearer_token(req: &HttpRequest) -> Result<&str, AuthError> {
-    let Some(value) = req.headers().get(AUTHORIZATION) else {
+    let mut values = req.headers().get_all(AUTHORIZATION);
+    let Some(value) = values.next() else {
         return Err(AuthError::MissingToken);
     };
+    if values.next().is_some() {
+        return Err(AuthError::AmbiguousCredentials);
+    }
     let bytes = value.as_bytes();
     let (scheme, credentials) = match bytes.iter().position(|&b| b == b' ') {
         Some(i) => (&bytes[..i], &bytes[i + 1..]),
         None => (bytes, &[][..]),
     };
+    let credentials = trim_ows(credentials);
     if !scheme.eq_ignore_ascii_case(b"bearer") || credentials.is_empty() {
         return Err(AuthError::MissingToken);
     }
     std::str::from_utf8(credentials)
         .map_err(|_| InvalidToken::Malformed("credentials are not UTF-8").into())
+}
+
+/// `credentials` without the spaces after the scheme and the spaces or tabs at
+/// the end.
+fn trim_ows(credentials: &[u8]) -> &[u8] {
+    let start = credentials
+        .iter()
+        .position(|&b| b != b' ')
+        .unwrap_or(credentials.len());
+    let end = credentials
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |i| i + 1);
+    &credentials[start..end.max(start)]
 }
 
 /// The claims already validated for this request, if any (never validates).

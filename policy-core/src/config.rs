@@ -16,6 +16,12 @@ pub struct ValidationConfig {
     pub leeway: Duration,
     /// Verified-token cache size in tokens (default 10 000); 0 turns it off.
     pub cache_capacity: usize,
+    /// Verified-token cache size in bytes (default 64 MiB): the token text plus
+    /// an estimate of what its claims hold. Whichever bound is reached first
+    /// evicts. 0 turns the cache off. A token whose entry alone would take more
+    /// than [`MAX_CACHED_ENTRY_BYTES`](crate::MAX_CACHED_ENTRY_BYTES) is
+    /// verified on every request instead of cached.
+    pub cache_bytes: usize,
 }
 
 impl Default for ValidationConfig {
@@ -25,6 +31,7 @@ impl Default for ValidationConfig {
             issuer: None,
             leeway: Duration::from_secs(10),
             cache_capacity: 10_000,
+            cache_bytes: 64 * 1024 * 1024,
         }
     }
 }

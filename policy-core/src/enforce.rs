@@ -1,4 +1,5 @@
-//! The resource middleware the macros wrap every route in.
+//! The route middleware: what the macros wrap every route in, and what a
+//! route protected by hand uses.
 
 use std::future::{Ready, ready};
 use std::pin::Pin;
@@ -15,6 +16,55 @@ use crate::scope::RoutePolicy;
 /// Applies a [`RoutePolicy`] before the inner service (so before any body is
 /// read): on refusal it answers with the [`AuthError`](crate::AuthError)
 /// response and the handler never runs.
+///
+/// This is how `#[execution_route]` protects a route, and how to protect one
+/// without the macros: wrap an actix-web `Resource` (or `Scope`) in it. The
+/// app needs a [`TokenValidator`](crate::TokenValidator) in its app data.
+/// Unlike the macros, nothing checks at compile time that a binding's path
+/// parameter (`{task_instance_id}` for `ti:self`) is in the resource's path;
+/// without it every request is refused with 403.
+///
+/// ```
+/// use std::time::Duration;
+/// use actix_web::{App, HttpResponse, test, web};
+/// use policy_core::{
+///     Algorithm, Enforce, GeneratorConfig, KeySource, RoutePolicy, SigningKey, Token,
+///     TokenGenerator, TokenType, TokenValidator, ValidationConfig,
+/// };
+///
+/// # actix_web::rt::System::new().block_on(async {
+/// let key = SigningKey::from_secret([42u8; 64], Algorithm::HS512, None).unwrap();
+/// let validator =
+///     TokenValidator::new(KeySource::signing_key(&key), ValidationConfig::default()).unwrap();
+/// let generator = TokenGenerator::new(key, GeneratorConfig::default());
+///
+/// // Execution and workload tokens, whose `sub` is the path's task instance id.
+/// let policy = RoutePolicy::from_scopes(["token:execution", "token:workload", "ti:self"]).unwrap();
+/// async fn run(token: Token) -> HttpResponse {
+///     HttpResponse::Ok().body(token.token_type().to_string())
+/// }
+/// let app = test::init_service(
+///     App::new().app_data(validator).service(
+///         web::resource("/task-instances/{task_instance_id}/run")
+///             .wrap(Enforce::new(policy))
+///             .route(web::patch().to(run)),
+///     ),
+/// )
+/// .await;
+///
+/// let ti = uuid::Uuid::new_v4();
+/// let workload = generator.generate(ti, TokenType::Workload, Duration::from_secs(60)).unwrap();
+/// let req = test::TestRequest::patch()
+///     .uri(&format!("/task-instances/{ti}/run"))
+///     .insert_header(("Authorization", format!("Bearer {workload}")))
+///     .to_request();
+/// assert_eq!(test::call_and_read_body(&app, req).await, "workload");
+///
+/// // No token: 401, and the handler never ran.
+/// let req = test::TestRequest::patch().uri(&format!("/task-instances/{ti}/run")).to_request();
+/// assert_eq!(test::call_service(&app, req).await.status(), 401);
+/// # });
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Enforce {
     policy: RoutePolicy,
@@ -51,8 +101,7 @@ where
     }
 }
 
-/// The service [`Enforce`] builds.
-#[doc(hidden)]
+/// The service [`Enforce`] builds around the route's own.
 #[derive(Debug)]
 pub struct EnforceService<S> {
     service: Rc<S>,
@@ -72,15 +121,19 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         match authorize(req.request(), &self.policy) {
-            Ok(_) => EnforceFuture::Allowed {
-                inner: self.service.call(req),
+            Ok(_) => EnforceFuture {
+                state: State::Allowed {
+                    inner: self.service.call(req),
+                },
             },
             Err(err) => {
                 // `error_response` keeps the error attached to the response so access
                 // logs and outer middleware can tell a refusal from a handler's 403.
                 let res = req.error_response(err);
-                EnforceFuture::Refused {
-                    response: Some(res.map_into_right_body()),
+                EnforceFuture {
+                    state: State::Refused {
+                        response: Some(res.map_into_right_body()),
+                    },
                 }
             }
         }
@@ -89,12 +142,18 @@ where
 
 pin_project_lite::pin_project! {
     /// The future of [`EnforceService`].
-    #[doc(hidden)]
-    #[project = EnforceProj]
-    pub enum EnforceFuture<F, B> {
-        /// The policy passed: the inner service's response.
+    pub struct EnforceFuture<F, B> {
+        #[pin]
+        state: State<F, B>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<F, B> {
+        // The policy passed: the inner service's response.
         Allowed { #[pin] inner: F },
-        /// The policy refused: the error response.
+        // The policy refused: the error response, until it is taken.
         Refused { response: Option<ServiceResponse<EitherBody<B>>> },
     }
 }
@@ -106,11 +165,11 @@ where
     type Output = Result<ServiceResponse<EitherBody<B>>, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            EnforceProj::Allowed { inner } => inner
+        match self.project().state.project() {
+            StateProj::Allowed { inner } => inner
                 .poll(cx)
                 .map(|res| res.map(ServiceResponse::map_into_left_body)),
-            EnforceProj::Refused { response } => match response.take() {
+            StateProj::Refused { response } => match response.take() {
                 Some(res) => Poll::Ready(Ok(res)),
                 None => Poll::Pending,
             },

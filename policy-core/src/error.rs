@@ -7,6 +7,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
+use std::fmt::{self, Write as _};
 
 use crate::scope::{Binding, TokenType, TokenTypes};
 
@@ -16,6 +17,10 @@ pub enum AuthError {
     /// No `Authorization: Bearer <token>` header (401).
     #[error("Missing auth token")]
     MissingToken,
+    /// More than one `Authorization` header (400, RFC 6750 `invalid_request`):
+    /// which one is "the" token would depend on who reads the request.
+    #[error("More than one Authorization header")]
+    AmbiguousCredentials,
     /// The token is not valid (403); see [`InvalidToken`] for the detail wording.
     #[error(transparent)]
     InvalidToken(#[from] InvalidToken),
@@ -30,6 +35,11 @@ pub enum AuthError {
     /// A subject binding (`ti:self`, `ct:self`) failed (403).
     #[error("{}", .0.mismatch_detail())]
     SubjectMismatch(Binding),
+    /// The token's `kid` is not in the current JWKS and a refresh of the
+    /// set is pending (503 with `Retry-After`): the key may just have been
+    /// rotated in, and the Task SDK retries 5xx answers.
+    #[error("Token signing keys are being refreshed; retry")]
+    KeysRefreshing,
     /// The application has no [`TokenValidator`](crate::TokenValidator) in its app data (500).
     #[error("Token validation is not configured")]
     NotConfigured,
@@ -46,10 +56,10 @@ pub enum InvalidToken {
     Malformed(&'static str),
     /// The header names an algorithm we refuse (`none`, unknown, or not the key's).
     #[error("Invalid auth token")]
-    Algorithm(String),
+    Algorithm(Escaped),
     /// No key for the header's `kid`/`alg`.
     #[error("Invalid auth token")]
-    UnknownKey(Option<String>),
+    UnknownKey(Option<Escaped>),
     /// The signature does not verify.
     #[error("Invalid auth token")]
     Signature,
@@ -66,6 +76,7 @@ pub enum InvalidToken {
     #[error("Invalid auth token")]
     Issuer,
     /// Claims of the wrong shape (a non-UUID `sub`, an unknown `scope`, ...).
+    /// Any claim value quoted in the message is [`Escaped`].
     #[error("Invalid auth token: {0}")]
     Claims(String),
 }
@@ -76,8 +87,8 @@ impl InvalidToken {
     pub fn reason(&self) -> String {
         match self {
             InvalidToken::Malformed(why) => format!("malformed token: {why}"),
-            InvalidToken::Algorithm(alg) => format!("algorithm `{alg}` refused"),
-            InvalidToken::UnknownKey(Some(kid)) => format!("no key with kid `{kid}`"),
+            InvalidToken::Algorithm(alg) => format!("algorithm \"{alg}\" refused"),
+            InvalidToken::UnknownKey(Some(kid)) => format!("no key with kid \"{kid}\""),
             InvalidToken::UnknownKey(None) => "no key for this token".to_owned(),
             InvalidToken::Signature => "bad signature".to_owned(),
             InvalidToken::Expired => "expired".to_owned(),
@@ -86,6 +97,63 @@ impl InvalidToken {
             InvalidToken::Issuer => "wrong issuer".to_owned(),
             InvalidToken::Claims(why) => why.clone(),
         }
+    }
+}
+
+/// Text taken from a request (a token header's `alg` or `kid`, a claim value),
+/// made safe for messages and logs: at most [`Escaped::MAX_CHARS`] characters are
+/// kept, each escaped as [`char::escape_debug`] does (so a newline is `\n`, an
+/// ANSI escape `\u{1b}`, a quote `\"`), and what was cut is counted.
+///
+/// Every request-derived value in this crate's errors is held as one, so an
+/// access log line that prints an [`AuthError`] or [`InvalidToken::reason`]
+/// stays one line, free of terminal escapes, and short.
+///
+/// ```
+/// use policy_core::Escaped;
+///
+/// let kid = format!("k1\n\x1b[31mFAKE LOG LINE{}", "x".repeat(10_000));
+/// let shown = Escaped::new(&kid).to_string();
+/// assert!(shown.starts_with(r"k1\n\u{1b}[31mFAKE LOG LINE"));
+/// assert!(shown.ends_with("... (9957 more bytes)"));
+/// assert!(!shown.chars().any(char::is_control));
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Escaped(Box<str>);
+
+impl Escaped {
+    /// Characters of the original text kept.
+    pub const MAX_CHARS: usize = 64;
+
+    /// The escaped, bounded form of `raw`.
+    pub fn new(raw: &str) -> Escaped {
+        let mut out = String::with_capacity(raw.len().min(Self::MAX_CHARS) + 8);
+        for (n, (i, c)) in raw.char_indices().enumerate() {
+            if n == Self::MAX_CHARS {
+                let _ = write!(out, "... ({} more bytes)", raw.len() - i);
+                break;
+            }
+            out.extend(c.escape_debug());
+        }
+        Escaped(out.into_boxed_str())
+    }
+
+    /// The escaped text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Escaped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Escaped {
+    /// In quotes; already escaped, so nothing is escaped twice.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\"", self.0)
     }
 }
 
@@ -100,15 +168,31 @@ impl ResponseError for AuthError {
     fn status_code(&self) -> StatusCode {
         match self {
             AuthError::MissingToken => StatusCode::UNAUTHORIZED,
+            AuthError::AmbiguousCredentials => StatusCode::BAD_REQUEST,
             AuthError::NotConfigured => StatusCode::INTERNAL_SERVER_ERROR,
+            AuthError::KeysRefreshing => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::FORBIDDEN,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status_code());
-        if matches!(self, AuthError::MissingToken) {
-            res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        match self {
+            AuthError::MissingToken => {
+                res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+            }
+            // RFC 6750 §3: the error code goes in the challenge too.
+            AuthError::AmbiguousCredentials => {
+                res.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer error="invalid_request""#),
+                ));
+            }
+            // A refresh is a fetch bounded by its timeout (5 s by default).
+            AuthError::KeysRefreshing => {
+                res.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            _ => {}
         }
         res.json(serde_json::json!({ "detail": self.detail() }))
     }
@@ -134,10 +218,38 @@ mod tests {
         (status, www, serde_json::from_slice(&body).unwrap())
     }
 
+    #[test]
+    fn escaped_text_is_one_bounded_line_without_control_characters() {
+        let cases = [
+            ("plain-kid", "plain-kid"),
+            ("a\nb\r\tc", r"a\nb\r\tc"),
+            ("\x1b[31mred\x1b[0m", r"\u{1b}[31mred\u{1b}[0m"),
+            ("quote\"back\\", r#"quote\"back\\"#),
+            ("nul\0del\x7f", r"nul\0del\u{7f}"),
+            ("bidi\u{202e}txt", r"bidi\u{202e}txt"),
+            ("ünïcödé ok", "ünïcödé ok"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(Escaped::new(raw).as_str(), want, "{raw:?}");
+        }
+        let long = "é".repeat(100);
+        let shown = Escaped::new(&long);
+        assert_eq!(
+            shown.as_str(),
+            format!("{}... (72 more bytes)", "é".repeat(64))
+        );
+        assert_eq!(format!("{:?}", Escaped::new("a\nb")), r#""a\nb""#);
+    }
+
     #[actix_web::test]
     async fn each_error_renders_the_designed_status_and_detail() {
         let cases = [
             (AuthError::MissingToken, 401, "Missing auth token"),
+            (
+                AuthError::AmbiguousCredentials,
+                400,
+                "More than one Authorization header",
+            ),
             (InvalidToken::Signature.into(), 403, "Invalid auth token"),
             (InvalidToken::Expired.into(), 403, "Invalid auth token"),
             (
@@ -163,13 +275,30 @@ mod tests {
                 500,
                 "Token validation is not configured",
             ),
+            (
+                AuthError::KeysRefreshing,
+                503,
+                "Token signing keys are being refreshed; retry",
+            ),
         ];
         for (err, status, detail) in cases {
-            let is_401 = status == 401;
+            let challenge = match status {
+                401 => Some("Bearer"),
+                400 => Some(r#"Bearer error="invalid_request""#),
+                _ => None,
+            };
+            let retry_after = (status == 503).then_some("1");
+            let res = err.error_response();
+            assert_eq!(
+                res.headers()
+                    .get(header::RETRY_AFTER)
+                    .map(|v| v.to_str().unwrap()),
+                retry_after
+            );
             let (got_status, www, body) = render(err).await;
             assert_eq!(got_status.as_u16(), status);
             assert_eq!(body, serde_json::json!({ "detail": detail }));
-            assert_eq!(www.as_deref(), is_401.then_some("Bearer"));
+            assert_eq!(www.as_deref(), challenge);
         }
     }
 }

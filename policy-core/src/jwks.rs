@@ -1,10 +1,19 @@
 //! JSON Web Key Sets: where they come from, how they are parsed (one bad key is
 //! skipped, not fatal), and the store that swaps them in without ever making a
 //! request wait on a fetch.
+//!
+//! Every fetch after the start-up load runs on the background refresh thread.
+//! A request whose `kid` is unknown only *asks* for a refresh (at most one per
+//! `min_refresh_interval`) and is answered at once: 503 with `Retry-After`
+//! while that refresh is pending, since the key may just have been rotated in
+//! and the Task SDK retries 5xx answers (and only those); 403 `Invalid auth
+//! token` once the refresh has run and the `kid` is still unknown, or while the
+//! rate limit holds. So a slow or stalled JWKS endpoint never holds an actix
+//! worker thread, at the price of one retried request per rotation.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak, mpsc};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak, mpsc};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::Jwk;
@@ -55,9 +64,9 @@ pub struct JwksConfig {
     pub refresh_interval: Duration,
     /// At most one refresh triggered by an unknown `kid` per this interval
     /// (default 30 s), so a flood of forged `kid`s cannot hammer the source.
-    /// The request that triggers it performs that one fetch itself (bounded
-    /// by `fetch_timeout`); requests arriving meanwhile never wait on it: they
-    /// are judged with the keys already in force.
+    /// The background thread performs it; no request waits on it (the one
+    /// that asked for it, and every other unknown `kid` until it has run, get
+    /// 503 with `Retry-After`; known `kid`s are judged with the keys in force).
     pub min_refresh_interval: Duration,
     /// Time limit of one HTTP fetch (default 5 s).
     pub fetch_timeout: Duration,
@@ -180,9 +189,27 @@ struct Source {
     fetcher: Fetcher,
     min_refresh_interval: Duration,
     refresh_interval: Duration,
+    /// When the last fetch started (the start-up load excepted).
     last_attempt: Mutex<Option<Instant>>,
     in_flight: AtomicBool,
+    /// An unknown `kid` asked for a refresh that has not finished yet.
+    requested: AtomicBool,
     fetches: AtomicU64,
+    /// Refresh passes finished (the start-up load included), for tests to wait on.
+    finished: (Mutex<u64>, Condvar),
+}
+
+/// What a request with an unknown `kid` may expect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RefreshAsked {
+    /// Fixed keys: nothing will change.
+    Never,
+    /// The rate limit holds: no refresh soon.
+    RateLimited,
+    /// A refresh is pending already.
+    Pending,
+    /// This request asked for the refresh: wake the refresh thread.
+    Wake,
 }
 
 impl KeyStore {
@@ -213,7 +240,9 @@ impl KeyStore {
                 // The start-up load does not count against the unknown-`kid` limit.
                 last_attempt: Mutex::new(None),
                 in_flight: AtomicBool::new(false),
+                requested: AtomicBool::new(false),
                 fetches: AtomicU64::new(1),
+                finished: (Mutex::new(1), Condvar::new()),
             }),
         })
     }
@@ -237,34 +266,71 @@ impl KeyStore {
         self.source.as_ref().map(|s| s.refresh_interval)
     }
 
-    /// Fetches now (periodic refresh) unless a fetch is in flight. Returns the
-    /// new generation when the key set changed. On failure the last good set
-    /// stays in force.
-    pub(crate) fn refresh(&self) -> Option<u64> {
-        let source = self.source.as_ref()?;
-        self.refresh_from(source)
-    }
-
-    /// The refresh an unknown `kid` triggers: at most one per
-    /// `min_refresh_interval`, never while another fetch is in flight (the
-    /// caller then just fails with the keys it has rather than wait).
-    pub(crate) fn refresh_for_unknown_kid(&self) -> Option<u64> {
-        let source = self.source.as_ref()?;
-        {
-            let last = source
-                .last_attempt
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if last.is_some_and(|t| t.elapsed() < source.min_refresh_interval) {
-                return None;
-            }
+    /// Fetches now (periodic refresh) unless a fetch is in flight. When the
+    /// key set changed, `on_change` gets the new generation (to empty the
+    /// caches built on the old one) before anyone can see the refresh as
+    /// finished. On failure the last good set stays in force.
+    pub(crate) fn refresh(&self, on_change: impl FnOnce(u64)) {
+        if let Some(source) = self.source.as_ref() {
+            self.refresh_from(source, on_change);
+            source.pass_finished();
         }
-        self.refresh_from(source)
     }
 
-    fn refresh_from(&self, source: &Source) -> Option<u64> {
+    /// Asks for the refresh an unknown `kid` triggers, never waiting: at most
+    /// one per `min_refresh_interval`. On [`RefreshAsked::Wake`] the caller
+    /// wakes the refresh thread, which runs [`KeyStore::refresh_requested`].
+    pub(crate) fn ask_refresh(&self) -> RefreshAsked {
+        let Some(source) = self.source.as_ref() else {
+            return RefreshAsked::Never;
+        };
+        if source.requested.load(Ordering::Acquire) {
+            return RefreshAsked::Pending;
+        }
+        let recent = source
+            .last_attempt
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_some_and(|t| t.elapsed() < source.min_refresh_interval);
+        if recent {
+            RefreshAsked::RateLimited
+        } else if source.requested.swap(true, Ordering::AcqRel) {
+            RefreshAsked::Pending
+        } else {
+            RefreshAsked::Wake
+        }
+    }
+
+    /// The refresh an unknown `kid` asked for (on the refresh thread). The
+    /// request flag is cleared only after the new set is in place, so a
+    /// request that sees no refresh pending also sees its result.
+    pub(crate) fn refresh_requested(&self, on_change: impl FnOnce(u64)) {
+        if let Some(source) = self.source.as_ref() {
+            self.refresh_from(source, on_change);
+            source.requested.store(false, Ordering::Release);
+            source.pass_finished();
+        }
+    }
+
+    /// Waits until `n` refresh passes (the start-up load included) have
+    /// finished, or `limit` has passed (a guard against a hung test, not a
+    /// timing check).
+    #[cfg(test)]
+    pub(crate) fn wait_for_refreshes(&self, n: u64, limit: Duration) -> bool {
+        let Some(source) = self.source.as_ref() else {
+            return false;
+        };
+        let (count, cv) = &source.finished;
+        let guard = count.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) = cv
+            .wait_timeout_while(guard, limit, |done| *done < n)
+            .unwrap_or_else(|p| p.into_inner());
+        *guard >= n
+    }
+
+    fn refresh_from(&self, source: &Source, on_change: impl FnOnce(u64)) {
         if source.in_flight.swap(true, Ordering::AcqRel) {
-            return None;
+            return;
         }
         *source
             .last_attempt
@@ -293,13 +359,33 @@ impl KeyStore {
                 None
             }
         };
+        if let Some(generation) = changed {
+            on_change(generation);
+        }
         source.in_flight.store(false, Ordering::Release);
-        changed
     }
 }
 
-/// Runs `refresh` on `target` every `interval` on a background thread, until
-/// the returned handle is dropped or `target` is gone.
+impl Source {
+    fn pass_finished(&self) {
+        let (count, cv) = &self.finished;
+        *count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        cv.notify_all();
+    }
+}
+
+/// Why the refresh thread fetches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RefreshCause {
+    /// `refresh_interval` has passed.
+    Periodic,
+    /// A request with an unknown `kid` woke the thread.
+    UnknownKid,
+}
+
+/// Runs `refresh` on `target` every `interval`, and whenever the returned
+/// handle is [woken](RefresherHandle::wake), on a background thread, until the
+/// handle is dropped or `target` is gone.
 pub(crate) fn spawn_refresher<T, F>(
     target: Weak<T>,
     interval: Duration,
@@ -307,16 +393,33 @@ pub(crate) fn spawn_refresher<T, F>(
 ) -> RefresherHandle
 where
     T: Send + Sync + 'static,
-    F: Fn(&T) + Send + 'static,
+    F: Fn(&T, RefreshCause) + Send + 'static,
 {
-    let (stop, stopped) = mpsc::channel::<()>();
+    // One slot: wake-ups that arrive while one is queued add nothing.
+    let (wake, woken) = mpsc::sync_channel::<()>(1);
     let spawned = std::thread::Builder::new()
         .name("policy-core-jwks".into())
         .spawn(move || {
-            // A disconnected channel (handle dropped) ends the loop at once.
-            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+            // No periodic refresh if the interval does not fit an `Instant`.
+            let mut next = Instant::now().checked_add(interval);
+            loop {
+                let woke = match next {
+                    Some(at) => woken.recv_timeout(at.saturating_duration_since(Instant::now())),
+                    None => woken
+                        .recv()
+                        .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                };
+                let cause = match woke {
+                    Ok(()) => RefreshCause::UnknownKid,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        next = Instant::now().checked_add(interval);
+                        RefreshCause::Periodic
+                    }
+                    // The handle is dropped: the validator is gone.
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                };
                 match target.upgrade() {
-                    Some(t) => refresh(&t),
+                    Some(t) => refresh(&t, cause),
                     None => break,
                 }
             }
@@ -324,13 +427,21 @@ where
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the JWKS refresh thread");
     }
-    RefresherHandle { _stop: stop }
+    RefresherHandle { wake }
 }
 
-/// Stops the refresh thread when dropped.
+/// Wakes the refresh thread; stops it when dropped.
 #[derive(Debug)]
 pub(crate) struct RefresherHandle {
-    _stop: mpsc::Sender<()>,
+    wake: mpsc::SyncSender<()>,
+}
+
+impl RefresherHandle {
+    /// Asks the thread for an [`RefreshCause::UnknownKid`] refresh; never blocks.
+    pub(crate) fn wake(&self) {
+        // Full: a wake-up is queued already. Disconnected: the thread could not start.
+        let _ = self.wake.try_send(());
+    }
 }
 
 #[cfg(test)]
@@ -375,6 +486,18 @@ mod tests {
         v.validate_at(token, NOW)
             .is_err_and(|e| e.to_string() == "Invalid auth token")
     }
+
+    /// 503: the `kid` is unknown and a refresh is pending. Or accepted: the
+    /// refresh thread may finish before the request has looked again.
+    fn refreshing_or_accepted(v: &TokenValidator, token: &str) -> bool {
+        match v.validate_at(token, NOW) {
+            Ok(claims) => claims.sub == TI,
+            Err(e) => e == crate::AuthError::KeysRefreshing,
+        }
+    }
+
+    /// Safety net for waits on the refresh thread; not a timing assertion.
+    const LIMIT: Duration = Duration::from_secs(30);
 
     #[test]
     fn location_parsing() {
@@ -434,9 +557,12 @@ mod tests {
         assert_eq!(v.validate_at(&token_a, NOW).unwrap().sub, TI);
         assert_eq!(v.cached_tokens(), 1);
 
-        // Rotation: A is replaced by B. B's unknown kid triggers one refresh.
+        // Rotation: A is replaced by B. B's unknown kid asks the refresh thread
+        // for a refresh and is answered at once, 503; once it has run, B is in.
         std::fs::write(&path, jwks_of(&[&b])).unwrap();
         let token_b = token(&b, TokenType::Execution);
+        assert!(refreshing_or_accepted(&v, &token_b));
+        assert!(v.wait_for_refreshes(2, LIMIT));
         assert_eq!(v.validate_at(&token_b, NOW).unwrap().sub, TI);
         assert_eq!(v.jwks_fetches(), 2);
         // The key set changed, so the cache was emptied: A's cached token is gone
@@ -567,6 +693,8 @@ mod tests {
         assert!(v.validate_at(&token(&a, TokenType::Execution), NOW).is_ok());
 
         server.set(200, jwks_of(&[&a, &b]));
+        assert!(refreshing_or_accepted(&v, &token(&b, TokenType::Workload)));
+        assert!(v.wait_for_refreshes(2, LIMIT));
         assert!(v.validate_at(&token(&b, TokenType::Workload), NOW).is_ok());
         assert_eq!(server.hits(), 2);
         assert!(is_invalid(&v, &token(&c, TokenType::Execution)));
@@ -585,36 +713,94 @@ mod tests {
         assert_eq!(server.hits(), 5);
     }
 
+    /// Validates on a thread of its own and waits (bounded) for the answer:
+    /// a validation that waited for the stalled JWKS would not answer.
+    fn answer(v: &TokenValidator, token: String) -> Result<uuid::Uuid, crate::AuthError> {
+        let (tx, rx) = mpsc::channel();
+        let v = v.clone();
+        std::thread::spawn(move || tx.send(v.validate_at(&token, NOW).map(|c| c.sub)));
+        rx.recv_timeout(LIMIT)
+            .expect("answered without waiting for the JWKS fetch")
+    }
+
     #[test]
-    fn requests_never_wait_on_a_fetch_in_flight() {
+    fn an_unknown_kid_never_waits_for_a_stalled_jwks() {
         let (a, b, c) = keys();
         let (release, gate) = mpsc::channel();
+        // After the start-up load, the server holds every request until released.
         let server = JwksServer::start_gated(jwks_of(&[&a]), Some(gate));
-        // No rate limit: only the fetch in flight can stop a second refresh.
         let cfg = JwksConfig {
-            min_refresh_interval: Duration::ZERO,
-            fetch_timeout: Duration::from_secs(60),
+            fetch_timeout: Duration::from_secs(600),
             ..config(&server.url)
         };
         let v = TokenValidator::new(KeySource::Jwks(cfg), ValidationConfig::default()).unwrap();
         server.received.try_recv().unwrap(); // the start-up load, answered
         server.set(200, jwks_of(&[&a, &b]));
-        let (v2, token_b) = (v.clone(), token(&b, TokenType::Execution));
-        let waiting = std::thread::spawn(move || v2.validate_at(&token_b, NOW).map(|c| c.sub));
-        // B's unknown kid started a fetch, which the server now holds.
-        server
-            .received
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap();
-        // A known kid is judged with the keys in force, without waiting.
-        assert!(v.validate_at(&token(&a, TokenType::Execution), NOW).is_ok());
-        // Another unknown kid neither waits nor starts a second fetch.
-        assert!(is_invalid(&v, &token(&c, TokenType::Execution)));
+        let (token_a, token_b, token_c) = (
+            token(&a, TokenType::Execution),
+            token(&b, TokenType::Execution),
+            token(&c, TokenType::Execution),
+        );
+
+        // B, just rotated in: answered at once with 503, and the refresh it
+        // asked for reaches the server, which stalls it.
+        assert_eq!(
+            answer(&v, token_b.clone()),
+            Err(crate::AuthError::KeysRefreshing)
+        );
+        server.received.recv_timeout(LIMIT).unwrap();
+
+        // During the stall: a known kid is accepted, unknown kids get 503, and
+        // no second fetch starts.
+        assert_eq!(answer(&v, token_a.clone()), Ok(TI));
+        assert_eq!(
+            answer(&v, token_b.clone()),
+            Err(crate::AuthError::KeysRefreshing)
+        );
+        assert_eq!(
+            answer(&v, token_c.clone()),
+            Err(crate::AuthError::KeysRefreshing)
+        );
+        assert_eq!(server.hits(), 1, "every answer above came during the stall");
         assert_eq!(v.jwks_fetches(), 2);
-        assert_eq!(server.hits(), 1);
+        assert!(server.received.try_recv().is_err());
+
+        // The server answers; once the refresh thread has the new set, B is
+        // accepted. C is still unknown and the rate limit holds: 403, no fetch.
         release.send(()).unwrap();
-        assert_eq!(waiting.join().unwrap().unwrap(), TI);
-        assert_eq!(server.hits(), 2);
+        assert!(v.wait_for_refreshes(2, LIMIT));
+        assert_eq!(answer(&v, token_b), Ok(TI));
+        assert_eq!(answer(&v, token_a), Ok(TI));
+        assert!(is_invalid(&v, &token_c));
+        // The server counts a request once it has answered it.
+        for _ in 0..2 {
+            server.served.recv_timeout(LIMIT).unwrap();
+        }
+        assert_eq!((server.hits(), v.jwks_fetches()), (2, 2));
+    }
+
+    #[test]
+    fn after_a_failed_refresh_the_next_unknown_kid_asks_again() {
+        let (a, b, _) = keys();
+        let server = JwksServer::start(jwks_of(&[&a]));
+        let cfg = JwksConfig {
+            min_refresh_interval: Duration::ZERO,
+            ..config(&server.url)
+        };
+        let v = TokenValidator::new(KeySource::Jwks(cfg), ValidationConfig::default()).unwrap();
+        server.set(500, "down".into());
+        let token_b = token(&b, TokenType::Execution);
+        assert_eq!(
+            v.validate_at(&token_b, NOW).unwrap_err(),
+            crate::AuthError::KeysRefreshing
+        );
+        assert!(v.wait_for_refreshes(2, LIMIT));
+        // No rate limit: the next unknown kid asks again; this time the set has B.
+        server.set(200, jwks_of(&[&a, &b]));
+        assert!(refreshing_or_accepted(&v, &token_b));
+        assert!(v.wait_for_refreshes(3, LIMIT));
+        assert!(v.validate_at(&token_b, NOW).is_ok());
+        assert_eq!(server.hits(), 3);
     }
 
     #[test]

@@ -2,15 +2,16 @@
 //!
 //! The runtime of a declarative token-policy engine for actix-web.
 //!
-//! Without default features this crate is only the pure [`scope`] grammar and
-//! [`path`] pattern reader, shared with `policy-macros` so that compile time and
+//! Without default features this crate is only the pure scope grammar
+//! ([`SCOPES`], [`Scope`], [`RoutePolicy`]) and [`path`] pattern reader, shared with `policy-macros` so that compile time and
 //! run time agree on what a valid scope is.
 //!
 //! With the `runtime` feature (on by default) it validates and generates JWTs
 //! (`jsonwebtoken` on aws-lc-rs), caches validated claims per request and
 //! verified tokens across requests, applies [`RoutePolicy`]s with the exact
 //! responses of Airflow's Execution API, and provides the actix-web glue: the
-//! [`Token`] extractor, the [`Reissue`] middleware and one
+//! [`Enforce`] route middleware, the [`Token`] extractor, the [`Reissue`]
+//! middleware and one
 //! [`ResponseError`](actix_web::ResponseError) impl for [`AuthError`].
 //!
 //! ## Keys
@@ -42,10 +43,12 @@
 //! | situation | status | `detail` |
 //! |---|---|---|
 //! | no `Authorization: Bearer` header | 401 | `Missing auth token` |
+//! | more than one `Authorization` header (Airflow uses the first) | 400 | `More than one Authorization header` |
 //! | bad signature, expired, not yet valid, wrong audience/issuer, malformed, `alg: none` | 403 | `Invalid auth token` |
 //! | claims of the wrong shape | 403 | `Invalid auth token: <why>` |
 //! | token type not allowed | 403 | `Token type 'workload' not allowed for this endpoint. Allowed types: execution` |
 //! | `ti:self` and `sub` differs | 403 | `Token subject does not match task instance ID` |
+//! | JWKS: `kid` unknown while the refresh it asked for is pending (the SDK retries 5xx) | 503, `Retry-After: 1` | `Token signing keys are being refreshed; retry` |
 //!
 //! ## Example
 //!
@@ -71,7 +74,7 @@
 //!         .wrap(Reissue::new(generator.clone()))
 //!         .service(
 //!             web::resource("/ti/{task_instance_id}/heartbeat")
-//!                 .wrap(__private::Enforce::new(POLICY))
+//!                 .wrap(Enforce::new(POLICY))
 //!                 .route(web::put().to(heartbeat)),
 //!         ),
 //! )
@@ -101,9 +104,12 @@
 //! ```
 
 pub mod path;
-pub mod scope;
+mod scope;
 
-pub use scope::{Binding, Bindings, RoutePolicy, Scope, ScopeError, TokenType, TokenTypes};
+pub use scope::{
+    Binding, BindingSpec, Bindings, RoutePolicy, SCOPES, Scope, ScopeError, ScopeSpec, TokenType,
+    TokenTypes, expected_scopes, expected_token_types,
+};
 
 #[cfg(feature = "runtime")]
 mod authorize;
@@ -124,7 +130,7 @@ mod generate;
 #[cfg(feature = "runtime")]
 mod json;
 #[cfg(feature = "runtime")]
-pub mod jwks;
+mod jwks;
 #[cfg(feature = "runtime")]
 mod keys;
 #[cfg(feature = "runtime")]
@@ -142,13 +148,15 @@ mod testutil;
 #[cfg(feature = "runtime")]
 pub use {
     authorize::{authenticate, authorize, bearer_token, cached_claims},
+    cache::MAX_CACHED_ENTRY_BYTES,
     claims::Claims,
     config::{DEFAULT_AUDIENCE, GeneratorConfig, ValidationConfig},
-    error::{AuthError, InvalidToken},
+    enforce::{Enforce, EnforceFuture, EnforceService},
+    error::{AuthError, Escaped, InvalidToken},
     extract::Token,
     generate::{GenerateError, TokenGenerator},
     jsonwebtoken::Algorithm,
-    jwks::{JwksConfig, JwksLocation},
+    jwks::{JwksConfig, JwksLocation, parse_jwks},
     keys::{KeyError, KeySet, MIN_SECRET_LEN, SigningKey, VerifyingKey},
     registry::{ExecutionRoute, RouteInfo},
     reissue::{REFRESHED_TOKEN_HEADER, Reissue, needs_reissue},
@@ -159,6 +167,5 @@ pub use {
 #[cfg(feature = "runtime")]
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::enforce::{Enforce, EnforceFuture, EnforceService};
     pub use actix_web;
 }

@@ -3,30 +3,7 @@
 //!
 //! This module is pure (no dependencies, no feature flags) because the very same
 //! parser runs at compile time inside `policy-macros` and at run time here.
-//!
-//! | scope             | meaning                                                        |
-//! |-------------------|----------------------------------------------------------------|
-//! | `token:execution` | the route accepts execution tokens                             |
-//! | `token:workload`  | the route accepts workload tokens                              |
-//! | `ti:self`         | token `sub` must equal the `{task_instance_id}` path parameter   |
-//! | `ct:self`         | token `sub` must equal the `{connection_test_id}` path parameter |
-//!
-//! ```
-//! use policy_core::scope::{RoutePolicy, Scope, TokenType};
-//!
-//! let router = RoutePolicy::from_scopes(["ti:self"]).unwrap();
-//! let route = RoutePolicy::from_scopes(["token:execution", "token:workload"]).unwrap();
-//! let merged = router.merge(route);
-//! assert!(merged.allows(TokenType::Workload));
-//! assert_eq!(merged.scopes().collect::<Vec<_>>(), ["token:execution", "token:workload", "ti:self"]);
-//!
-//! // A typo is an error, never a silently ignored scope.
-//! let err = Scope::parse("ti:slef").unwrap_err();
-//! assert_eq!(
-//!     err.to_string(),
-//!     "unknown scope `ti:slef`; expected `token:execution`, `token:workload`, `ti:self` or `ct:self`"
-//! );
-//! ```
+//! Its items are re-exported at the crate root; [`SCOPES`] is the vocabulary.
 
 use std::fmt;
 use std::str::FromStr;
@@ -46,18 +23,16 @@ impl TokenType {
 
     /// The name used in the `scope` claim and after `token:` in a scope.
     pub const fn as_str(self) -> &'static str {
-        match self {
-            TokenType::Execution => "execution",
-            TokenType::Workload => "workload",
+        let (_, name) = self.scope().as_bytes().split_at(TOKEN_PREFIX.len());
+        match std::str::from_utf8(name) {
+            Ok(name) => name,
+            Err(_) => "",
         }
     }
 
     /// The scope that opts a route into this token type, e.g. `token:workload`.
     pub const fn scope(self) -> &'static str {
-        match self {
-            TokenType::Execution => "token:execution",
-            TokenType::Workload => "token:workload",
-        }
+        Scope::Token(self).as_str()
     }
 
     /// Parses a claim value (`execution`, `workload`). Exact, case-sensitive.
@@ -152,25 +127,22 @@ impl Binding {
 
     /// The scope spelling, e.g. `ti:self`.
     pub const fn scope(self) -> &'static str {
-        match self {
-            Binding::TaskInstance => "ti:self",
-            Binding::ConnectionTest => "ct:self",
-        }
+        Scope::Bind(self).as_str()
     }
 
     /// The path parameter the subject is compared with.
     pub const fn path_param(self) -> &'static str {
-        match self {
-            Binding::TaskInstance => "task_instance_id",
-            Binding::ConnectionTest => "connection_test_id",
+        match Scope::Bind(self).spec().binding {
+            Some(b) => b.path_param,
+            None => "",
         }
     }
 
     /// The 403 `detail` when the subject does not match.
     pub const fn mismatch_detail(self) -> &'static str {
-        match self {
-            Binding::TaskInstance => "Token subject does not match task instance ID",
-            Binding::ConnectionTest => "Token subject does not match connection test ID",
+        match Scope::Bind(self).spec().binding {
+            Some(b) => b.mismatch_detail,
+            None => "",
         }
     }
 
@@ -235,30 +207,160 @@ pub enum Scope {
     Bind(Binding),
 }
 
-/// Every valid scope, in the order error messages list them.
-pub const ALL_SCOPES: [&str; 4] = ["token:execution", "token:workload", "ti:self", "ct:self"];
+/// The prefix of the scopes that name a token type.
+const TOKEN_PREFIX: &str = "token:";
+
+/// One row of [`SCOPES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScopeSpec {
+    /// The scope's spelling, e.g. `ti:self`.
+    pub spelling: &'static str,
+    /// What it means.
+    pub scope: Scope,
+    /// For a subject binding: the path parameter it needs, and the refusal.
+    pub binding: Option<BindingSpec>,
+}
+
+/// What a subject binding needs and says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BindingSpec {
+    /// The path parameter `sub` is compared with, e.g. `task_instance_id`.
+    pub path_param: &'static str,
+    /// The 403 `detail` when `sub` differs.
+    pub mismatch_detail: &'static str,
+}
+
+/// The scope language, in the order messages list it: the one table that
+/// parsing, spelling, the "expected ..." messages and the macros' path checks
+/// all read. A `token:*` spelling is `token:` and the claim value.
+///
+/// | scope             | meaning                                                          |
+/// |-------------------|------------------------------------------------------------------|
+/// | `token:execution` | the route accepts execution tokens                               |
+/// | `token:workload`  | the route accepts workload tokens                                |
+/// | `ti:self`         | token `sub` must equal the `{task_instance_id}` path parameter   |
+/// | `ct:self`         | token `sub` must equal the `{connection_test_id}` path parameter |
+///
+/// ```
+/// use policy_core::{RoutePolicy, SCOPES, Scope, TokenType};
+///
+/// let router = RoutePolicy::from_scopes(["ti:self"]).unwrap();
+/// let route = RoutePolicy::from_scopes(["token:execution", "token:workload"]).unwrap();
+/// let merged = router.merge(route);
+/// assert!(merged.allows(TokenType::Workload));
+/// assert_eq!(merged.scopes().collect::<Vec<_>>(), ["token:execution", "token:workload", "ti:self"]);
+///
+/// // A typo is an error, never a silently ignored scope.
+/// let err = Scope::parse("ti:slef").unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "unknown scope `ti:slef`; expected `token:execution`, `token:workload`, `ti:self` or `ct:self`"
+/// );
+/// assert_eq!(SCOPES[2].binding.unwrap().path_param, "task_instance_id");
+/// ```
+pub const SCOPES: [ScopeSpec; 4] = [
+    ScopeSpec {
+        spelling: "token:execution",
+        scope: Scope::Token(TokenType::Execution),
+        binding: None,
+    },
+    ScopeSpec {
+        spelling: "token:workload",
+        scope: Scope::Token(TokenType::Workload),
+        binding: None,
+    },
+    ScopeSpec {
+        spelling: "ti:self",
+        scope: Scope::Bind(Binding::TaskInstance),
+        binding: Some(BindingSpec {
+            path_param: "task_instance_id",
+            mismatch_detail: "Token subject does not match task instance ID",
+        }),
+    },
+    ScopeSpec {
+        spelling: "ct:self",
+        scope: Scope::Bind(Binding::ConnectionTest),
+        binding: Some(BindingSpec {
+            path_param: "connection_test_id",
+            mismatch_detail: "Token subject does not match connection test ID",
+        }),
+    },
+];
+
+/// `` `a`, `b` or `c` ``, each item in backticks (and in quotes if `quoted`).
+fn one_of<'a>(items: impl Iterator<Item = &'a str>, quoted: bool) -> String {
+    let items: Vec<&str> = items.collect();
+    let mut list = String::new();
+    for (i, item) in items.iter().enumerate() {
+        list.push_str(match i {
+            0 => "",
+            i if i + 1 == items.len() => " or ",
+            _ => ", ",
+        });
+        if quoted {
+            list.push_str(&format!("`\"{item}\"`"));
+        } else {
+            list.push_str(&format!("`{item}`"));
+        }
+    }
+    list
+}
+
+/// Every scope, as error messages list them: `` `token:execution`, ... or `ct:self` ``;
+/// with `quoted`, as string literals (`` `"ti:self"` ``).
+pub fn expected_scopes(quoted: bool) -> String {
+    one_of(SCOPES.iter().map(|s| s.spelling), quoted)
+}
+
+/// Every token type scope, as error messages list them.
+fn expected_token_scopes() -> String {
+    one_of(
+        SCOPES
+            .iter()
+            .filter(|s| matches!(s.scope, Scope::Token(_)))
+            .map(|s| s.spelling),
+        false,
+    )
+}
+
+/// Every token type name, as claim errors list them: `` `execution` or `workload` ``.
+pub fn expected_token_types() -> String {
+    one_of(TokenType::ALL.iter().map(|t| t.as_str()), false)
+}
 
 impl Scope {
     /// Parses one scope. Exact and case-sensitive, like the claim values.
     pub fn parse(scope: &str) -> Result<Scope, ScopeError> {
-        if let Some(name) = scope.strip_prefix("token:") {
-            return TokenType::parse(name)
-                .map(Scope::Token)
-                .ok_or_else(|| ScopeError::UnknownTokenType(scope.to_owned()));
+        match SCOPES.iter().find(|s| s.spelling == scope) {
+            Some(spec) => Ok(spec.scope),
+            None if scope.starts_with(TOKEN_PREFIX) => {
+                Err(ScopeError::UnknownTokenType(scope.to_owned()))
+            }
+            None => Err(ScopeError::UnknownScope(scope.to_owned())),
         }
-        Binding::ALL
-            .into_iter()
-            .find(|b| b.scope() == scope)
-            .map(Scope::Bind)
-            .ok_or_else(|| ScopeError::UnknownScope(scope.to_owned()))
+    }
+
+    /// The scope's row of [`SCOPES`].
+    pub const fn spec(self) -> &'static ScopeSpec {
+        let mut i = 0;
+        while i < SCOPES.len() {
+            let same = match (SCOPES[i].scope, self) {
+                (Scope::Token(a), Scope::Token(b)) => a as u8 == b as u8,
+                (Scope::Bind(a), Scope::Bind(b)) => a as u8 == b as u8,
+                _ => false,
+            };
+            if same {
+                return &SCOPES[i];
+            }
+            i += 1;
+        }
+        // Every scope has a row: `every_scope_has_one_row` checks it.
+        &SCOPES[0]
     }
 
     /// The canonical spelling.
     pub const fn as_str(self) -> &'static str {
-        match self {
-            Scope::Token(t) => t.scope(),
-            Scope::Bind(b) => b.scope(),
-        }
+        self.spec().spelling
     }
 }
 
@@ -292,12 +394,16 @@ impl fmt::Display for ScopeError {
         match self {
             ScopeError::UnknownTokenType(s) => write!(
                 f,
-                "unknown token type `{s}`; expected `token:execution` or `token:workload`"
+                "unknown token type `{s}`; expected {}",
+                expected_token_scopes()
             ),
-            ScopeError::UnknownScope(s) => write!(
-                f,
-                "unknown scope `{s}`; expected `token:execution`, `token:workload`, `ti:self` or `ct:self`"
-            ),
+            ScopeError::UnknownScope(s) => {
+                write!(
+                    f,
+                    "unknown scope `{s}`; expected {}",
+                    expected_scopes(false)
+                )
+            }
             ScopeError::Duplicate(s) => write!(f, "duplicate scope `{s}`"),
         }
     }
@@ -417,9 +523,40 @@ mod tests {
 
     #[test]
     fn parses_every_known_scope_and_round_trips() {
-        for s in ALL_SCOPES {
-            assert_eq!(Scope::parse(s).unwrap().as_str(), s);
+        for spec in SCOPES {
+            assert_eq!(Scope::parse(spec.spelling), Ok(spec.scope));
+            assert_eq!(spec.scope.as_str(), spec.spelling);
+            assert_eq!(spec.scope.spec(), &spec);
         }
+    }
+
+    #[test]
+    fn every_scope_has_one_row_and_the_table_is_complete() {
+        let all: Vec<Scope> = TokenType::ALL
+            .into_iter()
+            .map(Scope::Token)
+            .chain(Binding::ALL.into_iter().map(Scope::Bind))
+            .collect();
+        assert_eq!(SCOPES.map(|s| s.scope).to_vec(), all);
+        for spec in SCOPES {
+            match spec.scope {
+                Scope::Token(t) => {
+                    assert_eq!(spec.binding, None);
+                    assert_eq!(spec.spelling, format!("token:{}", t.as_str()));
+                    assert_eq!(TokenType::parse(t.as_str()), Some(t));
+                }
+                Scope::Bind(b) => {
+                    let binding = spec.binding.unwrap();
+                    assert_eq!(b.path_param(), binding.path_param);
+                    assert_eq!(b.mismatch_detail(), binding.mismatch_detail);
+                }
+            }
+        }
+        assert_eq!(
+            expected_scopes(true),
+            r#"`"token:execution"`, `"token:workload"`, `"ti:self"` or `"ct:self"`"#
+        );
+        assert_eq!(expected_token_types(), "`execution` or `workload`");
     }
 
     #[test]

@@ -11,7 +11,6 @@ use actix_web::{App, HttpRequest, HttpResponse, web};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::__private::Enforce;
 use crate::testutil::*;
 use crate::validate::unix_now;
 use crate::*;
@@ -360,14 +359,19 @@ async fn malformed_authorization_headers_are_4xx_with_a_message() {
             "Missing auth token",
         ),
         (
-            HeaderValue::from_str(&format!("Bearer  {exec}")).unwrap(),
+            HeaderValue::from_str(&format!("Bearer\t{exec}")).unwrap(),
+            401,
+            "Missing auth token",
+        ),
+        (
+            HeaderValue::from_str(&format!("Bearer \t{exec}")).unwrap(),
             403,
             "Invalid auth token",
         ),
         (
-            HeaderValue::from_str(&format!("Bearer {exec} ")).unwrap(),
-            403,
-            "Invalid auth token",
+            HeaderValue::from_static("Bearer    "),
+            401,
+            "Missing auth token",
         ),
         (
             HeaderValue::from_bytes(b"Bearer \xff\xfe\x80abc").unwrap(),
@@ -413,13 +417,75 @@ async fn malformed_authorization_headers_are_4xx_with_a_message() {
         assert_eq!(res.status().as_u16(), status, "{value:?}");
         assert_eq!(detail(res).await, want, "{value:?}");
     }
-    // The scheme is case-insensitive.
+    // The scheme is case-insensitive; one or more spaces separate it from the
+    // token (RFC 6750 `1*SP`), and trailing spaces or tabs are not part of it.
+    for value in [
+        format!("bearer {exec}"),
+        format!("BEARER {exec}"),
+        format!("Bearer  {exec}"),
+        format!("Bearer     {exec}"),
+        format!("Bearer {exec} "),
+        format!("Bearer  {exec} \t "),
+    ] {
+        let req = heartbeat_req(&ti)
+            .insert_header((AUTHORIZATION, value.clone()))
+            .to_request();
+        let res = atest::call_service(&app, req).await;
+        assert_eq!(res.status(), StatusCode::OK, "{value:?}");
+    }
+}
+
+#[actix_web::test]
+async fn two_authorization_headers_are_refused_whatever_they_hold() {
+    let f = Fixture::new();
+    let app = app!(&f);
+    let exec = f.token(TokenType::Execution, 600);
+    let foreign = f
+        .generator
+        .generate(
+            Uuid::new_v4(),
+            TokenType::Execution,
+            Duration::from_secs(600),
+        )
+        .unwrap();
+    let ti = TI.to_string();
+    // The same valid token twice, a valid one and another task's, a valid one
+    // and garbage, in both orders: each is 400 before any validation.
+    let pairs = [
+        (exec.clone(), exec.clone()),
+        (exec.clone(), foreign.clone()),
+        (foreign, exec.clone()),
+        (exec.clone(), "garbage".to_owned()),
+        ("garbage".to_owned(), exec),
+    ];
+    for (first, second) in pairs {
+        let req = heartbeat_req(&ti)
+            .append_header(bearer(&first))
+            .append_header(bearer(&second))
+            .to_request();
+        let res = atest::call_service(&app, req).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            res.headers().get(WWW_AUTHENTICATE).unwrap(),
+            r#"Bearer error="invalid_request""#
+        );
+        assert!(matches!(
+            res.response()
+                .error()
+                .and_then(|e| e.as_error::<crate::AuthError>()),
+            Some(crate::AuthError::AmbiguousCredentials)
+        ));
+        assert_eq!(detail(res).await, "More than one Authorization header");
+    }
+    assert_eq!(f.validator.signature_verifications(), 0);
+    // A second header of another scheme is just as ambiguous.
     let req = heartbeat_req(&ti)
-        .insert_header((AUTHORIZATION, format!("bearer {exec}")))
+        .append_header(bearer(&f.token(TokenType::Execution, 600)))
+        .append_header((AUTHORIZATION, "Basic dXNlcjpwdw=="))
         .to_request();
     assert_eq!(
         atest::call_service(&app, req).await.status(),
-        StatusCode::OK
+        StatusCode::BAD_REQUEST
     );
 }
 

@@ -14,12 +14,18 @@ use jsonwebtoken::Algorithm;
 use crate::cache::VerifiedCache;
 use crate::claims::Claims;
 use crate::config::ValidationConfig;
-use crate::error::{AuthError, InvalidToken};
+use crate::error::{AuthError, Escaped, InvalidToken};
 use crate::json::{Field, read_object};
-use crate::jwks::{JwksConfig, KeyStore, RefresherHandle, spawn_refresher};
+use crate::jwks::{
+    JwksConfig, KeyStore, RefreshAsked, RefreshCause, RefresherHandle, spawn_refresher,
+};
 use crate::keys::{KeyError, KeySet, SigningKey, VerifyingKey, install_crypto_provider};
 
-/// Tokens longer than this are refused unread (ours are well under 1 KiB).
+/// Tokens longer than this are refused unread, with 403 `Invalid auth token`
+/// (Airflow's and ours are well under 1 KiB). Tokens up to this size are
+/// accepted, but one whose claims parse into a cache entry above
+/// [`MAX_CACHED_ENTRY_BYTES`](crate::MAX_CACHED_ENTRY_BYTES) is verified on
+/// every request rather than cached.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// Seconds since the Unix epoch.
@@ -84,8 +90,15 @@ struct Inner {
 
 impl Inner {
     fn refresh_keys(&self) {
-        if let Some(generation) = self.keys.refresh() {
-            self.cache.flush(generation);
+        self.keys.refresh(|generation| self.cache.flush(generation));
+    }
+
+    /// What the refresh thread runs.
+    fn background_refresh(&self, cause: RefreshCause) {
+        let flush = |generation| self.cache.flush(generation);
+        match cause {
+            RefreshCause::Periodic => self.keys.refresh(flush),
+            RefreshCause::UnknownKid => self.keys.refresh_requested(flush),
         }
     }
 }
@@ -103,13 +116,14 @@ impl TokenValidator {
         let inner = Arc::new(Inner {
             keys,
             leeway,
-            cache: VerifiedCache::new(config.cache_capacity),
+            cache: VerifiedCache::new(config.cache_capacity, config.cache_bytes),
             config,
             verifications: AtomicU64::new(0),
             refresher: OnceLock::new(),
         });
         if let Some(interval) = inner.keys.refresh_interval() {
-            let handle = spawn_refresher(Arc::downgrade(&inner), interval, Inner::refresh_keys);
+            let handle =
+                spawn_refresher(Arc::downgrade(&inner), interval, Inner::background_refresh);
             let _ = inner.refresher.set(handle);
         }
         Ok(TokenValidator { inner })
@@ -121,10 +135,18 @@ impl TokenValidator {
     }
 
     /// Like [`validate`](Self::validate) at an explicit time (seconds since the Unix epoch).
+    ///
+    /// With a JWKS, a `kid` not in the current set never waits for a fetch:
+    /// it asks the background thread for a refresh (at most one per
+    /// [`JwksConfig::min_refresh_interval`]) and is refused at once, with
+    /// [`AuthError::KeysRefreshing`] (503, so the Task SDK retries) while
+    /// that refresh is pending, and with 403 `Invalid auth token` otherwise.
     pub fn validate_at(&self, token: &str, now: i64) -> Result<Arc<Claims>, AuthError> {
-        self.check(token, now).map_err(|e| {
-            tracing::debug!(reason = %e.reason(), "token refused");
-            AuthError::InvalidToken(e)
+        self.check(token, now).inspect_err(|e| match e {
+            AuthError::InvalidToken(why) => {
+                tracing::debug!(reason = %why.reason(), "token refused")
+            }
+            other => tracing::debug!(reason = %other, "token refused"),
         })
     }
 
@@ -145,9 +167,23 @@ impl TokenValidator {
         self.inner.refresh_keys();
     }
 
+    /// Waits (bounded by `limit`, a guard against a hung test) until `n` JWKS
+    /// refresh passes, the start-up load included, have finished.
+    #[cfg(test)]
+    pub(crate) fn wait_for_refreshes(&self, n: u64, limit: std::time::Duration) -> bool {
+        self.inner.keys.wait_for_refreshes(n, limit)
+    }
+
     /// Tokens currently in the verified-token cache.
     pub fn cached_tokens(&self) -> usize {
         self.inner.cache.len()
+    }
+
+    /// Bytes the verified-token cache is charged for its tokens (their text
+    /// and an estimate of their claims' memory); at most
+    /// [`ValidationConfig::cache_bytes`].
+    pub fn cached_bytes(&self) -> usize {
+        self.inner.cache.bytes()
     }
 
     /// The configuration.
@@ -155,13 +191,13 @@ impl TokenValidator {
         &self.inner.config
     }
 
-    fn check(&self, token: &str, now: i64) -> Result<Arc<Claims>, InvalidToken> {
+    fn check(&self, token: &str, now: i64) -> Result<Arc<Claims>, AuthError> {
         let inner = &*self.inner;
         if token.is_empty() {
-            return Err(InvalidToken::Malformed("empty token"));
+            return Err(InvalidToken::Malformed("empty token").into());
         }
         if token.len() > MAX_TOKEN_BYTES {
-            return Err(InvalidToken::Malformed("token too large"));
+            return Err(InvalidToken::Malformed("token too large").into());
         }
         if let Some(claims) = inner.cache.get(token) {
             return match self.check_time(&claims, now) {
@@ -170,7 +206,7 @@ impl TokenValidator {
                     if e == InvalidToken::Expired {
                         inner.cache.remove(token);
                     }
-                    Err(e)
+                    Err(e.into())
                 }
             };
         }
@@ -179,47 +215,54 @@ impl TokenValidator {
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(InvalidToken::Malformed(
-                "expected three dot-separated segments",
-            ));
+            return Err(InvalidToken::Malformed("expected three dot-separated segments").into());
         };
         let header_json = decode_segment(header_b64, "header is not base64url")?;
         let header = Header::read(&header_json)?;
         let alg_name = header.alg.as_ref();
         let alg = Algorithm::from_str(alg_name)
-            .map_err(|_| InvalidToken::Algorithm(alg_name.chars().take(32).collect()))?;
+            .map_err(|_| InvalidToken::Algorithm(Escaped::new(alg_name)))?;
         let kid = header.kid.as_deref();
 
         let mut snapshot = inner.keys.snapshot();
+        let mut asked = RefreshAsked::Never;
         if snapshot.keys.select(kid, alg).is_none() {
-            // Perhaps the keys rotated: one rate-limited refresh, never a wait.
-            if let Some(generation) = inner.keys.refresh_for_unknown_kid() {
-                inner.cache.flush(generation);
+            // Perhaps the keys rotated: ask for a refresh, never wait for one.
+            asked = inner.keys.ask_refresh();
+            if asked == RefreshAsked::Wake
+                && let Some(refresher) = inner.refresher.get()
+            {
+                refresher.wake();
             }
+            // A refresh may have finished since the first look.
             snapshot = inner.keys.snapshot();
         }
-        let key = snapshot
-            .keys
-            .select(kid, alg)
-            .ok_or_else(|| InvalidToken::UnknownKey(kid.map(str::to_owned)))?;
+        let Some(key) = snapshot.keys.select(kid, alg) else {
+            return Err(match asked {
+                RefreshAsked::Wake | RefreshAsked::Pending => AuthError::KeysRefreshing,
+                RefreshAsked::Never | RefreshAsked::RateLimited => {
+                    InvalidToken::UnknownKey(kid.map(Escaped::new)).into()
+                }
+            });
+        };
         // The key's algorithm is pinned: `alg: HS256` against an RSA key, say, stops here.
         if key.alg != alg {
-            return Err(InvalidToken::Algorithm(alg_name.to_owned()));
+            return Err(InvalidToken::Algorithm(Escaped::new(alg_name)).into());
         }
         let message = &token[..header_b64.len() + 1 + payload_b64.len()];
         inner.verifications.fetch_add(1, Ordering::Relaxed);
         if !verify_signature(key, message.as_bytes(), signature_b64) {
-            return Err(InvalidToken::Signature);
+            return Err(InvalidToken::Signature.into());
         }
 
         let claims = Claims::from_json(&decode_segment(payload_b64, "payload is not base64url")?)?;
         if !claims.has_audience(&inner.config.audience) {
-            return Err(InvalidToken::Audience);
+            return Err(InvalidToken::Audience.into());
         }
         if let Some(issuer) = &inner.config.issuer
             && claims.iss.as_deref() != Some(issuer.as_str())
         {
-            return Err(InvalidToken::Issuer);
+            return Err(InvalidToken::Issuer.into());
         }
         self.check_time(&claims, now)?;
         let claims = Arc::new(claims);
@@ -653,6 +696,76 @@ mod tests {
         assert_eq!((c.sub, c.scope), (other, TokenType::Workload));
     }
 
+    /// No control character, one line, bounded: what an access log may print.
+    fn assert_log_safe(text: &str, max: usize) {
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert!(text.len() <= max, "{} bytes: {text:?}", text.len());
+    }
+
+    #[test]
+    fn crafted_kid_and_alg_reach_messages_escaped_and_bounded() {
+        let key = SigningKey::from_secret(SECRET, Algorithm::HS512, Some("k1".into())).unwrap();
+        let v = validator_with(&key, uncached());
+        let payload = serde_json::Value::Object(claims());
+        let hostile = |len: usize| format!("k\n\x1b[31mINFO forged line\r\n{}", "A".repeat(len));
+        let refusal = |header: serde_json::Value| {
+            let token = sign_raw(&key, &header, &payload);
+            let err = v.validate_at(&token, NOW).unwrap_err();
+            let AuthError::InvalidToken(why) = &err else {
+                panic!("{err:?}")
+            };
+            (err.to_string(), format!("{err:?}"), why.reason())
+        };
+
+        // As long a kid as fits under the token size limit.
+        let (display, debug, reason) = refusal(json!({"alg": "HS512", "kid": hostile(5 * 1024)}));
+        assert_eq!(display, "Invalid auth token");
+        assert!(
+            reason.starts_with(r#"no key with kid "k\n\u{1b}[31mINFO forged line\r\nAAA"#),
+            "{reason}"
+        );
+        assert!(reason.ends_with(" more bytes)\""), "{reason}");
+        for text in [&display, &debug, &reason] {
+            assert_log_safe(text, 200);
+        }
+
+        // The same in `alg`: refused before any key is looked up.
+        let (_, debug, reason) = refusal(json!({"alg": hostile(5 * 1024)}));
+        assert!(
+            reason.starts_with(r#"algorithm "k\n\u{1b}[31m"#),
+            "{reason}"
+        );
+        assert_log_safe(&debug, 200);
+        assert_log_safe(&reason, 200);
+
+        // And in a claim value quoted by a claims error (the response detail too).
+        let mut c = claims();
+        c.insert("sub".into(), json!(hostile(5 * 1024)));
+        let err = v.validate_at(&sign_claims(&key, &c), NOW).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                r#"Invalid auth token: claim `sub` must be a UUID, got "k\n\u{1b}[31m"#
+            ),
+            "{err}"
+        );
+        assert_log_safe(&err.to_string(), 200);
+        assert_log_safe(&format!("{err:?}"), 300);
+
+        // A 10 KB kid makes the token too large: refused unread, the message static.
+        let verified = v.signature_verifications();
+        let token = sign_raw(
+            &key,
+            &json!({"alg": "HS512", "kid": hostile(10 * 1024)}),
+            &payload,
+        );
+        let err = v.validate_at(&token, NOW).unwrap_err();
+        let AuthError::InvalidToken(why) = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(why.reason(), "malformed token: token too large");
+        assert_eq!(v.signature_verifications(), verified);
+    }
+
     #[test]
     fn cache_hit_skips_the_signature_but_not_the_clock() {
         let key = hs512();
@@ -681,6 +794,72 @@ mod tests {
         is_plain_invalid(&v, &bad, NOW);
         is_plain_invalid(&v, &bad, NOW);
         assert_eq!(v.signature_verifications(), 4);
+    }
+
+    #[test]
+    fn big_tokens_keep_the_cache_under_its_byte_budget() {
+        let key = hs512();
+        let budget = 64 * 1024;
+        let v = validator_with(
+            &key,
+            ValidationConfig {
+                cache_bytes: budget,
+                ..ValidationConfig::default()
+            },
+        );
+        // Tokens of about 7 KiB: a 5 KiB custom claim.
+        let big = |i: usize| {
+            let mut c = claims();
+            c.insert("jti".into(), json!(format!("j{i}")));
+            c.insert("blob".into(), json!("x".repeat(5 * 1024)));
+            sign_claims(&key, &c)
+        };
+        for i in 0..40 {
+            let token = big(i);
+            assert!(token.len() > 6 * 1024 && token.len() <= MAX_TOKEN_BYTES);
+            v.validate_at(&token, NOW).unwrap();
+            assert!(
+                v.cached_bytes() <= budget,
+                "{} bytes after {i}",
+                v.cached_bytes()
+            );
+        }
+        assert!(
+            v.cached_tokens() >= 2 && v.cached_tokens() < 10,
+            "{}",
+            v.cached_tokens()
+        );
+        // The newest is cached: a second look verifies nothing.
+        let verified = v.signature_verifications();
+        v.validate_at(&big(39), NOW).unwrap();
+        assert_eq!(v.signature_verifications(), verified);
+
+        // Under the 8 KiB limit, but tiny claims that parse into far more than
+        // `MAX_CACHED_ENTRY_BYTES`: accepted, verified every time, never cached.
+        let mut c = claims();
+        for i in 0..600 {
+            c.insert(format!("{i:x}"), json!(0));
+        }
+        let dense = sign_claims(&key, &c);
+        assert!(dense.len() <= MAX_TOKEN_BYTES, "{}", dense.len());
+        let before = (v.cached_tokens(), v.cached_bytes());
+        for _ in 0..2 {
+            v.validate_at(&dense, NOW).unwrap();
+        }
+        assert_eq!(v.signature_verifications(), verified + 2);
+        assert_eq!((v.cached_tokens(), v.cached_bytes()), before);
+    }
+
+    #[test]
+    fn an_airflow_shaped_token_costs_the_cache_under_1_kib() {
+        // What `TokenGenerator` makes, as Airflow does: HS512, no extra claims.
+        let key = hs512();
+        let v = validator(&key);
+        let token = token(&key, TokenType::Execution);
+        v.validate_at(&token, NOW).unwrap();
+        let cost = v.cached_bytes();
+        println!("token {} bytes, cache entry {cost} bytes", token.len());
+        assert!(cost < 1024, "{cost}");
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Collects every error of one macro call, so a single build reports all of
 //! them (each on its own span) instead of only the first.
 
-use proc_macro2::TokenStream;
 use quote::ToTokens;
 
 /// Zero or more errors, combined with [`syn::Error::combine`].
@@ -28,12 +27,4 @@ impl Errors {
             None => Ok(value),
         }
     }
-}
-
-/// The user's item, unchanged, followed by the errors: IDEs keep seeing the
-/// item and later errors stay about real mistakes (as actix-web and tokio do).
-pub(crate) fn item_and_compile_error(item: TokenStream, error: syn::Error) -> TokenStream {
-    let mut tokens = item;
-    tokens.extend(error.into_compile_error());
-    tokens
 }

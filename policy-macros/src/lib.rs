@@ -31,6 +31,7 @@
 
 mod errors;
 mod expand;
+mod fallback;
 mod parse;
 mod route;
 mod router;
@@ -74,7 +75,7 @@ use proc_macro::TokenStream;
 /// # What it generates
 ///
 /// - Above an actix attribute: that attribute again, with an extra
-///   `wrap = "::policy_core::__private::Enforce::new(<policy>)"`, and
+///   `wrap = "::policy_core::Enforce::new(<policy>)"`, and
 ///   `impl ::policy_core::ExecutionRoute for <handler>` (actix-web turns the
 ///   function into a unit struct of that name).
 /// - Combined spelling: the function unchanged (a unit test can call it), and

@@ -2,18 +2,54 @@
 //! into plain structs; what the scopes, methods and paths *mean* is checked in
 //! [`crate::validate`].
 
-use proc_macro2::{TokenStream, TokenTree};
+use proc_macro2::{Span, TokenStream, TokenTree};
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
-use syn::{Attribute, Expr, Ident, ItemFn, LitStr, Meta, Token};
+use syn::{Attribute, Expr, Ident, ItemFn, ItemMod, LitStr, Meta, Token};
 
 use crate::errors::Errors;
 
-/// Hidden argument added by an enclosing `#[execution_router]`: its scopes.
-pub(crate) const INHERITED_SCOPES: &str = "__inherited_scopes";
-/// Hidden argument added by an enclosing `#[execution_router]`: the path of
-/// every enclosing router, concatenated.
-pub(crate) const PREFIX: &str = "__prefix";
+/// The `key = value` arguments either macro knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Key {
+    /// `scopes = [...]`.
+    Scopes,
+    /// `prefix = "/path"` (routers).
+    Prefix,
+    /// Hidden, added by an enclosing `#[execution_router]`: its scopes.
+    InheritedScopes,
+    /// Hidden, added by an enclosing `#[execution_router]`: the path of every
+    /// enclosing router, concatenated.
+    InheritedPrefix,
+}
+
+impl Key {
+    const ALL: [Key; 4] = [
+        Key::Scopes,
+        Key::Prefix,
+        Key::InheritedScopes,
+        Key::InheritedPrefix,
+    ];
+
+    fn of(ident: &Ident) -> Option<Key> {
+        Key::ALL.into_iter().find(|key| ident == key.written())
+    }
+
+    /// As written in the attribute.
+    pub(crate) fn written(self) -> &'static str {
+        match self {
+            Key::Scopes => "scopes",
+            Key::Prefix => "prefix",
+            Key::InheritedScopes => "__inherited_scopes",
+            Key::InheritedPrefix => "__prefix",
+        }
+    }
+
+    /// The key as an identifier, for generated arguments.
+    pub(crate) fn ident(self) -> Ident {
+        Ident::new(self.written(), Span::call_site())
+    }
+}
 
 /// The attributes of actix-web that declare a route, by their last path segment.
 const ACTIX_ROUTE_ATTRIBUTES: [&str; 11] = [
@@ -21,11 +57,12 @@ const ACTIX_ROUTE_ATTRIBUTES: [&str; 11] = [
     "routes",
 ];
 
-/// One comma-separated argument: `patch`, `"/path"` or `key = value`.
+/// One comma-separated argument: `patch`, `"/path"` or `key = value` (the
+/// key as written, and which one it is if known).
 enum Arg {
     Flag(Ident),
     Path(LitStr),
-    Named(Ident, Expr),
+    Named(Ident, Option<Key>, Expr),
 }
 
 impl Parse for Arg {
@@ -34,9 +71,10 @@ impl Parse for Arg {
             return input.parse().map(Arg::Path);
         }
         if input.peek(Ident) && input.peek2(Token![=]) {
-            let key = input.parse()?;
+            let ident: Ident = input.parse()?;
             input.parse::<Token![=]>()?;
-            return Ok(Arg::Named(key, input.parse()?));
+            let key = Key::of(&ident);
+            return Ok(Arg::Named(ident, key, input.parse()?));
         }
         if input.peek(Ident) {
             return input.parse().map(Arg::Flag);
@@ -56,16 +94,13 @@ pub(crate) struct Inherited {
 
 impl Inherited {
     /// Takes `key = value` if it is one of the hidden arguments.
-    fn take(&mut self, key: &Ident, value: &Expr, errors: &mut Errors) -> bool {
-        if key == INHERITED_SCOPES {
-            self.scopes = scope_list(key, value, errors);
-            true
-        } else if key == PREFIX {
-            self.prefix = string(key, value, errors);
-            true
-        } else {
-            false
+    fn take(&mut self, key: Option<Key>, ident: &Ident, value: &Expr, errors: &mut Errors) -> bool {
+        match key {
+            Some(Key::InheritedScopes) => self.scopes = scope_list(ident, value, errors),
+            Some(Key::InheritedPrefix) => self.prefix = string(ident, value, errors),
+            _ => return false,
         }
+        true
     }
 }
 
@@ -108,8 +143,8 @@ impl Parse for RouteArgs {
                     )),
                     None => route.path = Some(path),
                 },
-                Arg::Named(key, value) => {
-                    if key == "scopes" {
+                Arg::Named(key, which, value) => {
+                    if which == Some(Key::Scopes) {
                         if seen_scopes.replace(key.clone()).is_some() {
                             errors.push(syn::Error::new_spanned(
                                 &key,
@@ -117,7 +152,7 @@ impl Parse for RouteArgs {
                             ));
                         }
                         route.scopes.extend(scope_list(&key, &value, &mut errors));
-                    } else if !route.inherited.take(&key, &value, &mut errors) {
+                    } else if !route.inherited.take(which, &key, &value, &mut errors) {
                         errors.push(syn::Error::new_spanned(
                             &key,
                             format!("unknown argument `{key}`; expected `scopes`"),
@@ -151,8 +186,8 @@ impl Parse for RouterArgs {
         };
         let mut seen: Vec<Ident> = Vec::new();
         for arg in args {
-            let (key, value) = match arg {
-                Arg::Named(key, value) => (key, value),
+            let (key, which, value) = match arg {
+                Arg::Named(key, which, value) => (key, which, value),
                 Arg::Flag(ident) => {
                     errors.push(syn::Error::new_spanned(
                         &ident,
@@ -176,11 +211,11 @@ impl Parse for RouterArgs {
                 continue;
             }
             seen.push(key.clone());
-            if key == "prefix" {
+            if which == Some(Key::Prefix) {
                 router.prefix = string(&key, &value, &mut errors);
-            } else if key == "scopes" {
+            } else if which == Some(Key::Scopes) {
                 router.scopes = scope_list(&key, &value, &mut errors);
-            } else if !router.inherited.take(&key, &value, &mut errors) {
+            } else if !router.inherited.take(which, &key, &value, &mut errors) {
                 errors.push(syn::Error::new_spanned(
                     &key,
                     format!("unknown argument `{key}`; expected `prefix` or `scopes`"),
@@ -207,8 +242,10 @@ fn scope_list(key: &Ident, value: &Expr, errors: &mut Errors) -> Vec<LitStr> {
             Some(lit) => scopes.push(lit.clone()),
             None => errors.push(syn::Error::new_spanned(
                 element,
-                "a scope is a string literal, e.g. `\"ti:self\"`; expected `\"token:execution\"`, \
-                 `\"token:workload\"`, `\"ti:self\"` or `\"ct:self\"`",
+                format!(
+                    "a scope is a string literal, e.g. `\"ti:self\"`; expected {}",
+                    policy_core::expected_scopes(true)
+                ),
             )),
         }
     }
@@ -234,6 +271,59 @@ fn as_string(expr: &Expr) -> Option<&LitStr> {
         }) => Some(lit),
         Expr::Group(group) => as_string(&group.expr),
         _ => None,
+    }
+}
+
+/// `#[execution_route]` as written, before its meaning is checked.
+pub(crate) struct RouteInput<'a> {
+    pub(crate) args: RouteArgs,
+    pub(crate) handler: &'a Handler,
+}
+
+impl RouteInput<'_> {
+    /// Phase one for `#[execution_route]`, once the item has been read as a
+    /// [`Handler`] (kept apart so that the fallback has it even when the
+    /// arguments do not parse).
+    pub(crate) fn parse(args: TokenStream, handler: &Handler) -> syn::Result<RouteInput<'_>> {
+        let args = syn::parse2::<RouteArgs>(args)?;
+        Ok(RouteInput { args, handler })
+    }
+}
+
+/// `#[execution_router]` as written.
+pub(crate) struct RouterInput<'a> {
+    pub(crate) args: RouterArgs,
+    pub(crate) module: &'a ItemMod,
+}
+
+impl RouterInput<'_> {
+    /// Phase one for `#[execution_router]`, once the item has been read by
+    /// [`router_module`].
+    pub(crate) fn parse(args: TokenStream, module: &ItemMod) -> syn::Result<RouterInput<'_>> {
+        let args = syn::parse2::<RouterArgs>(args)?;
+        Ok(RouterInput { args, module })
+    }
+}
+
+/// The item under `#[execution_router]`: it must be a module.
+pub(crate) fn router_module(item: TokenStream) -> syn::Result<ItemMod> {
+    syn::parse2(item).map_err(|_| {
+        syn::Error::new(
+            Span::call_site(),
+            "`#[execution_router]` goes on an inline module: `mod name { ... }`",
+        )
+    })
+}
+
+/// An inline module, as a router needs: a macro cannot read another file.
+pub(crate) fn require_inline(module: &ItemMod) -> syn::Result<()> {
+    match module.content {
+        Some(_) => Ok(()),
+        None => Err(syn::Error::new_spanned(
+            module,
+            "`#[execution_router]` needs an inline module (`mod name { ... }`): \
+             a macro cannot read a module kept in another file",
+        )),
     }
 }
 

@@ -2,16 +2,18 @@
 
 use proc_macro2::TokenStream;
 
-use crate::errors::item_and_compile_error;
-use crate::expand::route_fallback;
-use crate::parse::is_combined_args;
-use crate::validate::RouteInput;
+use crate::fallback;
+use crate::parse::{Handler, RouteInput, is_combined_args};
 
 /// Expands one `#[execution_route(args)] item`.
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    let result = RouteInput::parse(args.clone(), item.clone()).and_then(|input| input.validate());
-    match result {
+    let handler = match Handler::parse(item.clone()) {
+        Ok(handler) => handler,
+        Err(error) => return fallback::with_errors(item, error),
+    };
+    let combined = is_combined_args(&args);
+    match RouteInput::parse(args, &handler).and_then(|input| input.validate()) {
         Ok(route) => route.expand(),
-        Err(error) => item_and_compile_error(route_fallback(item, is_combined_args(&args)), error),
+        Err(error) => fallback::with_errors(fallback::route(&handler, combined), error),
     }
 }

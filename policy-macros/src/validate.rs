@@ -4,57 +4,79 @@
 //! included), the merged [`RoutePolicy`] computed. Every mistake is collected.
 
 use policy_core::path::path_params;
-use policy_core::scope::{Binding, RoutePolicy, Scope, ScopeError};
-use proc_macro2::{Span, TokenStream};
+use policy_core::{Binding, RoutePolicy, Scope, ScopeError};
+use proc_macro2::Span;
 use syn::{Attribute, Ident, Item, ItemFn, ItemMod, LitStr};
 
 use crate::errors::Errors;
-use crate::parse::{self, Handler, Inherited, RouteArgs, RouterArgs};
-
-/// The methods the combined spelling accepts, as `(written, HTTP, actix guard)`.
-const METHODS: [(&str, &str, &str); 8] = [
-    ("get", "GET", "Get"),
-    ("post", "POST", "Post"),
-    ("put", "PUT", "Put"),
-    ("patch", "PATCH", "Patch"),
-    ("delete", "DELETE", "Delete"),
-    ("head", "HEAD", "Head"),
-    ("options", "OPTIONS", "Options"),
-    ("trace", "TRACE", "Trace"),
-];
+use crate::parse::{self, Inherited, RouteArgs, RouteInput, RouterArgs, RouterInput};
 
 /// An HTTP method of the combined spelling.
-#[derive(Clone, Copy)]
-pub(crate) struct Method(usize);
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Head,
+    Options,
+    Trace,
+}
 
 impl Method {
+    /// Every method, in the order messages list them.
+    const ALL: [Method; 8] = [
+        Method::Get,
+        Method::Post,
+        Method::Put,
+        Method::Patch,
+        Method::Delete,
+        Method::Head,
+        Method::Options,
+        Method::Trace,
+    ];
+
     fn parse(ident: &Ident) -> Option<Method> {
-        METHODS
-            .iter()
-            .position(|(name, ..)| ident == name)
-            .map(Method)
+        Method::ALL.into_iter().find(|m| ident == m.written())
+    }
+
+    /// `patch`, as written in the attribute.
+    fn written(self) -> &'static str {
+        match self {
+            Method::Get => "get",
+            Method::Post => "post",
+            Method::Put => "put",
+            Method::Patch => "patch",
+            Method::Delete => "delete",
+            Method::Head => "head",
+            Method::Options => "options",
+            Method::Trace => "trace",
+        }
     }
 
     /// `PATCH`.
-    pub(crate) fn http(self) -> &'static str {
-        METHODS[self.0].1
+    pub(crate) fn http(self) -> String {
+        self.written().to_uppercase()
     }
 
     /// `Patch`, the actix-web guard function.
     pub(crate) fn guard(self) -> Ident {
-        Ident::new(METHODS[self.0].2, Span::call_site())
+        let written = self.written();
+        let name = format!("{}{}", written[..1].to_uppercase(), &written[1..]);
+        Ident::new(&name, Span::call_site())
     }
 }
 
 fn expected_methods() -> String {
     let mut list = String::new();
-    for (i, (method, ..)) in METHODS.iter().enumerate() {
+    for (i, method) in Method::ALL.iter().enumerate() {
         let separator = match i {
             0 => "",
-            i if i + 1 == METHODS.len() => " or ",
+            i if i + 1 == Method::ALL.len() => " or ",
             _ => ", ",
         };
-        list.push_str(&format!("{separator}`{method}`"));
+        list.push_str(&format!("{separator}`{}`", method.written()));
     }
     list
 }
@@ -193,20 +215,7 @@ pub(crate) struct Route {
     pub(crate) policy: RoutePolicy,
 }
 
-/// `#[execution_route]` as written, before its meaning is checked.
-pub(crate) struct RouteInput {
-    pub(crate) args: RouteArgs,
-    pub(crate) handler: Handler,
-}
-
-impl RouteInput {
-    /// Phase one for `#[execution_route]`.
-    pub(crate) fn parse(args: TokenStream, item: TokenStream) -> syn::Result<RouteInput> {
-        let handler = Handler::parse(item)?;
-        let args = syn::parse2::<RouteArgs>(args)?;
-        Ok(RouteInput { args, handler })
-    }
-
+impl RouteInput<'_> {
     /// Phase two: every mistake reported at once.
     pub(crate) fn validate(&self) -> syn::Result<Route> {
         let mut errors = Errors::default();
@@ -386,32 +395,7 @@ pub(crate) struct Router {
     pub(crate) members: Vec<Member>,
 }
 
-/// `#[execution_router]` as written.
-pub(crate) struct RouterInput {
-    pub(crate) args: RouterArgs,
-    pub(crate) module: ItemMod,
-}
-
-impl RouterInput {
-    /// Phase one for `#[execution_router]`.
-    pub(crate) fn parse(args: TokenStream, item: TokenStream) -> syn::Result<RouterInput> {
-        let module: ItemMod = syn::parse2(item).map_err(|_| {
-            syn::Error::new(
-                Span::call_site(),
-                "`#[execution_router]` goes on an inline module: `mod name { ... }`",
-            )
-        })?;
-        if module.content.is_none() {
-            return Err(syn::Error::new_spanned(
-                &module,
-                "`#[execution_router]` needs an inline module (`mod name { ... }`): \
-                 a macro cannot read a module kept in another file",
-            ));
-        }
-        let args = syn::parse2::<RouterArgs>(args)?;
-        Ok(RouterInput { args, module })
-    }
-
+impl RouterInput<'_> {
     /// Phase two: scopes and prefix checked, members found.
     pub(crate) fn validate(&self) -> syn::Result<Router> {
         let mut errors = Errors::default();
@@ -525,6 +509,20 @@ mod tests {
         assert_eq!(name("get_variable"), "GetVariableRoute");
         assert_eq!(name("run"), "RunRoute");
         assert_eq!(name("_private_v2"), "PrivateV2Route");
+    }
+
+    #[test]
+    fn methods_parse_and_name_their_http_method_and_guard() {
+        for method in Method::ALL {
+            let ident = Ident::new(method.written(), Span::call_site());
+            assert_eq!(Method::parse(&ident), Some(method));
+        }
+        let patch = Method::parse(&Ident::new("patch", Span::call_site())).unwrap();
+        assert_eq!(
+            (patch.http(), patch.guard().to_string()),
+            ("PATCH".into(), "Patch".into())
+        );
+        assert_eq!(Method::parse(&Ident::new("PATCH", Span::call_site())), None);
     }
 
     #[test]

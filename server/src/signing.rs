@@ -107,6 +107,9 @@ pub fn build(
         issuer: auth.jwt_issuer.clone(),
         leeway: auth.jwt_leeway,
         cache_capacity,
+        // The byte bound keeps policy-core's default (64 MiB) until the config has
+        // `[server] token_cache_bytes` / `EXECUTION_API_TOKEN_CACHE_BYTES`.
+        ..ValidationConfig::default()
     };
     let generation = GeneratorConfig {
         audience: auth.jwt_audience.clone(),

@@ -116,7 +116,11 @@ impl Server {
         token: Option<&str>,
         body: Option<&str>,
     ) -> Response {
-        let request = raw_request(method, path, token, body);
+        self.send_raw(raw_request(method, path, token, body)).await
+    }
+
+    /// Sends a request exactly as written.
+    async fn send_raw(&self, request: String) -> Response {
         let addr = self.addr;
         actix_web::rt::task::spawn_blocking(move || exchange(addr, &request))
             .await
@@ -410,5 +414,53 @@ async fn route_above_an_actix_attribute_enforces_the_inherited_policy() {
         res.detail(),
         "Token subject does not match task instance ID"
     );
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn authorization_header_spacing_and_repetition_over_http() {
+    let server = Server::start();
+    let ti = Uuid::new_v4();
+    let token = server.token(ti, TokenType::Execution);
+    let foreign = server.token(Uuid::new_v4(), TokenType::Execution);
+    let path = format!("/execution/task-instances/{ti}/heartbeat");
+    let request = |authorization: &[String]| {
+        let mut request =
+            format!("PUT {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        for value in authorization {
+            request.push_str(&format!("Authorization: {value}\r\n"));
+        }
+        request.push_str("Content-Length: 0\r\n\r\n");
+        request
+    };
+
+    // Several spaces after the scheme (RFC 6750 `1*SP`, which Airflow accepts
+    // too), any case of the scheme, trailing whitespace: the token is read.
+    for value in [
+        format!("Bearer  {token}"),
+        format!("Bearer      {token}"),
+        format!("bEaReR {token}"),
+        format!("Bearer {token}   "),
+    ] {
+        let res = server.send_raw(request(&[value.clone()])).await;
+        assert_eq!(res.status, 204, "{value:?}: {}", res.body);
+    }
+
+    // Two Authorization headers: 400 whatever they hold, so no reader of the
+    // request can disagree with us on which token counted.
+    for pair in [
+        [format!("Bearer {token}"), format!("Bearer {token}")],
+        [format!("Bearer {token}"), format!("Bearer {foreign}")],
+        [format!("Bearer {foreign}"), format!("Bearer {token}")],
+        [format!("Bearer {token}"), "Basic dXNlcjpwdw==".to_owned()],
+    ] {
+        let res = server.send_raw(request(&pair)).await;
+        assert_eq!(res.status, 400, "{pair:?}: {}", res.body);
+        assert_eq!(res.detail(), "More than one Authorization header");
+        assert_eq!(
+            res.header("www-authenticate"),
+            Some(r#"Bearer error="invalid_request""#)
+        );
+    }
     server.stop().await;
 }
