@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use actix_web::{App, HttpResponse, test, web};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use policy_core::__private::Enforce;
 use policy_core::*;
 use uuid::Uuid;
 
