@@ -1,6 +1,6 @@
 //! actix-web path patterns, read far enough to know their parameters.
 //!
-//! Pure like [`crate::scope`]: the macros use it at compile time to refuse a
+//! Pure like the scope grammar: the macros use it at compile time to refuse a
 //! `ti:self` route whose path has no `{task_instance_id}` segment, and to refuse
 //! a pattern actix-web would panic on at start-up.
 

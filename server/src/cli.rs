@@ -371,6 +371,7 @@ fn signing(location: &Location, config: &Config) -> Result<Signing, CliError> {
         &config.auth,
         &location.data_dir,
         config.token_cache_size,
+        config.token_cache_bytes,
     )?)
 }
 

@@ -94,6 +94,7 @@ pub fn build(
     auth: &AuthConfig,
     data_dir: &Path,
     cache_capacity: usize,
+    cache_bytes: usize,
 ) -> Result<Signing, SigningError> {
     let alg = auth
         .jwt_algorithm
@@ -107,9 +108,7 @@ pub fn build(
         issuer: auth.jwt_issuer.clone(),
         leeway: auth.jwt_leeway,
         cache_capacity,
-        // The byte bound keeps policy-core's default (64 MiB) until the config has
-        // `[server] token_cache_bytes` / `EXECUTION_API_TOKEN_CACHE_BYTES`.
-        ..ValidationConfig::default()
+        cache_bytes,
     };
     let generation = GeneratorConfig {
         audience: auth.jwt_audience.clone(),
@@ -354,7 +353,7 @@ mod tests {
     fn dev_secret_is_created_private_and_reused() {
         let dir = TempDir::new();
         let data_dir = dir.0.join("nested/data");
-        let first = build(&auth(&[]), &data_dir, 10).unwrap();
+        let first = build(&auth(&[]), &data_dir, 10, 1 << 20).unwrap();
         let path = data_dir.join(DEV_SECRET_FILE);
         assert_eq!(first.dev_secret.as_deref(), Some(path.as_path()));
         #[cfg(unix)]
@@ -369,7 +368,7 @@ mod tests {
         assert_eq!(secret.trim().len(), 128);
 
         // A second build (a restart, or the CLI) reads the same secret: tokens cross over.
-        let second = build(&auth(&[]), &data_dir, 10).unwrap();
+        let second = build(&auth(&[]), &data_dir, 10, 1 << 20).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), secret);
         let token = first
             .generator
@@ -389,7 +388,7 @@ mod tests {
     fn empty_dev_secret_file_is_an_error() {
         let dir = TempDir::new();
         std::fs::write(dir.0.join(DEV_SECRET_FILE), "\n").unwrap();
-        let err = build(&auth(&[]), &dir.0, 10).unwrap_err();
+        let err = build(&auth(&[]), &dir.0, 10, 1 << 20).unwrap_err();
         assert!(err.to_string().contains("empty"), "{err}");
     }
 
@@ -405,6 +404,7 @@ mod tests {
             ]),
             &dir.0,
             10,
+            1 << 20,
         )
         .unwrap();
         let claims = round_trip(&signing);
@@ -425,6 +425,7 @@ mod tests {
             ]),
             &dir.0,
             10,
+            1 << 20,
         )
         .unwrap();
         assert_eq!(
@@ -440,6 +441,7 @@ mod tests {
             ]),
             &dir.0,
             10,
+            1 << 20,
         )
         .unwrap_err();
         assert!(
@@ -453,6 +455,7 @@ mod tests {
             ]),
             &dir.0,
             10,
+            1 << 20,
         )
         .unwrap_err();
         assert!(
@@ -464,6 +467,7 @@ mod tests {
             &auth(&[("AIRFLOW__API_AUTH__JWT_SECRET", "short")]),
             &dir.0,
             10,
+            1 << 20,
         )
         .unwrap_err();
         assert!(err.to_string().contains("openssl rand"), "{err}");
@@ -484,6 +488,7 @@ mod tests {
             &auth(&[("AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH", path_str)]),
             &dir.0,
             10,
+            1 << 20,
         )
         .unwrap();
         assert_eq!(
@@ -499,6 +504,7 @@ mod tests {
             ]),
             &dir.0,
             10,
+            1 << 20,
         )
         .unwrap();
         assert_eq!(signing.generator.signing_key().kid(), Some("k-1"));
@@ -511,6 +517,7 @@ mod tests {
             ]),
             &dir.0,
             10,
+            1 << 20,
         )
         .unwrap_err();
         assert!(
@@ -526,6 +533,7 @@ mod tests {
             )]),
             &dir.0,
             10,
+            1 << 20,
         )
         .unwrap_err();
         assert!(matches!(err, SigningError::ReadKey { .. }), "{err}");
@@ -538,6 +546,7 @@ mod tests {
             &auth(&[("AIRFLOW__API_AUTH__TRUSTED_JWKS_URL", "/nope.json")]),
             &dir.0,
             10,
+            1 << 20,
         )
         .unwrap_err();
         assert!(matches!(err, SigningError::JwksWithoutSigningKey), "{err}");
@@ -548,6 +557,7 @@ mod tests {
             ]),
             &dir.0,
             10,
+            1 << 20,
         )
         .unwrap_err();
         assert!(matches!(err, SigningError::JwksWithSecret), "{err}");

@@ -531,6 +531,18 @@ fn hostile_tokens_and_headers_on_a_shared_secret_server() {
         assert_eq!(reply.status, 200, "{case}: {}", reply.body);
     }
 
+    // RFC 6750 allows several spaces after `Bearer`, and Airflow accepts them.
+    let spaced = format!("Bearer   {}", good(ti));
+    let reply = request(
+        addr,
+        "GET",
+        "/execution/variables/guard",
+        &[("Authorization", &spaced)],
+        None,
+    )
+    .unwrap();
+    assert_eq!(reply.status, 200, "spaces before the token: {}", reply.body);
+
     // Malformed Authorization headers.
     let huge = format!("Bearer {}", "A".repeat(100 * 1024));
     for (case, value, expect) in [
@@ -548,11 +560,6 @@ fn hostile_tokens_and_headers_on_a_shared_secret_server() {
             "Bearer and spaces",
             "Bearer    ".to_owned(),
             (401, "Missing auth token"),
-        ),
-        (
-            "spaces before the token",
-            format!("Bearer   {}", good(ti)),
-            (403, "Invalid auth token"),
         ),
         (
             "two tokens",

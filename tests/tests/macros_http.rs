@@ -442,7 +442,7 @@ async fn authorization_header_spacing_and_repetition_over_http() {
         format!("bEaReR {token}"),
         format!("Bearer {token}   "),
     ] {
-        let res = server.send_raw(request(&[value.clone()])).await;
+        let res = server.send_raw(request(std::slice::from_ref(&value))).await;
         assert_eq!(res.status, 204, "{value:?}: {}", res.body);
     }
 

@@ -17,7 +17,7 @@
 //! nothing and the lookup goes on, as in Airflow; any other backend is refused.
 //!
 //! **Our own settings** keep their `EXECUTION_API_*` variables and may also be written in
-//! `airflow.cfg` under `[execution_api_server]`: `bind`, `database_url`, `token_cache_size`,
+//! `airflow.cfg` under `[execution_api_server]`: `bind`, `database_url`, `token_cache_size`, `token_cache_bytes`,
 //! `workload_token_ttl`, `jwks_refresh_interval`, `jwks_min_refresh_interval`. The variable wins
 //! over the file; an empty variable counts as unset. `--database-url`,
 //! `EXECUTION_API_DATABASE_URL` or `[execution_api_server] database_url` win over
@@ -70,6 +70,8 @@ pub const DEFAULT_JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
 pub const DEFAULT_JWKS_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 /// Default capacity of the cross-request verified-token cache.
 pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 10_000;
+/// Default byte budget of the verified-token cache (64 MiB): large tokens evict sooner.
+pub const DEFAULT_TOKEN_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Environment variable naming the Airflow home (default `~/airflow`).
 pub const ENV_AIRFLOW_HOME: &str = "AIRFLOW_HOME";
@@ -87,6 +89,8 @@ pub const ENV_DATABASE_URL: &str = "EXECUTION_API_DATABASE_URL";
 pub const ENV_BIND: &str = "EXECUTION_API_BIND";
 /// Environment variable setting the verified-token cache capacity.
 pub const ENV_TOKEN_CACHE_SIZE: &str = "EXECUTION_API_TOKEN_CACHE_SIZE";
+/// Environment variable setting the verified-token cache's byte budget.
+pub const ENV_TOKEN_CACHE_BYTES: &str = "EXECUTION_API_TOKEN_CACHE_BYTES";
 /// Environment variable overriding the workload-token lifetime of `token mint` (seconds;
 /// default: `[scheduler] task_queued_timeout`).
 pub const ENV_WORKLOAD_TOKEN_TTL: &str = "EXECUTION_API_WORKLOAD_TOKEN_TTL";
@@ -105,8 +109,10 @@ pub struct Config {
     /// `[core] fernet_key` as configured: comma-separated keys, `None` for none (values are
     /// then stored in plain text, as Airflow does). See [`crate::crypto::Fernet::from_config`].
     pub fernet_key: Option<String>,
-    /// Capacity of the verified-token cache.
+    /// Capacity of the verified-token cache (entries).
     pub token_cache_size: usize,
+    /// Byte budget of the verified-token cache (token and claims of every entry).
+    pub token_cache_bytes: usize,
     /// Default lifetime of workload tokens minted by the CLI: `EXECUTION_API_WORKLOAD_TOKEN_TTL`,
     /// else `[execution_api_server] workload_token_ttl`, else [`Config::task_queued_timeout`].
     pub workload_token_ttl: Duration,
@@ -664,6 +670,12 @@ impl Config {
             Some("10000"),
             Secrecy::Public,
         )?;
+        let token_cache_bytes = r.ours(
+            "token_cache_bytes",
+            ENV_TOKEN_CACHE_BYTES,
+            Some("67108864"),
+            Secrecy::Public,
+        )?;
         let workload_token_ttl = r.ours(
             "workload_token_ttl",
             ENV_WORKLOAD_TOKEN_TTL,
@@ -791,6 +803,9 @@ impl Config {
             token_cache_size: token_cache_size
                 .count()?
                 .map_or(DEFAULT_TOKEN_CACHE_SIZE, |n| n as usize),
+            token_cache_bytes: token_cache_bytes
+                .count()?
+                .map_or(DEFAULT_TOKEN_CACHE_BYTES, |n| n as usize),
             workload_token_ttl,
             task_queued_timeout,
             multi_team: multi_team.boolean()?.unwrap_or(false),
