@@ -18,11 +18,11 @@ use std::time::Instant;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
-use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::{Next, from_fn};
-use actix_web::{Error, HttpResponse, web};
+use actix_web::{Error, HttpResponse, ResponseError, web};
 use policy_core::{AuthError, Reissue, TokenGenerator, TokenValidator};
 use serde_json::json;
 
@@ -41,8 +41,9 @@ pub const API_VERSION_HEADER: HeaderName = HeaderName::from_static("airflow-api-
 /// Request header tracing one call across logs; echoed on every response.
 pub const CORRELATION_ID_HEADER: HeaderName = HeaderName::from_static("correlation-id");
 
-/// Largest request body accepted (JSON payloads and XCom values).
-pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
+/// Largest request body accepted (JSON payloads and XCom values); larger ones get 413.
+/// Airflow sets none; XCom values of several MB are common.
+pub const BODY_LIMIT: usize = 32 * 1024 * 1024;
 
 /// What the routes need: storage, the token validator, and the generator for
 /// the reissue middleware and the `/run` exchange.
@@ -74,6 +75,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) + Clon
                 .app_data(path_config())
                 .app_data(query_config())
                 .app_data(web::PayloadConfig::new(BODY_LIMIT))
+                .wrap(from_fn(crate::body::guard))
                 .wrap(Reissue::new(state.generator.clone()))
                 .wrap(from_fn(observe))
                 .route("/execution/health/ping", web::get().to(ping))
@@ -101,9 +103,9 @@ fn json_config() -> web::JsonConfig {
                     "expected `Content-Type: application/json`".into(),
                 ),
                 JsonPayloadError::Overflow { .. }
-                | JsonPayloadError::OverflowKnownLength { .. } => {
-                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, err.to_string().into())
-                }
+                | JsonPayloadError::OverflowKnownLength { .. }
+                | JsonPayloadError::Payload(PayloadError::Overflow) => too_large(),
+                JsonPayloadError::Payload(e) if crate::body::is_timeout(e) => body_timed_out(),
                 JsonPayloadError::Deserialize(e) => ApiError::validation(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     vec!["body".into()],
@@ -118,6 +120,26 @@ fn json_config() -> web::JsonConfig {
             };
             api.into()
         })
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("Request body is larger than {BODY_LIMIT} bytes").into(),
+    )
+}
+
+fn body_timed_out() -> ApiError {
+    ApiError::new(StatusCode::REQUEST_TIMEOUT, crate::body::TIMED_OUT.into())
+}
+
+/// `web::Bytes` bodies (XCom values): the same JSON answers as for `Json` bodies.
+fn payload_error(err: &PayloadError) -> ApiError {
+    match err {
+        PayloadError::Overflow => too_large(),
+        e if crate::body::is_timeout(e) => body_timed_out(),
+        other => ApiError::new(StatusCode::BAD_REQUEST, other.to_string().into()),
+    }
 }
 
 fn path_config() -> web::PathConfig {
@@ -245,6 +267,15 @@ async fn observe<B: MessageBody + 'static>(
                 .insert(header::ALLOW, allow.clone());
         }
         res = ServiceResponse::new(res.request().clone(), replacement).map_into_right_body();
+    }
+    let payload_failure = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<PayloadError>())
+        .map(payload_error);
+    if let Some(api) = payload_failure {
+        res =
+            ServiceResponse::new(res.request().clone(), api.error_response()).map_into_right_body();
     }
     let headers = res.headers_mut();
     headers.insert(API_VERSION_HEADER, version);
