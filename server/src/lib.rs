@@ -1,7 +1,7 @@
 //! An Airflow-compatible Execution API server on actix-web.
 //!
 //! The library half: [`store`] (SQLite or PostgreSQL through one code path),
-//! [`models`] (the Task SDK's wire types), [`api`] (the routes, declared with
+//! [`api`] (the routes, one file per group with its wire types, declared with
 //! `#[execution_route]` inside `#[execution_router]` modules), [`app`] (mounting
 //! them under `/execution` with their middleware) and [`openapi`].
 
@@ -11,7 +11,6 @@ pub mod body;
 pub mod cli;
 pub mod config;
 pub mod crypto;
-pub mod models;
 pub mod openapi;
 pub mod serve;
 pub mod signing;

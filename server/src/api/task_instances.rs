@@ -1,113 +1,448 @@
-//! `/task-instances/{task_instance_id}/...`: the state machine of a task instance.
+//! `/task-instances/{task_instance_id}/...`: the state machine of a task instance,
+//! its wire types (as the Task SDK 1.3.2 sends and parses them,
+//! `airflow/sdk/api/datamodels/_generated.py`) and its router.
+//!
+//! Request payloads refuse unknown fields (the SDK's models are `extra="forbid"`)
+//! and validate their timestamps; responses carry timestamps already rendered
+//! by [`crate::store::timestamp`].
 
-use actix_web::{HttpRequest, HttpResponse};
-use policy_core::{REFRESHED_TOKEN_HEADER, Token, TokenGenerator, TokenType};
-use serde_json::json;
-use uuid::Uuid;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
 
-use super::ApiError;
-use crate::models::{TIEnterRunningPayload, TIHeartbeatInfo, TIRunContext, TIStateUpdate};
-use crate::store::{HeartbeatOutcome, StartOutcome, StateOutcome, Store};
+use super::dag_runs::DagRun;
+use super::fields::{integer, present};
+use super::{connections::ConnectionResponse, variables::VariableResponse};
+use crate::store::{self, timestamp};
 
-const TI_NOT_FOUND: &str = "Task Instance not found";
+pub(crate) const TI_NOT_FOUND: &str = "Task Instance not found";
 
-/// `PATCH /run`: queued -> running; a workload token is exchanged for an
-/// execution token in `Refreshed-API-Token`.
-pub(crate) async fn run(
-    req: &HttpRequest,
-    token: &Token,
-    store: &Store,
-    id: Uuid,
-    payload: &TIEnterRunningPayload,
-) -> Result<HttpResponse, ApiError> {
-    // Minted before the transition so a signing failure changes nothing.
-    let exchanged = match token.token_type() {
-        TokenType::Workload => {
-            let generator = req
-                .app_data::<TokenGenerator>()
-                .ok_or_else(|| ApiError::internal("no TokenGenerator in the app data"))?;
-            let fresh = generator
-                .generate(token.sub(), TokenType::Execution, generator.default_ttl())
-                .map_err(ApiError::internal)?;
-            Some(fresh)
-        }
-        TokenType::Execution => None,
+/// The routes. Those of one task instance (`/{task_instance_id}/...`) require
+/// the token's subject to be that instance (`ti:self`); the others (`/count`,
+/// `/states`, ...) take any execution token, as in Airflow.
+#[policy_macros::execution_router(prefix = "/execution/task-instances")]
+pub mod routes {
+    use actix_web::{HttpRequest, HttpResponse, web};
+    use policy_core::{REFRESHED_TOKEN_HEADER, Token, TokenGenerator, TokenType};
+    use policy_macros::execution_route;
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::{
+        TI_NOT_FOUND, TIEnterRunningPayload, TIHeartbeatInfo, TIRunContext, TIStateUpdate,
     };
-    match store.start_task_instance(id, &payload.to_request()).await? {
-        StartOutcome::Started(context) => {
-            let context = TIRunContext::from_store(*context).map_err(|e| {
-                ApiError::internal(format!("stored JSON of task instance {id}: {e}"))
-            })?;
-            let mut response = HttpResponse::Ok();
-            if let Some(fresh) = exchanged {
-                response.insert_header((REFRESHED_TOKEN_HEADER, fresh));
+    use crate::api::{ApiError, Payload};
+    use crate::store::{HeartbeatOutcome, StartOutcome, StateOutcome, Store};
+
+    /// Starts a queued task instance; returns its `TIRunContext`. A workload
+    /// token is exchanged for an execution token in `Refreshed-API-Token`.
+    #[execution_route(patch, "/{task_instance_id}/run", scopes = ["ti:self", "token:execution", "token:workload"])]
+    pub async fn run(
+        req: HttpRequest,
+        token: Token,
+        store: web::Data<Store>,
+        id: web::Path<Uuid>,
+        payload: Payload<TIEnterRunningPayload>,
+    ) -> Result<HttpResponse, ApiError> {
+        let id = *id;
+        // Minted before the transition so a signing failure changes nothing.
+        let exchanged = match token.token_type() {
+            TokenType::Workload => {
+                let generator = req
+                    .app_data::<TokenGenerator>()
+                    .ok_or_else(|| ApiError::internal("no TokenGenerator in the app data"))?;
+                let fresh = generator
+                    .generate(token.sub(), TokenType::Execution, generator.default_ttl())
+                    .map_err(ApiError::internal)?;
+                Some(fresh)
             }
-            Ok(response.json(context))
+            TokenType::Execution => None,
+        };
+        match store.start_task_instance(id, &payload.to_request()).await? {
+            StartOutcome::Started(context) => {
+                let context = TIRunContext::from_store(*context).map_err(|e| {
+                    ApiError::internal(format!("stored JSON of task instance {id}: {e}"))
+                })?;
+                let mut response = HttpResponse::Ok();
+                if let Some(fresh) = exchanged {
+                    response.insert_header((REFRESHED_TOKEN_HEADER, fresh));
+                }
+                Ok(response.json(context))
+            }
+            StartOutcome::NotFound => Err(ApiError::not_found(TI_NOT_FOUND)),
+            StartOutcome::InvalidState { previous_state } => Err(ApiError::conflict(json!({
+                "reason": "invalid_state",
+                "message": "TI was not in a state where it could be marked as running",
+                "previous_state": previous_state,
+            }))),
         }
-        StartOutcome::NotFound => Err(ApiError::not_found(TI_NOT_FOUND)),
-        StartOutcome::InvalidState { previous_state } => Err(ApiError::conflict(json!({
-            "reason": "invalid_state",
-            "message": "TI was not in a state where it could be marked as running",
-            "previous_state": previous_state,
-        }))),
+    }
+
+    /// Moves a running task instance to its final (or retry) state: 204, or
+    /// 200 when already in that state.
+    #[execution_route(patch, "/{task_instance_id}/state", scopes = ["ti:self"])]
+    pub async fn update_state(
+        store: web::Data<Store>,
+        id: web::Path<Uuid>,
+        update: Payload<TIStateUpdate>,
+    ) -> Result<HttpResponse, ApiError> {
+        let id = *id;
+        match store
+            .update_task_instance_state(id, &update.to_change())
+            .await?
+        {
+            StateOutcome::Updated => Ok(HttpResponse::NoContent().finish()),
+            StateOutcome::AlreadyInState => Ok(HttpResponse::Ok().finish()),
+            StateOutcome::NotFound => Err(ApiError::not_found(TI_NOT_FOUND)),
+            StateOutcome::NotRunning { previous_state } => Err(ApiError::conflict(json!({
+                "reason": "invalid_state",
+                "message": "TI was not in the running state so it cannot be updated",
+                "previous_state": previous_state,
+            }))),
+            StateOutcome::Unsupported => Err(ApiError::unprocessable(
+                "unsupported_state",
+                format!(
+                    "this server does not support moving a task instance to `{}`",
+                    update.state()
+                ),
+            )),
+        }
+    }
+
+    /// Records that a running task instance is alive: 204 while running for
+    /// the same host and pid, else 409.
+    #[execution_route(put, "/{task_instance_id}/heartbeat", scopes = ["ti:self"])]
+    pub async fn heartbeat(
+        store: web::Data<Store>,
+        id: web::Path<Uuid>,
+        info: Payload<TIHeartbeatInfo>,
+    ) -> Result<HttpResponse, ApiError> {
+        let id = *id;
+        match store.heartbeat(id, &info.to_beat()).await? {
+            HeartbeatOutcome::Alive => Ok(HttpResponse::NoContent().finish()),
+            HeartbeatOutcome::NotFound => Err(ApiError::not_found(TI_NOT_FOUND)),
+            HeartbeatOutcome::Archived => Err(ApiError::new(
+                actix_web::http::StatusCode::GONE,
+                json!({
+                    "reason": "not_found",
+                    "message": "Task Instance not found, it may have been moved to the Task Instance History table",
+                }),
+            )),
+            HeartbeatOutcome::RunningElsewhere { hostname, pid } => {
+                Err(ApiError::conflict(json!({
+                    "reason": "running_elsewhere",
+                    "message": "TI is already running elsewhere",
+                    "current_hostname": hostname,
+                    "current_pid": pid,
+                })))
+            }
+            HeartbeatOutcome::NotRunning { state } => Err(ApiError::conflict(json!({
+                "reason": "not_running",
+                "message": "TI is no longer in the running state and task should terminate",
+                "current_state": state,
+            }))),
+        }
     }
 }
 
-/// `PATCH /state`: running -> a terminal, retry or reschedule state. 204, or
-/// 200 when already in that state.
-pub(crate) async fn update_state(
-    store: &Store,
-    id: Uuid,
-    update: &TIStateUpdate,
-) -> Result<HttpResponse, ApiError> {
-    match store
-        .update_task_instance_state(id, &update.to_change())
-        .await?
-    {
-        StateOutcome::Updated => Ok(HttpResponse::NoContent().finish()),
-        StateOutcome::AlreadyInState => Ok(HttpResponse::Ok().finish()),
-        StateOutcome::NotFound => Err(ApiError::not_found(TI_NOT_FOUND)),
-        StateOutcome::NotRunning { previous_state } => Err(ApiError::conflict(json!({
-            "reason": "invalid_state",
-            "message": "TI was not in the running state so it cannot be updated",
-            "previous_state": previous_state,
-        }))),
-        StateOutcome::Unsupported => Err(ApiError::unprocessable(
-            "unsupported_state",
-            format!(
-                "this server does not support moving a task instance to `{}`",
-                update.state()
+/// `PATCH /task-instances/{id}/run` body: `TIEnterRunningPayload`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TIEnterRunningPayload {
+    /// Always `running` (the default when absent).
+    #[serde(default)]
+    pub state: RunningState,
+    /// Host the task runs on.
+    pub hostname: String,
+    /// Unix user the task runs as.
+    pub unixname: String,
+    /// Process id of the task runner.
+    #[serde(deserialize_with = "integer")]
+    pub pid: i64,
+    /// When the task started, with a UTC offset.
+    #[serde(with = "time::serde::rfc3339")]
+    pub start_date: OffsetDateTime,
+}
+
+/// The only state `/run` moves a task instance to.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RunningState {
+    /// `running`.
+    #[default]
+    Running,
+}
+
+/// `PUT /task-instances/{id}/heartbeat` body: `TIHeartbeatInfo`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TIHeartbeatInfo {
+    /// Host the task runs on; must match the one given to `/run`.
+    pub hostname: String,
+    /// Process id; must match the one given to `/run`.
+    #[serde(deserialize_with = "integer")]
+    pub pid: i64,
+}
+
+/// `PATCH /task-instances/{id}/state` body: the SDK's union discriminated by `state`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum TIStateUpdate {
+    /// `TISuccessStatePayload`.
+    Success(TISuccessStatePayload),
+    /// `TITerminalStatePayload` with `failed`.
+    Failed(TITerminalStatePayload),
+    /// `TITerminalStatePayload` with `skipped`.
+    Skipped(TITerminalStatePayload),
+    /// `TITerminalStatePayload` with `removed`.
+    Removed(TITerminalStatePayload),
+    /// `TITerminalStatePayload` with `upstream_failed`.
+    UpstreamFailed(TITerminalStatePayload),
+    /// `TIRetryStatePayload`.
+    UpForRetry(TIRetryStatePayload),
+    /// `TIRescheduleStatePayload`.
+    UpForReschedule(TIRescheduleStatePayload),
+    /// `TIDeferredStatePayload`: parsed but not supported (no triggerer here).
+    Deferred(serde_json::Map<String, serde_json::Value>),
+    /// `TIAwaitingInputStatePayload`: parsed but not supported.
+    AwaitingInput(serde_json::Map<String, serde_json::Value>),
+}
+
+impl TIStateUpdate {
+    /// The target state's name as stored and as Airflow spells it.
+    pub fn state(&self) -> &'static str {
+        self.to_change().target().as_str()
+    }
+
+    /// What the store is asked to do.
+    pub fn to_change(&self) -> store::StateChange {
+        use store::{StateChange, TerminalState, TiState};
+        let terminal = |state, p: &TITerminalStatePayload| StateChange::Terminal {
+            state,
+            end_date: p.end_date,
+            rendered_map_index: p.rendered_map_index.clone(),
+        };
+        match self {
+            TIStateUpdate::Success(p) => StateChange::Terminal {
+                state: TerminalState::Success,
+                end_date: p.end_date,
+                rendered_map_index: p.rendered_map_index.clone(),
+            },
+            TIStateUpdate::Failed(p) => terminal(TerminalState::Failed, p),
+            TIStateUpdate::Skipped(p) => terminal(TerminalState::Skipped, p),
+            TIStateUpdate::Removed(p) => terminal(TerminalState::Removed, p),
+            TIStateUpdate::UpstreamFailed(p) => terminal(TerminalState::UpstreamFailed, p),
+            TIStateUpdate::UpForRetry(p) => StateChange::Retry {
+                end_date: p.end_date,
+                rendered_map_index: p.rendered_map_index.clone(),
+                retry_delay_seconds: p.retry_delay_seconds,
+                retry_reason: p.retry_reason.clone(),
+            },
+            TIStateUpdate::UpForReschedule(p) => StateChange::Reschedule {
+                reschedule_date: p.reschedule_date,
+                end_date: p.end_date,
+            },
+            TIStateUpdate::Deferred(_) => StateChange::Unsupported(TiState::Deferred),
+            TIStateUpdate::AwaitingInput(_) => StateChange::Unsupported(TiState::AwaitingInput),
+        }
+    }
+}
+
+impl TIEnterRunningPayload {
+    /// What the store is asked to do.
+    pub fn to_request(&self) -> store::StartRequest {
+        store::StartRequest {
+            hostname: self.hostname.clone(),
+            unixname: self.unixname.clone(),
+            pid: self.pid,
+            start_date: self.start_date,
+        }
+    }
+}
+
+impl TIHeartbeatInfo {
+    /// What the store is asked to do.
+    pub fn to_beat(&self) -> store::Beat {
+        store::Beat {
+            hostname: self.hostname.clone(),
+            pid: self.pid,
+        }
+    }
+}
+
+/// `TISuccessStatePayload` (without its `state` tag).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TISuccessStatePayload {
+    /// When the task ended.
+    #[serde(with = "time::serde::rfc3339")]
+    pub end_date: OffsetDateTime,
+    /// Asset outlets; accepted and ignored (no asset support here).
+    #[serde(default)]
+    pub task_outlets: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
+    /// Asset events; accepted and ignored.
+    #[serde(default)]
+    pub outlet_events: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
+    /// Rendered map index: absent leaves it, `null` clears it, a string sets it.
+    #[serde(default, deserialize_with = "present")]
+    pub rendered_map_index: Option<Option<String>>,
+}
+
+/// `TITerminalStatePayload` (without its `state` tag).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TITerminalStatePayload {
+    /// When the task ended.
+    #[serde(with = "time::serde::rfc3339")]
+    pub end_date: OffsetDateTime,
+    /// Rendered map index: absent leaves it, `null` clears it, a string sets it.
+    #[serde(default, deserialize_with = "present")]
+    pub rendered_map_index: Option<Option<String>>,
+}
+
+/// `TIRetryStatePayload` (without its `state` tag).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TIRetryStatePayload {
+    /// When the try ended.
+    #[serde(with = "time::serde::rfc3339")]
+    pub end_date: OffsetDateTime,
+    /// Rendered map index: absent leaves it, `null` clears it, a string sets it.
+    #[serde(default, deserialize_with = "present")]
+    pub rendered_map_index: Option<Option<String>>,
+    /// Override of the task's retry delay.
+    #[serde(default)]
+    pub retry_delay_seconds: Option<f64>,
+    /// Why the task asks for a retry (kept to 500 characters, like Airflow).
+    #[serde(default)]
+    pub retry_reason: Option<String>,
+}
+
+/// `TIRescheduleStatePayload` (without its `state` tag).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TIRescheduleStatePayload {
+    /// When the task should run again.
+    #[serde(with = "time::serde::rfc3339")]
+    pub reschedule_date: OffsetDateTime,
+    /// When this try ended.
+    #[serde(with = "time::serde::rfc3339")]
+    pub end_date: OffsetDateTime,
+}
+
+/// `TIRunContext`: what `/run` answers.
+#[derive(Clone, Debug, Serialize)]
+pub struct TIRunContext {
+    /// The task instance's DAG run.
+    pub dag_run: DagRun,
+    /// How often the task instance was rescheduled.
+    pub task_reschedule_count: i64,
+    /// Maximum number of tries.
+    pub max_tries: i64,
+    /// Variables pre-loaded for the task (always empty, as in Airflow).
+    pub variables: Vec<VariableResponse>,
+    /// Connections pre-loaded for the task (always empty, as in Airflow).
+    pub connections: Vec<ConnectionResponse>,
+    /// XCom keys left by an earlier try, which the worker should clear.
+    pub xcom_keys_to_clear: Vec<String>,
+    /// Whether a failure should lead to a retry.
+    pub should_retry: bool,
+    /// Method to resume with after a deferral (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_method: Option<String>,
+    /// Its arguments, as stored (present with `next_method`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_kwargs: Option<Option<Box<RawValue>>>,
+    /// The task instance's start date before this `/run` (present with `next_method`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_date: Option<Option<String>>,
+}
+
+impl TIRunContext {
+    /// The wire form of a stored run context.
+    pub fn from_store(ctx: store::RunContext) -> Result<TIRunContext, serde_json::Error> {
+        let (next_method, next_kwargs, start_date) = match ctx.resume {
+            Some(resume) => (
+                Some(resume.next_method),
+                Some(
+                    resume
+                        .next_kwargs
+                        .filter(|k| k.trim() != "null")
+                        .map(RawValue::from_string)
+                        .transpose()?,
+                ),
+                Some(resume.start_date.map(timestamp)),
             ),
-        )),
+            None => (None, None, None),
+        };
+        Ok(TIRunContext {
+            dag_run: DagRun::from_store(ctx.dag_run)?,
+            task_reschedule_count: ctx.task_reschedule_count,
+            max_tries: ctx.max_tries,
+            variables: Vec::new(),
+            connections: Vec::new(),
+            xcom_keys_to_clear: ctx.xcom_keys_to_clear,
+            should_retry: ctx.should_retry,
+            next_method,
+            next_kwargs,
+            start_date,
+        })
     }
 }
 
-/// `PUT /heartbeat`: 204 while running for the same host and pid, else 409.
-pub(crate) async fn heartbeat(
-    store: &Store,
-    id: Uuid,
-    info: &TIHeartbeatInfo,
-) -> Result<HttpResponse, ApiError> {
-    match store.heartbeat(id, &info.to_beat()).await? {
-        HeartbeatOutcome::Alive => Ok(HttpResponse::NoContent().finish()),
-        HeartbeatOutcome::NotFound => Err(ApiError::not_found(TI_NOT_FOUND)),
-        HeartbeatOutcome::Archived => Err(ApiError::new(
-            actix_web::http::StatusCode::GONE,
-            json!({
-                "reason": "not_found",
-                "message": "Task Instance not found, it may have been moved to the Task Instance History table",
-            }),
-        )),
-        HeartbeatOutcome::RunningElsewhere { hostname, pid } => Err(ApiError::conflict(json!({
-            "reason": "running_elsewhere",
-            "message": "TI is already running elsewhere",
-            "current_hostname": hostname,
-            "current_pid": pid,
-        }))),
-        HeartbeatOutcome::NotRunning { state } => Err(ApiError::conflict(json!({
-            "reason": "not_running",
-            "message": "TI is no longer in the running state and task should terminate",
-            "current_state": state,
-        }))),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_update_is_discriminated_by_state() {
+        let ok: TIStateUpdate =
+            serde_json::from_str(r#"{"state":"success","end_date":"2024-01-01T00:00:00Z"}"#)
+                .unwrap();
+        assert_eq!(ok.state(), "success");
+        let failed: TIStateUpdate = serde_json::from_str(
+            r#"{"state":"failed","end_date":"2024-01-01T00:00:00+00:00","rendered_map_index":null}"#,
+        )
+        .unwrap();
+        assert_eq!(failed.state(), "failed");
+        assert!(
+            serde_json::from_str::<TIStateUpdate>(
+                r#"{"state":"failed","end_date":"2024-01-01T00:00:00Z","bogus":1}"#
+            )
+            .is_err()
+        );
+        assert!(serde_json::from_str::<TIStateUpdate>(r#"{"state":"running"}"#).is_err());
+        assert!(
+            serde_json::from_str::<TIStateUpdate>(r#"{"state":"success","end_date":"yesterday"}"#)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn pids_may_be_written_as_whole_floats() {
+        let info: TIHeartbeatInfo =
+            serde_json::from_str(r#"{"hostname": "h", "pid": 539.0}"#).unwrap();
+        assert_eq!(info.pid, 539);
+        assert!(
+            serde_json::from_str::<TIHeartbeatInfo>(r#"{"hostname": "h", "pid": 1.5}"#).is_err()
+        );
+        assert!(
+            serde_json::from_str::<TIHeartbeatInfo>(r#"{"hostname": "h", "pid": "1"}"#).is_err()
+        );
+        assert!(
+            serde_json::from_str::<TIHeartbeatInfo>(r#"{"hostname": "h", "pid": 1e300}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn enter_running_accepts_the_sdk_body() {
+        let body = r#"{"state":"running","hostname":"h","unixname":"u","pid":42,"start_date":"2024-05-01T10:00:00.123456Z"}"#;
+        let p: TIEnterRunningPayload = serde_json::from_str(body).unwrap();
+        assert_eq!(p.pid, 42);
+        let no_state =
+            r#"{"hostname":"h","unixname":"u","pid":42,"start_date":"2024-05-01T10:00:00Z"}"#;
+        assert!(serde_json::from_str::<TIEnterRunningPayload>(no_state).is_ok());
+        let wrong = r#"{"state":"success","hostname":"h","unixname":"u","pid":42,"start_date":"2024-05-01T10:00:00Z"}"#;
+        assert!(serde_json::from_str::<TIEnterRunningPayload>(wrong).is_err());
     }
 }

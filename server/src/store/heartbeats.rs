@@ -419,7 +419,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::models::{TIEnterRunningPayload, TIStateUpdate};
+    use crate::api::task_instances::{TIEnterRunningPayload, TIStateUpdate};
     use crate::store::testing::{stores, temp_sqlite};
     use crate::store::{NewTaskInstance, StartOutcome, StateOutcome};
     use time::OffsetDateTime;

@@ -1,0 +1,5 @@
+//! `/connection-tests/{connection_test_id}...`: connection tests run by a worker (workload tokens only).
+
+/// The routes.
+#[policy_macros::execution_router(prefix = "/execution/connection-tests")]
+pub mod routes {}

@@ -1,0 +1,5 @@
+//! `/task-reschedules/{task_instance_id}/start_date`.
+
+/// The routes.
+#[policy_macros::execution_router(prefix = "/execution/task-reschedules")]
+pub mod routes {}
