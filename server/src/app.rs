@@ -78,6 +78,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) + Clon
                 .wrap(from_fn(crate::body::guard))
                 .wrap(Reissue::new(state.generator.clone()))
                 .wrap(from_fn(observe))
+                .route("/execution/health", web::get().to(health))
                 .route("/execution/health/ping", web::get().to(ping))
                 .route("/execution/openapi.json", web::get().to(openapi_json))
                 .configure(api::configure)
@@ -176,6 +177,11 @@ fn query_config() -> web::QueryConfig {
 
 /// `GET /health/ping`: 200 `{"ok": ["database"], "failing": {}}`, or 503
 /// with `Retry-After` when the database does not answer.
+/// `GET /health`: the process answers (no database access), as Airflow's.
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "healthy"}))
+}
+
 async fn ping(store: web::Data<Store>) -> HttpResponse {
     match store.ping().await {
         Ok(()) => HttpResponse::Ok().json(json!({"ok": ["database"], "failing": {}})),
@@ -205,6 +211,7 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
 
 fn fallback(path: &str) -> HttpResponse {
     let plain = [
+        ("GET", "/execution/health"),
         ("GET", "/execution/health/ping"),
         ("GET", "/execution/openapi.json"),
     ];

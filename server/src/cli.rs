@@ -706,12 +706,14 @@ mod tests {
                     TokenTypes::EXECUTION.with(TokenType::Workload),
                     Bindings::TASK_INSTANCE,
                 ),
+                doc: "",
             },
             RouteInfo {
                 method: "GET",
                 path: "/execution/variables/{variable_key}",
                 handler: "get",
                 policy: RoutePolicy::AUTHENTICATED,
+                doc: "",
             },
         ];
         let table = format_routes(&routes);

@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::store;
 
 /// The routes.
-#[policy_macros::execution_router(prefix = "/execution/connections")]
+#[policy_macros::execution_router(parent = super::execution, prefix = "/connections")]
 pub mod routes {
     use actix_web::{HttpResponse, web};
     use policy_macros::execution_route;

@@ -6,7 +6,7 @@ use serde_json::value::RawValue;
 use crate::store::{self, timestamp};
 
 /// The routes.
-#[policy_macros::execution_router(prefix = "/execution/dag-runs")]
+#[policy_macros::execution_router(parent = super::execution, prefix = "/dag-runs")]
 pub mod routes {}
 
 /// `DagRun` as the SDK parses it (`extra="forbid"`: no field more).

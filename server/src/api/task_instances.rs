@@ -20,7 +20,7 @@ pub(crate) const TI_NOT_FOUND: &str = "Task Instance not found";
 /// The routes. Those of one task instance (`/{task_instance_id}/...`) require
 /// the token's subject to be that instance (`ti:self`); the others (`/count`,
 /// `/states`, ...) take any execution token, as in Airflow.
-#[policy_macros::execution_router(prefix = "/execution/task-instances")]
+#[policy_macros::execution_router(parent = super::execution, prefix = "/task-instances")]
 pub mod routes {
     use actix_web::{HttpRequest, HttpResponse, web};
     use policy_core::{REFRESHED_TOKEN_HEADER, Token, TokenGenerator, TokenType};

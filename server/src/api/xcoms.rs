@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 use crate::store::XComKey;
 
 /// The routes.
-#[policy_macros::execution_router(prefix = "/execution/xcoms")]
+#[policy_macros::execution_router(parent = super::execution, prefix = "/xcoms")]
 pub mod routes {
     use actix_web::http::StatusCode;
     use actix_web::{HttpResponse, web};
