@@ -12,6 +12,8 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod openapi;
+pub mod serde_compat;
 pub mod serve;
 pub mod signing;
 pub mod store;
+pub mod versions;

@@ -8,10 +8,16 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::app::{API_VERSION, BASE_PATH};
+use crate::app::BASE_PATH;
 
-/// The document served at `/execution/openapi.json`.
+/// The document of the newest version.
 pub fn document() -> Value {
+    document_for(crate::versions::ApiVersion::HEAD)
+}
+
+/// The document served at `/execution/openapi.json?version=...`: the routes
+/// that exist at `version`.
+pub fn document_for(version: crate::versions::ApiVersion) -> Value {
     let mut paths = Map::new();
     paths.insert(
         "/health".into(),
@@ -47,6 +53,9 @@ pub fn document() -> Value {
     );
     for route in crate::api::routes() {
         let path = openapi_path(route.path.strip_prefix(BASE_PATH).unwrap_or(route.path));
+        if !crate::versions::exists(version, route.method, &path) {
+            continue;
+        }
         let tokens: Vec<&str> = route
             .policy
             .allowed_tokens()
@@ -81,7 +90,7 @@ pub fn document() -> Value {
         "info": {
             "title": "Airflow Task Execution API",
             "description": "The subset of Airflow 3.3's Execution API used by the Task SDK, with each route's token policy in `x-token-policy`.",
-            "version": API_VERSION
+            "version": version.as_str()
         },
         "servers": [{"url": BASE_PATH}],
         "paths": paths,
