@@ -18,6 +18,7 @@
 mod connections;
 mod heartbeats;
 pub mod schema;
+mod serialized_dag;
 pub(crate) mod sql;
 mod state;
 mod task_instances;
@@ -35,6 +36,7 @@ use crate::crypto::{CryptoError, Fernet};
 pub use connections::{Connection, NewConnection};
 pub use heartbeats::Beat;
 pub use schema::{DatabaseKind, SchemaError};
+pub use serialized_dag::{AssetKey, AssetLike, SerializedDag, SerializedTask, TaskGroup};
 use sql::Backend;
 pub use state::{TiState, UnknownState};
 pub use task_instances::{
