@@ -78,6 +78,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) + Clon
                 .wrap(from_fn(crate::body::guard))
                 .wrap(Reissue::new(state.generator.clone()))
                 .wrap(from_fn(crate::versions::negotiate))
+                .wrap(from_fn(crate::decoding::strict))
                 .wrap(from_fn(observe))
                 .route("/execution/health", web::get().to(health))
                 .route("/execution/health/ping", web::get().to(ping))

@@ -11,6 +11,7 @@ pub mod body;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod decoding;
 pub mod openapi;
 pub mod serde_compat;
 pub mod serve;
