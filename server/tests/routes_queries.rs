@@ -14,7 +14,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::TempDir;
+use common::{ServerProcess, TempDir, http};
 use execution_api_server::crypto::Fernet;
 use execution_api_server::store::{
     AssetKey, AssetLike, DatabaseTarget, SerializedDag, Store, StoreSettings,
@@ -168,8 +168,32 @@ impl Deployment {
         self.side(&["sql", statement]).pop().expect("a row")
     }
 
+    /// Airflow's own Execution API's answers to `GET path` for each path.
+    fn airflow_answers(&self, paths: &[String]) -> Vec<Value> {
+        let mut args = vec!["api"];
+        args.extend(paths.iter().map(String::as_str));
+        let answers = self.side(&args);
+        assert_eq!(answers.len(), paths.len(), "{answers:?}");
+        answers
+    }
+
     fn reserialize(&self) {
         self.airflow("airflow", &["dags", "reserialize"]);
+    }
+
+    fn trigger(&self, dag_id: &str, run_id: &str, logical_date: &str) {
+        self.airflow(
+            "airflow",
+            &[
+                "dags",
+                "trigger",
+                dag_id,
+                "--run-id",
+                run_id,
+                "--logical-date",
+                logical_date,
+            ],
+        );
     }
 
     async fn store(&self) -> Store {
@@ -183,6 +207,31 @@ impl Deployment {
         Store::open_with(&target, settings)
             .await
             .expect("open the Airflow database")
+    }
+
+    fn serve(&self) -> ServerProcess {
+        let env = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        ServerProcess::start(&[], &env)
+    }
+
+    /// A token minted by our CLI for this deployment.
+    fn token(&self, sub: Uuid) -> String {
+        let env = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        common::run_ok(
+            &[
+                "token",
+                "mint",
+                "--sub",
+                &sub.to_string(),
+                "--scope",
+                "execution",
+            ],
+            &env,
+        )
+        .trim()
+        .to_owned()
     }
 }
 
@@ -317,4 +366,248 @@ fn serialized_dags_airflow_wrote_read_on_postgres() {
 #[test]
 fn serialized_dags_airflow_compressed_read_on_postgres() {
     serialized_dags_read_as_airflow_wrote_them(&Deployment::postgres(true));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The routes, compared with Airflow's own Execution API on Airflow-made data.
+
+/// `value` with what may legitimately differ from Airflow's rendering made equal: datetimes
+/// (we always write microseconds) become Unix nanoseconds, validation errors keep their `type`
+/// and `loc` (pydantic's wording of a bad datetime varies), and the inactive assets (a Python
+/// set in Airflow) are sorted.
+fn normalized(value: &Value) -> Value {
+    match value {
+        Value::String(s) => {
+            let rfc3339 = &time::format_description::well_known::Rfc3339;
+            match time::OffsetDateTime::parse(s, rfc3339) {
+                Ok(t) if s.len() >= 20 => json!(t.unix_timestamp_nanos().to_string()),
+                _ => value.clone(),
+            }
+        }
+        Value::Array(items) => Value::Array(items.iter().map(normalized).collect()),
+        Value::Object(map) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in map {
+                let v = match (k.as_str(), v) {
+                    ("detail", Value::Array(errors)) => Value::Array(
+                        errors
+                            .iter()
+                            .map(|e| json!({"type": e["type"], "loc": e["loc"]}))
+                            .collect(),
+                    ),
+                    ("inactive_assets", Value::Array(assets)) => {
+                        let mut assets = assets.clone();
+                        assets.sort_by_key(|a| a.to_string());
+                        Value::Array(assets)
+                    }
+                    _ => normalized(v),
+                };
+                out.insert(k.clone(), v);
+            }
+            Value::Object(out)
+        }
+        _ => value.clone(),
+    }
+}
+
+/// Ask Airflow and us the same questions; every answer must agree. Returns our answers.
+fn ask_both(
+    deployment: &Deployment,
+    server: &ServerProcess,
+    questions: &[(String, Uuid)],
+) -> Vec<Value> {
+    let paths: Vec<String> = questions.iter().map(|(p, _)| p.clone()).collect();
+    let theirs = deployment.airflow_answers(&paths);
+    let mut ours = Vec::new();
+    let mut tokens = std::collections::HashMap::new();
+    for ((path, sub), theirs) in questions.iter().zip(theirs) {
+        let token = tokens
+            .entry(*sub)
+            .or_insert_with(|| deployment.token(*sub))
+            .clone();
+        let response = http(
+            server.addr,
+            "GET",
+            &format!("/execution{path}"),
+            Some(&token),
+            None,
+        );
+        let body: Value = serde_json::from_str(&response.body)
+            .unwrap_or_else(|e| panic!("{path}: body {:?}: {e}", response.body));
+        let mine = json!({"status": response.status, "body": body});
+        assert_eq!(
+            normalized(&mine),
+            normalized(&theirs),
+            "GET {path}\n ours: {mine}\n Airflow's: {theirs}"
+        );
+        ours.push(mine);
+    }
+    ours
+}
+
+fn routes_answer_as_airflow_does(deployment: &Deployment) {
+    let id = deployment.dag_id.clone();
+    deployment.reserialize();
+    let runs = ["r1", "r2", "r3"].map(|r| format!("{id}_{r}"));
+    for (run, day) in runs.iter().zip(["01", "02", "03"]) {
+        deployment.trigger(&id, run, &format!("2024-01-{day}T00:00:00+00:00"));
+    }
+    let fail_fast = format!("{id}_fail_fast");
+    deployment.trigger(&fail_fast, &runs[0], "2024-01-01T00:00:00+00:00");
+    // The scheduler's part: states, durations, run outcomes. (The mapped task over a
+    // literal list was expanded by Airflow when the runs were made: map indexes 0 to 2.)
+    let sql = |statement: String| deployment.sql(&statement);
+    sql(format!(
+        "UPDATE task_instance SET state = 'success', duration = 1.5, \
+         start_date = '2024-01-01 00:01:00', end_date = '2024-01-01 00:01:01.5' \
+         WHERE dag_id = '{id}' AND run_id = '{}'",
+        runs[0]
+    ));
+    sql(format!(
+        "UPDATE task_instance SET state = 'failed', duration = 2 WHERE dag_id = '{id}' \
+         AND run_id = '{}' AND task_id IN ('extract', 'group.first')",
+        runs[1]
+    ));
+    sql(format!(
+        "UPDATE task_instance SET state = 'skipped' WHERE dag_id = '{id}' \
+         AND run_id = '{}' AND task_id = 'group.double' AND map_index = 1",
+        runs[1]
+    ));
+    sql(format!(
+        "UPDATE task_instance SET state = 'running' WHERE dag_id = '{id}' \
+         AND run_id = '{}' AND task_id = 'setup'",
+        runs[1]
+    ));
+    sql(format!(
+        "UPDATE dag_run SET state = 'success', start_date = '2024-01-01 00:00:30', \
+         end_date = '2024-01-01 00:05:00' WHERE dag_id = '{id}' AND run_id = '{}'",
+        runs[0]
+    ));
+    sql(format!(
+        "UPDATE dag_run SET state = 'failed' WHERE dag_id = '{id}' AND run_id = '{}'",
+        runs[1]
+    ));
+    // One asset the scheduler has since retired.
+    sql(format!(
+        "DELETE FROM asset_active WHERE name = '{id}_retired'"
+    ));
+    let ti = |run: &str, task: &str| -> Uuid {
+        let row = deployment.sql(&format!(
+            "SELECT id FROM task_instance WHERE dag_id = '{id}' AND run_id = '{run}' \
+             AND task_id = '{task}' ORDER BY map_index LIMIT 1"
+        ));
+        row[0].as_str().unwrap().parse().unwrap()
+    };
+    let extract3 = ti(&runs[2], "extract");
+    let extract1 = ti(&runs[0], "extract");
+    let second2 = ti(&runs[1], "group.inner.second");
+    let setup3 = ti(&runs[2], "setup");
+    let missing = Uuid::new_v4();
+    let any = Uuid::new_v4();
+
+    let count = format!("/task-instances/count?dag_id={id}");
+    let states = format!("/task-instances/states?dag_id={id}");
+    let previous = format!("/task-instances/previous/{id}");
+    let (r1, r2, r3) = (&runs[0], &runs[1], &runs[2]);
+    let questions: Vec<(String, Uuid)> = [
+        count.clone(),
+        format!("{count}&states=success"),
+        format!("{count}&states=null"),
+        format!("{count}&states=null&states=failed"),
+        format!("{count}&states="),
+        format!("{count}&task_ids=extract&task_ids=setup"),
+        format!("{count}&map_index=1"),
+        format!("{count}&map_index=-1&run_ids={r1}&run_ids={r2}"),
+        format!("{count}&logical_dates=2024-01-02T00:00:00%2B00:00&logical_dates=2024-01-03T01:00:00%2B01:00"),
+        format!("{count}&task_group_id=group"),
+        format!("{count}&task_group_id=group.inner&states=failed"),
+        format!("{count}&task_group_id=group&task_ids=extract&run_ids={r2}"),
+        format!("{count}&task_group_id=nope"),
+        format!("{count}&task_group_id="),
+        "/task-instances/count?dag_id=no_such_dag&task_group_id=group".to_owned(),
+        "/task-instances/count".to_owned(),
+        format!("{count}&map_index=one"),
+        format!("{count}&logical_dates=2024-01-02T00:00:00"),
+        format!("{count}&logical_dates=soon"),
+        states.clone(),
+        format!("{states}&run_ids={r2}"),
+        format!("{states}&map_index=0"),
+        format!("{states}&task_group_id=group&run_ids={r1}"),
+        format!("{states}&task_group_id=group.inner&task_ids=setup&run_ids={r1}"),
+        format!("{states}&task_group_id=nope"),
+        format!("{states}&logical_dates=2024-01-01T00:00:00Z"),
+        "/task-instances/states?dag_id=no_such_dag&task_group_id=group".to_owned(),
+        "/task-instances/states".to_owned(),
+        format!("/task-instances/breadcrumbs?dag_id={id}&run_id={r1}"),
+        format!("/task-instances/breadcrumbs?dag_id={id}&run_id={r2}"),
+        format!("/task-instances/breadcrumbs?dag_id={id}&run_id={r3}"),
+        format!("/task-instances/breadcrumbs?dag_id={id}"),
+        format!("{previous}/extract"),
+        format!("{previous}/extract?logical_date=2024-01-03T00:00:00%2B00:00"),
+        format!("{previous}/extract?logical_date=2024-01-02T00:00:00Z&state=success"),
+        format!("{previous}/extract?state=running"),
+        format!("{previous}/group.double?map_index=1"),
+        format!("{previous}/group.double?map_index=2&state=success"),
+        format!("{previous}/no_such_task"),
+        format!("{previous}/extract?state=bogus"),
+        format!("{previous}/extract?logical_date=2024-01-03"),
+        format!("{previous}/extract?map_index=x"),
+    ]
+    .into_iter()
+    .map(|path| (path, any))
+    .chain([
+        (format!("/task-instances/{extract3}/previous-successful-dagrun"), extract3),
+        (format!("/task-instances/{extract1}/previous-successful-dagrun"), extract1),
+        (format!("/task-instances/{missing}/previous-successful-dagrun"), missing),
+        (format!("/task-instances/{extract3}/validate-inlets-and-outlets"), extract3),
+        (format!("/task-instances/{second2}/validate-inlets-and-outlets"), second2),
+        (format!("/task-instances/{setup3}/validate-inlets-and-outlets"), setup3),
+        (format!("/task-instances/{missing}/validate-inlets-and-outlets"), missing),
+    ])
+    .collect();
+
+    let server = deployment.serve();
+    let ours = ask_both(deployment, &server, &questions);
+    // The answers say something: spot checks beyond agreement.
+    let answer = |path: &str| -> &Value {
+        let at = questions.iter().position(|(p, _)| p == path).unwrap();
+        &ours[at]["body"]
+    };
+    assert_eq!(*answer(&count), json!(24), "3 runs of 5 tasks and 3 mapped");
+    assert_eq!(*answer(&format!("{count}&states=null")), json!(12));
+    assert_eq!(*answer(&format!("{count}&task_group_id=group")), json!(15));
+    let inactive = answer(&format!(
+        "/task-instances/{second2}/validate-inlets-and-outlets"
+    ));
+    assert_eq!(
+        *inactive,
+        json!({"inactive_assets": [{"name": format!("{id}_retired"), "uri": format!("file:///tmp/{id}/retired"), "type": "Asset"}]})
+    );
+    let before = answer(&format!(
+        "/task-instances/{extract3}/previous-successful-dagrun"
+    ));
+    assert_eq!(
+        before["end_date"], "2024-01-01T00:05:00.000000Z",
+        "{before}"
+    );
+    let crumbs = answer(&format!(
+        "/task-instances/breadcrumbs?dag_id={id}&run_id={r2}"
+    ));
+    assert_eq!(
+        crumbs["breadcrumbs"].as_array().unwrap().len(),
+        3,
+        "{crumbs}"
+    );
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn task_instance_queries_answer_as_airflow_on_sqlite() {
+    routes_answer_as_airflow_does(&Deployment::sqlite(false));
+}
+
+#[test]
+fn task_instance_queries_answer_as_airflow_on_postgres() {
+    routes_answer_as_airflow_does(&Deployment::postgres(true));
 }
