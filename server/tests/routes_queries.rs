@@ -611,3 +611,128 @@ fn task_instance_queries_answer_as_airflow_on_sqlite() {
 fn task_instance_queries_answer_as_airflow_on_postgres() {
     routes_answer_as_airflow_does(&Deployment::postgres(true));
 }
+
+/// `/variables/keys` and keys holding `/`, and `/connections/{id}`'s one-segment id, against
+/// Airflow's answers; `PUT` with `value` (Airflow's field name) read back by Airflow's CLI.
+fn variables_and_connections_answer_as_airflow_does(deployment: &Deployment) {
+    let id = deployment.dag_id.clone();
+    for key in [
+        format!("{id}/a"),
+        format!("{id}/b_c"),
+        format!("{id}/bxc"),
+        format!("{id}/dir/sub"),
+        format!("{id}_x"),
+        format!("{id}%y"),
+    ] {
+        deployment.airflow(
+            "airflow",
+            &["variables", "set", &key, &format!("value of {key}")],
+        );
+    }
+    let conn = format!("{id}_conn");
+    deployment.airflow(
+        "airflow",
+        &[
+            "connections",
+            "add",
+            &conn,
+            "--conn-type",
+            "http",
+            "--conn-host",
+            "example.com",
+        ],
+    );
+    let keys = "/variables/keys";
+    let any = Uuid::new_v4();
+    let questions: Vec<(String, Uuid)> = [
+        format!("{keys}?prefix={id}/"),
+        format!("{keys}?prefix={id}/b_"),
+        format!("{keys}?prefix={id}_"),
+        format!("{keys}?prefix={id}%25"),
+        format!("{keys}?prefix={id}/&limit=2&offset=1"),
+        format!("{keys}?prefix={id}/&offset=10"),
+        format!("{keys}?prefix={id}/&limit=10000"),
+        format!("{keys}?limit=0"),
+        format!("{keys}?limit=10001"),
+        format!("{keys}?offset=-1"),
+        format!("{keys}?limit=abc&offset=x"),
+        format!("/variables/{id}/dir/sub"),
+        format!("/variables/{id}%2Fdir%2Fsub"),
+        format!("/variables/{id}/a"),
+        format!("/variables/{id}/missing"),
+        "/variables/".to_owned(),
+        format!("/connections/{conn}"),
+        format!("/connections/{conn}%2Fx"),
+        format!("/connections/{conn}/x"),
+        "/connections/".to_owned(),
+    ]
+    .into_iter()
+    .map(|path| (path, any))
+    .collect();
+    let server = deployment.serve();
+    let ours = ask_both(deployment, &server, &questions);
+    assert_eq!(
+        ours[0]["body"],
+        json!({"keys": [format!("{id}/a"), format!("{id}/b_c"), format!("{id}/bxc"), format!("{id}/dir/sub")], "total_entries": 4})
+    );
+    assert_eq!(ours[1]["body"]["keys"], json!([format!("{id}/b_c")]));
+    assert_eq!(ours[11]["body"]["value"], format!("value of {id}/dir/sub"));
+
+    // PUT with `value` (and with `val`) on a key holding `/`; Airflow reads both.
+    let token = deployment.token(any);
+    for (field, key) in [
+        ("value", format!("{id}/put/value")),
+        ("val", format!("{id}/put/val")),
+    ] {
+        let put = http(
+            server.addr,
+            "PUT",
+            &format!("/execution/variables/{key}"),
+            Some(&token),
+            Some(&json!({field: format!("set with {field}")}).to_string()),
+        );
+        assert_eq!(put.status, 201, "{}", put.body);
+        let got = deployment.airflow("airflow", &["variables", "get", &key]);
+        assert_eq!(got.trim(), format!("set with {field}"));
+    }
+    let both = http(
+        server.addr,
+        "PUT",
+        &format!("/execution/variables/{id}/put/both"),
+        Some(&token),
+        Some(r#"{"val": "a", "value": "b"}"#),
+    );
+    assert_eq!(both.status, 422, "{}", both.body);
+    let empty = http(
+        server.addr,
+        "PUT",
+        "/execution/variables/",
+        Some(&token),
+        Some(r#"{"val": "a"}"#),
+    );
+    assert_eq!(empty.status, 422, "{}", empty.body);
+    let deleted = http(
+        server.addr,
+        "DELETE",
+        &format!("/execution/variables/{id}/put/val"),
+        Some(&token),
+        None,
+    );
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    let gone = deployment.sql(&format!(
+        "SELECT COUNT(*) FROM variable WHERE key LIKE '{id}/put/%'"
+    ));
+    assert_eq!(gone, json!([1]));
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn variables_and_connections_answer_as_airflow_on_sqlite() {
+    variables_and_connections_answer_as_airflow_does(&Deployment::sqlite(false));
+}
+
+#[test]
+fn variables_and_connections_answer_as_airflow_on_postgres() {
+    variables_and_connections_answer_as_airflow_does(&Deployment::postgres(false));
+}
