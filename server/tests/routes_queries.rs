@@ -10,6 +10,7 @@
 //! The databases come from `.ci/airflow-env`; without it these tests fail, saying so.
 
 mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -735,4 +736,340 @@ fn variables_and_connections_answer_as_airflow_on_sqlite() {
 #[test]
 fn variables_and_connections_answer_as_airflow_on_postgres() {
     variables_and_connections_answer_as_airflow_does(&Deployment::postgres(false));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The embedded databases: rows from our CLI and plain SQL, a serialized DAG written as Airflow
+// writes one (zlib-compressed on SQLite, plain JSON on PostgreSQL).
+
+/// A serialized DAG in Airflow 3.3.2's form: `extract` (inlet `<dag>_in`, outlet `<dag>_out`)
+/// and a group `group` holding `group.first` and the mapped `group.double`.
+fn serialized_document(dag: &str) -> Value {
+    let asset = |name: String| json!({"__type": "asset", "__var": {"name": name, "uri": format!("file:///{name}"), "group": "asset", "extra": {}}});
+    json!({"__version": 3, "dag": {
+        "dag_id": dag,
+        "timetable": {"__type": "airflow.timetables.simple.NullTimetable", "__var": {}},
+        "task_group": {"_group_id": null, "prefix_group_id": true, "children": {
+            "extract": ["operator", "extract"],
+            "group": ["taskgroup", {"_group_id": "group", "prefix_group_id": true, "children": {
+                "group.first": ["operator", "group.first"],
+                "group.double": ["operator", "group.double"],
+            }, "upstream_group_ids": [], "downstream_group_ids": [], "upstream_task_ids": [], "downstream_task_ids": []}],
+        }, "upstream_group_ids": [], "downstream_group_ids": [], "upstream_task_ids": [], "downstream_task_ids": []},
+        "tasks": [
+            {"__type": "operator", "__var": {"task_id": "extract", "task_type": "EmptyOperator",
+                "inlets": [asset(format!("{dag}_in"))], "outlets": [asset(format!("{dag}_out"))]}},
+            {"__type": "operator", "__var": {"task_id": "group.first", "task_type": "EmptyOperator"}},
+            {"__type": "operator", "__var": {"task_id": "group.double", "task_type": "_PythonDecoratedOperator",
+                "_operator_name": "@task", "_is_mapped": true}},
+        ],
+    }})
+}
+
+fn embedded_databases_answer_the_queries(database_url: Option<String>) {
+    use sqlx::Executor as _;
+
+    let dir = TempDir::new("queries-embedded");
+    let dag = format!("e_{}", &Uuid::new_v4().simple().to_string()[..12]);
+    let url = database_url.as_deref();
+    let create = |task: &str, run: &str, map_index: i64| -> Uuid {
+        let out = support::cli(
+            dir.path(),
+            url,
+            &[
+                "ti",
+                "create",
+                "--dag-id",
+                &dag,
+                "--task-id",
+                task,
+                "--run-id",
+                run,
+                "--map-index",
+                &map_index.to_string(),
+            ],
+            &[],
+        );
+        out.parse()
+            .unwrap_or_else(|e| panic!("`ti create` printed {out:?}: {e}"))
+    };
+    let (r1, r2) = (format!("{dag}_r1"), format!("{dag}_r2"));
+    let extract1 = create("extract", &r1, -1);
+    let extract2 = create("extract", &r2, -1);
+    create("group.first", &r1, -1);
+    create("group.double", &r1, 0);
+    create("group.double", &r1, 1);
+
+    let postgres = url.is_some();
+    let db_url = url.map_or_else(|| support::sqlite_url(dir.path()), str::to_owned);
+    let rt = support::runtime();
+    rt.block_on(async {
+        let mut conn = support::connect(&db_url).await;
+        let q = |text: &str| -> String {
+            if postgres { text.to_owned() } else { text.replace("::timestamptz", "").replace("::uuid", "").replace("::json", "") }
+        };
+        // Timestamps as SQLAlchemy writes them on SQLite (microseconds always).
+        for statement in [
+            format!("UPDATE dag_run SET logical_date = '2024-01-01 00:00:00.000000', state = 'success', \
+                     start_date = '2024-01-01 00:00:05.000000', end_date = '2024-01-01 00:09:00.000000', \
+                     data_interval_start = '2023-12-31 00:00:00.000000', data_interval_end = '2024-01-01 00:00:00.000000' \
+                     WHERE dag_id = '{dag}' AND run_id = '{r1}'"),
+            format!("UPDATE dag_run SET logical_date = '2024-01-02 00:00:00.000000', state = 'running' \
+                     WHERE dag_id = '{dag}' AND run_id = '{r2}'"),
+            format!("UPDATE task_instance SET state = 'success', duration = 2.5 WHERE dag_id = '{dag}' \
+                     AND run_id = '{r1}' AND task_id = 'extract'"),
+            format!("UPDATE task_instance SET state = 'failed' WHERE dag_id = '{dag}' AND run_id = '{r2}'"),
+            format!("UPDATE task_instance SET state = NULL WHERE dag_id = '{dag}' AND task_id = 'group.first'"),
+            format!("UPDATE task_instance SET state = 'success', operator = '@task' WHERE dag_id = '{dag}' \
+                     AND task_id = 'group.double' AND map_index = 1"),
+            format!("INSERT INTO asset (name, uri, \"group\", extra, created_at, updated_at) VALUES \
+                     ('{dag}_in', 'file:///{dag}_in', 'asset', '{{}}', '2024-01-01 00:00:00.000000', '2024-01-01 00:00:00.000000')"),
+            format!("INSERT INTO asset_active (name, uri) VALUES ('{dag}_in', 'file:///{dag}_in')"),
+        ] {
+            conn.execute(sqlx::AssertSqlSafe(q(&statement))).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+        }
+        let version = Uuid::now_v7();
+        let version_param = if postgres { version.to_string() } else { version.simple().to_string() };
+        sqlx::query(sqlx::AssertSqlSafe(q(
+            "INSERT INTO dag_version (id, version_number, dag_id, bundle_name, created_at, last_updated) \
+             VALUES ($1::uuid, 1, $2, 'dags-folder', '2024-01-01 00:00:00.000000'::timestamptz, '2024-01-01 00:00:00.000000'::timestamptz)",
+        )))
+        .bind(&version_param)
+        .bind(&dag)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let document = serialized_document(&dag).to_string();
+        // Compressed on SQLite (`data` then holds JSON null, as Airflow writes it).
+        let (data, compressed) = if postgres {
+            (document, None)
+        } else {
+            ("null".to_owned(), Some(miniz_oxide::deflate::compress_to_vec_zlib(document.as_bytes(), 6)))
+        };
+        let row_id = if postgres { Uuid::now_v7().to_string() } else { Uuid::now_v7().simple().to_string() };
+        sqlx::query(sqlx::AssertSqlSafe(q(
+            "INSERT INTO serialized_dag (id, dag_id, data, data_compressed, created_at, last_updated, dag_hash, dag_version_id) \
+             VALUES ($1::uuid, $2, $3::json, $4, '2024-01-01 00:00:00.000000'::timestamptz, '2024-01-01 00:00:00.000000'::timestamptz, 'h', $5::uuid)",
+        )))
+        .bind(&row_id)
+        .bind(&dag)
+        .bind(&data)
+        .bind(compressed)
+        .bind(&version_param)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    });
+
+    let mut args = vec!["--data-dir", dir.path().to_str().unwrap()];
+    if let Some(url) = url {
+        args.extend(["--database-url", url]);
+    }
+    let env = [("AIRFLOW__API_AUTH__JWT_SECRET", JWT_SECRET)];
+    let server = ServerProcess::start(&args, &env);
+    let token_for = |sub: Uuid| {
+        support::cli(
+            dir.path(),
+            url,
+            &[
+                "token",
+                "mint",
+                "--sub",
+                &sub.to_string(),
+                "--scope",
+                "execution",
+            ],
+            &env,
+        )
+    };
+    let any = token_for(Uuid::new_v4());
+    let get = |path: &str, token: &str| -> (u16, Value) {
+        let response = http(
+            server.addr,
+            "GET",
+            &format!("/execution{path}"),
+            Some(token),
+            None,
+        );
+        let body = serde_json::from_str(&response.body).unwrap_or_else(|e| panic!("{path}: {e}"));
+        (response.status, body)
+    };
+    let count = format!("/task-instances/count?dag_id={dag}");
+    assert_eq!(get(&count, &any), (200, json!(5)));
+    assert_eq!(get(&format!("{count}&states=null"), &any), (200, json!(1)));
+    assert_eq!(
+        get(&format!("{count}&states=null&states=failed"), &any),
+        (200, json!(2))
+    );
+    assert_eq!(
+        get(&format!("{count}&task_ids=extract&run_ids={r1}"), &any),
+        (200, json!(1))
+    );
+    assert_eq!(get(&format!("{count}&map_index=1"), &any), (200, json!(1)));
+    assert_eq!(
+        get(
+            &format!("{count}&logical_dates=2024-01-02T01:00:00%2B01:00"),
+            &any
+        ),
+        (200, json!(1))
+    );
+    assert_eq!(
+        get(&format!("{count}&task_group_id=group"), &any),
+        (200, json!(3))
+    );
+    assert_eq!(
+        get(&format!("{count}&task_group_id=group&states=success"), &any),
+        (200, json!(1))
+    );
+    let (status, body) = get(&format!("{count}&task_group_id=nope"), &any);
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        body["detail"]["message"],
+        format!("Task group nope not found in DAG {dag}")
+    );
+    let (status, body) = get("/task-instances/count?dag_id=x", &any);
+    assert_eq!((status, body), (200, json!(0)));
+    let (status, body) = get("/task-instances/count?dag_ids=x", &any);
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["detail"][0]["loc"], json!(["query", "dag_id"]));
+
+    let (status, body) = get(
+        &format!("/task-instances/states?dag_id={dag}&run_ids={r1}"),
+        &any,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"task_states": {&r1: {"extract": "success", "group.first": null, "group.double_0": "queued", "group.double_1": "success"}}})
+    );
+    let (_, body) = get(
+        &format!(
+            "/task-instances/states?dag_id={dag}&task_group_id=group&task_ids=extract&map_index=-1"
+        ),
+        &any,
+    );
+    assert_eq!(
+        body,
+        json!({"task_states": {&r1: {"extract": "success", "group.first": null}, &r2: {"extract": "failed"}}})
+    );
+
+    let (_, body) = get(
+        &format!("/task-instances/breadcrumbs?dag_id={dag}&run_id={r1}"),
+        &any,
+    );
+    assert_eq!(
+        body,
+        json!({"breadcrumbs": [
+            {"task_id": "extract", "map_index": -1, "state": "success", "operator": "EmptyOperator", "duration": 2.5},
+            {"task_id": "group.double", "map_index": 1, "state": "success", "operator": "@task", "duration": null},
+        ]})
+    );
+
+    let previous = format!("/task-instances/previous/{dag}/extract");
+    let (_, body) = get(&previous, &any);
+    assert_eq!(
+        (body["run_id"].as_str(), body["state"].as_str()),
+        (Some(r2.as_str()), Some("failed")),
+        "{body}"
+    );
+    assert_eq!(body["logical_date"], "2024-01-02T00:00:00.000000Z");
+    let (_, body) = get(&format!("{previous}?state=success"), &any);
+    assert_eq!(body["run_id"], r1.as_str());
+    assert_eq!(body["duration"], 2.5);
+    let (_, body) = get(
+        &format!("{previous}?logical_date=2024-01-01T00:00:00Z"),
+        &any,
+    );
+    assert_eq!(body, Value::Null);
+    let (status, body) = get(&format!("{previous}?state=done"), &any);
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["detail"][0]["type"], "enum");
+
+    let (_, body) = get(
+        &format!("/task-instances/{extract2}/previous-successful-dagrun"),
+        &token_for(extract2),
+    );
+    assert_eq!(
+        body,
+        json!({"data_interval_start": "2023-12-31T00:00:00.000000Z", "data_interval_end": "2024-01-01T00:00:00.000000Z",
+               "start_date": "2024-01-01T00:00:05.000000Z", "end_date": "2024-01-01T00:09:00.000000Z"})
+    );
+    let (status, body) = get(
+        &format!("/task-instances/{extract1}/previous-successful-dagrun"),
+        &token_for(extract1),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"data_interval_start": null, "data_interval_end": null, "start_date": null, "end_date": null})
+    );
+    // ti:self: another task instance's token is refused.
+    let (status, _) = get(
+        &format!("/task-instances/{extract1}/previous-successful-dagrun"),
+        &any,
+    );
+    assert_eq!(status, 403);
+
+    let (_, body) = get(
+        &format!("/task-instances/{extract2}/validate-inlets-and-outlets"),
+        &token_for(extract2),
+    );
+    assert_eq!(
+        body,
+        json!({"inactive_assets": [{"name": format!("{dag}_out"), "uri": format!("file:///{dag}_out"), "type": "Asset"}]})
+    );
+    let nobody = Uuid::new_v4();
+    let (status, body) = get(
+        &format!("/task-instances/{nobody}/validate-inlets-and-outlets"),
+        &token_for(nobody),
+    );
+    assert_eq!(
+        (status, body),
+        (
+            404,
+            json!({"detail": {"reason": "not_found", "message": "Task Instance not found"}})
+        )
+    );
+
+    // Variables: keys with `/`, listed by prefix.
+    for key in ["a", "dir/b", "dir/c_d"] {
+        let put = http(
+            server.addr,
+            "PUT",
+            &format!("/execution/variables/{dag}/{key}"),
+            Some(&any),
+            Some(r#"{"value": "v"}"#),
+        );
+        assert_eq!(put.status, 201, "{}", put.body);
+    }
+    let (_, body) = get(
+        &format!("/variables/keys?prefix={dag}/dir/&limit=1&offset=1"),
+        &any,
+    );
+    assert_eq!(
+        body,
+        json!({"keys": [format!("{dag}/dir/c_d")], "total_entries": 2})
+    );
+    let (_, body) = get(&format!("/variables/{dag}/dir/b"), &any);
+    assert_eq!(body, json!({"key": format!("{dag}/dir/b"), "value": "v"}));
+    let (status, body) = get("/variables/keys?limit=100000", &any);
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["detail"][0]["ctx"], json!({"le": 10000}));
+    let (status, _) = get("/variables/", &any);
+    assert_eq!(status, 422);
+
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn embedded_sqlite_answers_the_queries() {
+    embedded_databases_answer_the_queries(None);
+}
+
+#[test]
+fn embedded_postgres_answers_the_queries() {
+    let url = required("EXECUTION_API_TEST_POSTGRES_URL");
+    embedded_databases_answer_the_queries(Some(url));
 }
