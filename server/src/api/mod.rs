@@ -9,6 +9,7 @@
 mod error;
 mod fields;
 mod payload;
+mod query;
 
 pub mod asset_events;
 pub mod assets;

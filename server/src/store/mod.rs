@@ -21,6 +21,7 @@ pub mod schema;
 mod serialized_dag;
 pub(crate) mod sql;
 mod state;
+mod task_instance_queries;
 mod task_instances;
 mod variables;
 mod xcoms;
@@ -39,6 +40,9 @@ pub use schema::{DatabaseKind, SchemaError};
 pub use serialized_dag::{AssetKey, AssetLike, SerializedDag, SerializedTask, TaskGroup};
 use sql::Backend;
 pub use state::{TiState, UnknownState};
+pub use task_instance_queries::{
+    Breadcrumb, PreviousTaskInstance, RunDates, TiFilter, TiPlace, TiStateRow,
+};
 pub use task_instances::{
     DagRun, HeartbeatOutcome, NewTaskInstance, RunContext, StartOutcome, StartRequest, StateChange,
     StateOutcome, TaskInstance, TerminalState,
