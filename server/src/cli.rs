@@ -363,7 +363,13 @@ async fn open_store(location: &Location, config: &Config) -> Result<Store, CliEr
              does without a key"
         );
     }
-    Ok(Store::open_with(&target, StoreSettings { fernet }).await?)
+    let settings = StoreSettings {
+        fernet,
+        rendered_fields_runs_to_keep: config.num_dag_runs_to_retain_rendered_fields,
+        clear_on_success: config.clear_on_success,
+        multi_team: config.multi_team,
+    };
+    Ok(Store::open_with(&target, settings).await?)
 }
 
 fn signing(location: &Location, config: &Config) -> Result<Signing, CliError> {

@@ -15,12 +15,17 @@
 //! WAL mode with `synchronous = FULL`, so an acknowledged write survives a
 //! `kill -9` and a power cut.
 
+mod asset_changes;
 mod connections;
 mod heartbeats;
+pub mod pyjson;
+mod rtif;
 pub mod schema;
 pub(crate) mod sql;
 mod state;
 mod task_instances;
+mod task_reschedules;
+mod triggers;
 mod variables;
 mod xcoms;
 
@@ -32,14 +37,16 @@ use sqlx::{AnyPool, Connection as _, Executor as _};
 use time::OffsetDateTime;
 
 use crate::crypto::{CryptoError, Fernet};
+pub use asset_changes::{AssetOutlets, AssetProfile};
 pub use connections::{Connection, NewConnection};
 pub use heartbeats::Beat;
+pub use rtif::RtifOutcome;
 pub use schema::{DatabaseKind, SchemaError};
 use sql::Backend;
 pub use state::{TiState, UnknownState};
 pub use task_instances::{
-    DagRun, HeartbeatOutcome, NewTaskInstance, RunContext, StartOutcome, StartRequest, StateChange,
-    StateOutcome, TaskInstance, TerminalState,
+    DagRun, Deferral, HeartbeatOutcome, NewTaskInstance, RunContext, StartOutcome, StartRequest,
+    StateChange, StateOutcome, TaskInstance, TerminalState, TriggerKwargs,
 };
 pub use variables::Variable;
 pub use xcoms::{XComKey, XComWrite};
@@ -221,6 +228,12 @@ pub struct Store {
     backend: Backend,
     kind: DatabaseKind,
     fernet: Fernet,
+    /// `[core] num_dag_runs_to_retain_rendered_fields`.
+    rendered_fields_runs_to_keep: i64,
+    /// `[state_store] clear_on_success`.
+    clear_on_success: bool,
+    /// `[core] multi_team`.
+    multi_team: bool,
 }
 
 /// How the store treats what it reads and writes.
@@ -228,12 +241,22 @@ pub struct Store {
 pub struct StoreSettings {
     /// Encrypts variables and connections (`[core] fernet_key`).
     pub fernet: Fernet,
+    /// Rendered fields are kept for this many runs of a DAG, newest first
+    /// (`[core] num_dag_runs_to_retain_rendered_fields`; 0 or less keeps all).
+    pub rendered_fields_runs_to_keep: i64,
+    /// A task's state store is cleared when it succeeds (`[state_store] clear_on_success`).
+    pub clear_on_success: bool,
+    /// Deferred triggers carry their DAG's team (`[core] multi_team`).
+    pub multi_team: bool,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
             fernet: Fernet::from_config(None).expect("the null fernet needs no key"),
+            rendered_fields_runs_to_keep: 30,
+            clear_on_success: false,
+            multi_team: false,
         }
     }
 }
@@ -314,6 +337,9 @@ impl Store {
             backend,
             kind: detected.clone(),
             fernet: settings.fernet,
+            rendered_fields_runs_to_keep: settings.rendered_fields_runs_to_keep,
+            clear_on_success: settings.clear_on_success,
+            multi_team: settings.multi_team,
         };
         if detected == DatabaseKind::Empty {
             store.kind = store.create_embedded().await?;
@@ -557,6 +583,7 @@ pub(crate) mod testing {
         for target in targets(test) {
             let settings = StoreSettings {
                 fernet: Fernet::from_config(fernet_key).expect("fernet key"),
+                ..StoreSettings::default()
             };
             let store = Store::open_with(&target, settings)
                 .await
