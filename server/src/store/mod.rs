@@ -21,6 +21,7 @@ mod heartbeats;
 pub mod pyjson;
 mod rtif;
 pub mod schema;
+mod serialized_dag;
 pub(crate) mod sql;
 mod state;
 mod task_instances;
@@ -42,6 +43,7 @@ pub use connections::{Connection, NewConnection};
 pub use heartbeats::Beat;
 pub use rtif::RtifOutcome;
 pub use schema::{DatabaseKind, SchemaError};
+pub use serialized_dag::{AssetKey, AssetLike, SerializedDag, SerializedTask, TaskGroup};
 use sql::Backend;
 pub use state::{TiState, UnknownState};
 pub use task_instances::{
