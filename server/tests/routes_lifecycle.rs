@@ -241,6 +241,28 @@ impl Db {
         .collect()
     }
 
+    /// Airflow's own CLI on this database (its DAGs folder: `tests/airflow/lifecycle_dags`).
+    fn airflow_cli(&self, args: &[&str]) -> String {
+        let venv = required("EXECUTION_API_TEST_AIRFLOW_VENV");
+        let dags = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/airflow/lifecycle_dags");
+        let output = Command::new(Path::new(&venv).join("bin/airflow"))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("AIRFLOW__CORE__DAGS_FOLDER", &dags)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run airflow");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{}: airflow {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
+            self.label,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+
     /// `lifecycle_side.py` with Airflow's models, parsed.
     fn airflow_reads(&self, args: &[&str]) -> Value {
         let venv = required("EXECUTION_API_TEST_AIRFLOW_VENV");
@@ -980,5 +1002,138 @@ fn rendered_map_index_and_skip_downstream() {
         );
         // Neither route writes a log row.
         assert_eq!(db.log_events(&dag), ["running"]);
+    }
+}
+
+#[test]
+fn failed_with_fail_fast_stops_the_rest_of_the_run() {
+    for db in backends("failfast") {
+        let run_id = unique("manual__ff");
+        let dag = if db.airflow {
+            // A DAG run Airflow made from a DAG it serialized: `fail_fast`, a teardown task.
+            db.airflow_cli(&["dags", "reserialize"]);
+            db.airflow_cli(&[
+                "dags",
+                "trigger",
+                "lifecycle_fail_fast",
+                "--run-id",
+                &run_id,
+            ]);
+            "lifecycle_fail_fast".to_owned()
+        } else {
+            // No serialized DAG: Airflow's `get_dag_for_run` finds none and stops nothing.
+            let dag = unique("ff");
+            for task in ["fails", "sibling", "later", "done", "cleanup"] {
+                db.create_ti(&dag, task, &run_id);
+            }
+            let yes = if db.url.starts_with("sqlite") {
+                "1"
+            } else {
+                "true"
+            };
+            db.exec(&[&format!(
+                "UPDATE dag SET fail_fast = {yes} WHERE dag_id = '{dag}'"
+            )]);
+            dag
+        };
+        let scoped =
+            |task: &str| format!("dag_id = '{dag}' AND run_id = '{run_id}' AND task_id = '{task}'");
+        db.exec(&[
+            &format!(
+                "UPDATE task_instance SET state = 'queued', try_number = 1 WHERE {}",
+                scoped("fails")
+            ),
+            &format!(
+                "UPDATE task_instance SET state = 'running' WHERE {}",
+                scoped("sibling")
+            ),
+            &format!(
+                "UPDATE task_instance SET state = 'success' WHERE {}",
+                scoped("done")
+            ),
+            &format!(
+                "UPDATE task_instance SET state = NULL WHERE {}",
+                scoped("later")
+            ),
+            &format!(
+                "UPDATE task_instance SET state = NULL WHERE {}",
+                scoped("cleanup")
+            ),
+        ]);
+        let id: Uuid = db.one(&format!(
+            "SELECT CAST(id AS TEXT) FROM task_instance WHERE {}",
+            scoped("fails")
+        ))[0]
+            .as_deref()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let ti = start(&db, db.serve(&[]), id);
+        let resp = ti.ti(
+            "PATCH",
+            "state",
+            Some(
+                r#"{"state":"failed","end_date":"2026-01-01T10:00:01Z","rendered_map_index":null}"#,
+            ),
+        );
+        assert_eq!(resp.status, 204, "{}: {}", db.label, resp.body);
+        let state = |task: &str| {
+            db.one(&format!(
+                "SELECT state FROM task_instance WHERE {}",
+                scoped(task)
+            ))[0]
+                .clone()
+        };
+        assert_eq!(state("fails").as_deref(), Some("failed"));
+        assert_eq!(state("done").as_deref(), Some("success"));
+        assert_eq!(
+            state("cleanup"),
+            None,
+            "{}: a teardown task is left alone",
+            db.label
+        );
+        let events: Vec<(String, String, Option<String>)> = db
+            .rows(&format!(
+                "SELECT task_id, event, extra FROM log WHERE dag_id = '{dag}' \
+                 AND run_id = '{run_id}' ORDER BY id"
+            ))
+            .into_iter()
+            .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap(), r[2].clone()))
+            .collect();
+        if db.airflow {
+            assert_eq!(state("sibling").as_deref(), Some("failed"), "{}", db.label);
+            assert_eq!(state("later").as_deref(), Some("skipped"), "{}", db.label);
+            let skipped = db.one(&format!(
+                "SELECT CAST(start_date AS TEXT), CAST(end_date AS TEXT) FROM task_instance WHERE {}",
+                scoped("later")
+            ));
+            assert!(skipped[0].is_some() && skipped[1].is_some(), "{skipped:?}");
+            let stops: Vec<_> = events.iter().filter(|e| e.1 != "running").collect();
+            assert_eq!(stops.len(), 3, "{events:?}");
+            assert!(stops.contains(&&(
+                "sibling".to_owned(),
+                "fail task".to_owned(),
+                Some("Forcing task to fail due to dag's `fail_fast` setting.".to_owned())
+            )));
+            assert!(stops.contains(&&(
+                "later".to_owned(),
+                "skip task".to_owned(),
+                Some("Skipping task due to dag's `fail_fast` setting.".to_owned())
+            )));
+            assert_eq!(
+                stops.iter().find(|e| e.0 == "fails").map(|e| e.1.as_str()),
+                Some("failed")
+            );
+            let state =
+                db.airflow_cli(&["tasks", "state", "lifecycle_fail_fast", "later", &run_id]);
+            assert_eq!(state.trim().lines().last(), Some("skipped"), "{state}");
+        } else {
+            assert_eq!(state("sibling").as_deref(), Some("running"), "{}", db.label);
+            assert_eq!(state("later"), None);
+            assert_eq!(
+                events.iter().map(|e| e.1.as_str()).collect::<Vec<_>>(),
+                ["running", "failed"]
+            );
+        }
     }
 }

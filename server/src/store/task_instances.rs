@@ -1033,7 +1033,7 @@ impl Store {
             return Ok(());
         }
         let Some(teardowns) = self
-            .teardown_task_ids(conn, &failed.dag_id, &failed.run_id)
+            .teardown_task_ids(&failed.dag_id, &failed.run_id)
             .await?
         else {
             // No serialized DAG: Airflow's `get_dag_for_run` finds none and stops nothing.
@@ -1118,14 +1118,23 @@ impl Store {
     }
 
     /// The teardown tasks of the DAG version a run uses, from its serialized
-    /// DAG; `None` when there is none.
+    /// DAG (`DBDagBag.get_dag_for_run`); `None` when there is none. (Read
+    /// outside the transaction: the DAG processor, not a transition, writes it.)
     async fn teardown_task_ids(
         &self,
-        _conn: &mut sqlx::AnyConnection,
-        _dag_id: &str,
-        _run_id: &str,
+        dag_id: &str,
+        run_id: &str,
     ) -> Result<Option<Vec<String>>, StoreError> {
-        Ok(None)
+        Ok(self
+            .serialized_dag_for_run(dag_id, run_id)
+            .await?
+            .map(|dag| {
+                dag.tasks
+                    .into_iter()
+                    .filter(|task| task.is_teardown)
+                    .map(|task| task.task_id)
+                    .collect()
+            }))
     }
 
     /// `deferred`: a `trigger` row (kwargs as Airflow's handler stores them:
