@@ -230,12 +230,7 @@ pub struct Store {
     backend: Backend,
     kind: DatabaseKind,
     fernet: Fernet,
-    /// `[core] num_dag_runs_to_retain_rendered_fields`.
-    rendered_fields_runs_to_keep: i64,
-    /// `[state_store] clear_on_success`.
-    clear_on_success: bool,
-    /// `[core] multi_team`.
-    multi_team: bool,
+    transitions: TransitionSettings,
 }
 
 /// How the store treats what it reads and writes.
@@ -243,6 +238,19 @@ pub struct Store {
 pub struct StoreSettings {
     /// Encrypts variables and connections (`[core] fernet_key`).
     pub fernet: Fernet,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            fernet: Fernet::from_config(None).expect("the null fernet needs no key"),
+        }
+    }
+}
+
+/// Airflow options the task-instance transitions follow (Airflow's defaults by default).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransitionSettings {
     /// Rendered fields are kept for this many runs of a DAG, newest first
     /// (`[core] num_dag_runs_to_retain_rendered_fields`; 0 or less keeps all).
     pub rendered_fields_runs_to_keep: i64,
@@ -252,10 +260,9 @@ pub struct StoreSettings {
     pub multi_team: bool,
 }
 
-impl Default for StoreSettings {
+impl Default for TransitionSettings {
     fn default() -> Self {
-        StoreSettings {
-            fernet: Fernet::from_config(None).expect("the null fernet needs no key"),
+        TransitionSettings {
             rendered_fields_runs_to_keep: 30,
             clear_on_success: false,
             multi_team: false,
@@ -339,9 +346,7 @@ impl Store {
             backend,
             kind: detected.clone(),
             fernet: settings.fernet,
-            rendered_fields_runs_to_keep: settings.rendered_fields_runs_to_keep,
-            clear_on_success: settings.clear_on_success,
-            multi_team: settings.multi_team,
+            transitions: TransitionSettings::default(),
         };
         if detected == DatabaseKind::Empty {
             store.kind = store.create_embedded().await?;
@@ -350,6 +355,12 @@ impl Store {
             store.heartbeats = heartbeats::HeartbeatBatcher::start(store.writer.clone());
         }
         Ok(store)
+    }
+
+    /// The store with these transition settings.
+    pub fn with_transitions(mut self, transitions: TransitionSettings) -> Store {
+        self.transitions = transitions;
+        self
     }
 
     /// Which backend this is: `"sqlite"` or `"postgres"`.
@@ -585,7 +596,6 @@ pub(crate) mod testing {
         for target in targets(test) {
             let settings = StoreSettings {
                 fernet: Fernet::from_config(fernet_key).expect("fernet key"),
-                ..StoreSettings::default()
             };
             let store = Store::open_with(&target, settings)
                 .await

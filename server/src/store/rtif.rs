@@ -172,7 +172,7 @@ impl Store {
         .bind(redacted.dumps())
         .execute(&mut *tx)
         .await?;
-        if self.rendered_fields_runs_to_keep > 0 {
+        if self.transitions.rendered_fields_runs_to_keep > 0 {
             sqlx::query(
                 "DELETE FROM rendered_task_instance_fields WHERE dag_id = $1 AND task_id = $2 \
                  AND run_id NOT IN (SELECT run_id FROM dag_run WHERE dag_id = $1 \
@@ -180,7 +180,7 @@ impl Store {
             )
             .bind(&dag_id)
             .bind(&task_id)
-            .bind(self.rendered_fields_runs_to_keep)
+            .bind(self.transitions.rendered_fields_runs_to_keep)
             .execute(&mut *tx)
             .await?;
         }

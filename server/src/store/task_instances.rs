@@ -994,7 +994,7 @@ impl Store {
         if let StateChange::Retry { .. } = change {
             self.archive_try(&mut tx, id).await?;
         }
-        if final_state == TiState::Success && self.clear_on_success {
+        if final_state == TiState::Success && self.transitions.clear_on_success {
             sqlx::query(
                 "DELETE FROM task_state_store WHERE dag_id = $1 AND run_id = $2 \
                  AND task_id = $3 AND map_index = $4",
@@ -1150,7 +1150,7 @@ impl Store {
             TriggerKwargs::Json(json) => json.dumps(),
             TriggerKwargs::Encrypted(text) => text.clone(),
         };
-        let team_name = if self.multi_team {
+        let team_name = if self.transitions.multi_team {
             super::triggers::team_name_for_ti(conn, self.backend, id).await?
         } else {
             None

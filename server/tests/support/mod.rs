@@ -158,7 +158,6 @@ pub async fn open_store(dir: &Path, database_url: Option<&str>) -> Store {
     };
     let settings = StoreSettings {
         fernet: Fernet::from_config(key.as_deref()).unwrap(),
-        ..StoreSettings::default()
     };
     Store::open_with(&target, settings)
         .await
