@@ -1137,3 +1137,108 @@ fn failed_with_fail_fast_stops_the_rest_of_the_run() {
         }
     }
 }
+
+#[test]
+fn the_task_sdk_drives_the_lifecycle_routes() {
+    for db in backends("sdk") {
+        let dag = unique("sdk");
+        let run = "manual__sdk";
+        let server = db.serve(&[]);
+        let ids: Vec<Uuid> = ["deferrer", "sensor", "brancher", "flaky"]
+            .iter()
+            .map(|task| db.create_ti(&dag, task, run))
+            .collect();
+        db.create_ti(&dag, "other", run);
+        db.cli(&[
+            "ti",
+            "create",
+            "--dag-id",
+            &dag,
+            "--task-id",
+            "mapped",
+            "--run-id",
+            run,
+            "--map-index",
+            "0",
+        ]);
+        let mut args = vec![server.url("/execution/")];
+        for id in &ids {
+            args.push(id.to_string());
+            args.push(db.token(*id));
+        }
+        let venv = required("EXECUTION_API_TEST_AIRFLOW_VENV");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/airflow/lifecycle_sdk.py");
+        let output = Command::new(Path::new(&venv).join("bin/python"))
+            .arg(&script)
+            .args(&args)
+            .envs(db.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run python");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{}: lifecycle_sdk.py failed\nstdout:\n{stdout}\nstderr:\n{}\nserver:\n{}",
+            db.label,
+            String::from_utf8_lossy(&output.stderr),
+            server.stderr()
+        );
+        let out: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(out["deferred"], "deferred");
+        assert!(out["reschedule_start"].is_string(), "{out}");
+
+        let row = db.one(&format!(
+            "SELECT ti.state, t.classpath, t.kwargs, CAST(ti.next_kwargs AS TEXT), \
+             CAST(ti.trigger_timeout AS TEXT), ti.rendered_map_index FROM task_instance ti \
+             JOIN trigger t ON t.id = ti.trigger_id WHERE ti.dag_id = '{dag}' \
+             AND ti.task_id = 'deferrer'"
+        ));
+        assert_eq!(row[0].as_deref(), Some("deferred"));
+        assert_eq!(
+            row[1].as_deref(),
+            Some("airflow.providers.standard.triggers.temporal.DateTimeTrigger")
+        );
+        assert!(row[2].as_deref().unwrap().starts_with('{'), "{row:?}");
+        let next: Value = serde_json::from_str(row[3].as_deref().unwrap()).unwrap();
+        assert_eq!(next["attempt"], 1, "{next}");
+        assert_eq!(next["when"]["__classname__"], "datetime.datetime", "{next}");
+        assert!(row[4].is_some());
+        assert_eq!(row[5].as_deref(), Some("first"));
+        let rtif: Value = serde_json::from_str(
+            db.one(&format!(
+                "SELECT CAST(rendered_fields AS TEXT) FROM rendered_task_instance_fields \
+                 WHERE dag_id = '{dag}' AND task_id = 'deferrer'"
+            ))[0]
+                .as_deref()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(rtif, json!({"bash_command": "sleep 1", "password": "***"}));
+        for (task, state) in [
+            ("sensor", "up_for_reschedule"),
+            ("brancher", "success"),
+            ("other", "skipped"),
+            ("mapped", "skipped"),
+            ("flaky", "up_for_retry"),
+        ] {
+            assert_eq!(
+                db.state(&dag, task).as_deref(),
+                Some(state),
+                "{}: {task}",
+                db.label
+            );
+        }
+        if db.airflow {
+            let trigger = db.airflow_reads(&["trigger", &ids[0].to_string()]);
+            assert_eq!(trigger["kwarg_types"]["moment"], "DateTime", "{trigger}");
+            assert_eq!(
+                trigger["kwargs"]["moment"], "2026-01-01T10:00:00+00:00",
+                "{trigger}"
+            );
+            let read = db.airflow_reads(&["history", &dag, run, "flaky"]);
+            assert_eq!(read["live"]["retry_delay_override"], 12.5, "{read}");
+            assert_eq!(read["history"][0]["task_instance_id"], ids[3].to_string());
+        }
+    }
+}
