@@ -686,6 +686,61 @@ mod tests {
     use super::*;
 
     #[test]
+    fn durations_as_pydantic_reads_them() {
+        assert_eq!(parse_duration("PT1H"), Some(3600.0));
+        assert_eq!(parse_duration("P1DT0.5S"), Some(86_400.5));
+        assert_eq!(parse_duration("-PT5M"), Some(-300.0));
+        assert_eq!(parse_duration("P2W"), Some(14.0 * 86_400.0));
+        assert_eq!(parse_duration("01:02:03.5"), Some(3723.5));
+        for bad in ["", "P", "PT", "1H", "PTxS", "P1H", "soon"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        let p: TIDeferredStatePayload =
+            serde_json::from_str(r#"{"classpath":"c","next_method":"m","trigger_timeout":90.25}"#)
+                .unwrap();
+        assert_eq!(
+            p.trigger_timeout,
+            Some(time::Duration::milliseconds(90_250))
+        );
+        assert!(matches!(p.trigger_kwargs, TriggerKwargs::Dict(ref m) if m.is_empty()));
+    }
+
+    #[test]
+    fn every_state_the_model_accepts_parses() {
+        for (body, state) in [
+            (
+                r#"{"state":"deferred","classpath":"c","trigger_kwargs":"gAAAAA","next_method":"m"}"#,
+                "deferred",
+            ),
+            (
+                r#"{"state":"awaiting_input","next_method":"m","timeout":"PT1M"}"#,
+                "awaiting_input",
+            ),
+            (r#"{"state":"scheduled"}"#, "scheduled"),
+            (r#"{"state":"queued"}"#, "queued"),
+            (r#"{"state":"restarting"}"#, "restarting"),
+            (
+                r#"{"state":"success","end_date":"2024-01-01T00:00:00Z","task_outlets":[{"name":"a","uri":"u","type":"Asset"}],"outlet_events":[{"extra":{}}]}"#,
+                "success",
+            ),
+        ] {
+            let update: TIStateUpdate = serde_json::from_str(body).unwrap();
+            assert_eq!(update.state(), state, "{body}");
+        }
+        for bad in [
+            r#"{"state":"queued","x":1}"#,
+            r#"{"state":"deferred","next_method":"m"}"#,
+            r#"{"state":"success","end_date":"2024-01-01T00:00:00Z","task_outlets":[{"name":"a"}]}"#,
+            r#"{"state":"awaiting_input","next_method":"m","next_kwargs":"x"}"#,
+        ] {
+            assert!(serde_json::from_str::<TIStateUpdate>(bad).is_err(), "{bad}");
+        }
+        let skip: TISkippedDownstreamTasksStatePayload =
+            serde_json::from_str(r#"{"tasks":["a",["b",2]]}"#).unwrap();
+        assert_eq!(skip.task_keys(), [("a".into(), -1), ("b".into(), 2)]);
+    }
+
+    #[test]
     fn state_update_is_discriminated_by_state() {
         let ok: TIStateUpdate =
             serde_json::from_str(r#"{"state":"success","end_date":"2024-01-01T00:00:00Z"}"#)

@@ -711,6 +711,40 @@ impl Store {
     ) -> Result<StartOutcome, StoreError> {
         let b = self.backend;
         let mut tx = self.begin_write().await?;
+        // The conditional UPDATE first: the task instance is claimed (and, on
+        // PostgreSQL, locked) only if it may start; anything else changes nothing.
+        let claimed = sqlx::query(sql!(
+            b,
+            "UPDATE task_instance SET updated_at = $2::timestamptz WHERE id = $1::uuid \
+             AND (state IN ('queued', 'restarting') OR (state = 'running' AND hostname = $3 \
+             AND unixname = $4 AND pid = $5))"
+        ))
+        .bind(uuid_param(id))
+        .bind(time_param(now()))
+        .bind(&request.hostname)
+        .bind(&request.unixname)
+        .bind(request.pid)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            let state: Option<Option<String>> = sqlx::query(sql!(
+                b,
+                "SELECT state FROM task_instance WHERE id = $1::uuid"
+            ))
+            .bind(uuid_param(id))
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?;
+            tx.rollback().await?;
+            return Ok(match state {
+                None => StartOutcome::NotFound,
+                Some(state) => StartOutcome::InvalidState {
+                    previous_state: parse_state(state)?,
+                },
+            });
+        }
         let Some(locked) = self.lock(&mut tx, id).await? else {
             return Ok(StartOutcome::NotFound);
         };
