@@ -19,6 +19,7 @@ use crate::crypto::{self, CryptoError, Fernet};
 use crate::signing::{self, Signing, SigningError};
 use crate::store::{
     DatabaseTarget, NewConnection, NewTaskInstance, Store, StoreError, StoreSettings,
+    TransitionSettings,
 };
 
 /// An Airflow-compatible Execution API server, and the tools to feed it.
@@ -363,7 +364,14 @@ async fn open_store(location: &Location, config: &Config) -> Result<Store, CliEr
              does without a key"
         );
     }
-    Ok(Store::open_with(&target, StoreSettings { fernet }).await?)
+    let transitions = TransitionSettings {
+        rendered_fields_runs_to_keep: config.num_dag_runs_to_retain_rendered_fields,
+        clear_on_success: config.clear_on_success,
+        multi_team: config.multi_team,
+    };
+    Ok(Store::open_with(&target, StoreSettings { fernet })
+        .await?
+        .with_transitions(transitions))
 }
 
 fn signing(location: &Location, config: &Config) -> Result<Signing, CliError> {

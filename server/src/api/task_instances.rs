@@ -13,9 +13,21 @@ use time::OffsetDateTime;
 use super::dag_runs::DagRun;
 use super::fields::{integer, present};
 use super::{connections::ConnectionResponse, variables::VariableResponse};
+use crate::store::pyjson::PyJson;
 use crate::store::{self, timestamp};
 
 pub(crate) const TI_NOT_FOUND: &str = "Task Instance not found";
+
+/// 410: the id is an earlier try's, archived in `task_instance_history`.
+fn gone() -> crate::api::ApiError {
+    crate::api::ApiError::new(
+        actix_web::http::StatusCode::GONE,
+        serde_json::json!({
+            "reason": "not_found",
+            "message": "Task Instance not found, it may have been moved to the Task Instance History table",
+        }),
+    )
+}
 
 /// The routes. Those of one task instance (`/{task_instance_id}/...`) require
 /// the token's subject to be that instance (`ti:self`); the others (`/count`,
@@ -29,10 +41,12 @@ pub mod routes {
     use uuid::Uuid;
 
     use super::{
-        TI_NOT_FOUND, TIEnterRunningPayload, TIHeartbeatInfo, TIRunContext, TIStateUpdate,
+        TI_NOT_FOUND, TIEnterRunningPayload, TIHeartbeatInfo, TIRunContext,
+        TISkippedDownstreamTasksStatePayload, TIStateUpdate,
     };
-    use crate::api::{ApiError, Payload};
-    use crate::store::{HeartbeatOutcome, StartOutcome, StateOutcome, Store};
+    use crate::api::{ApiError, MessageResponse, Payload};
+    use crate::store::pyjson::PyJson;
+    use crate::store::{HeartbeatOutcome, RtifOutcome, StartOutcome, StateOutcome, Store};
 
     use super::{
         AssetProfile, BreadcrumbResponse, InactiveAssetsResponse, PrevSuccessfulDagRunResponse,
@@ -106,13 +120,80 @@ pub mod routes {
                 "message": "TI was not in the running state so it cannot be updated",
                 "previous_state": previous_state,
             }))),
-            StateOutcome::Unsupported => Err(ApiError::unprocessable(
-                "unsupported_state",
-                format!(
-                    "this server does not support moving a task instance to `{}`",
-                    update.state()
-                ),
-            )),
+            StateOutcome::Refused { reason, message } => {
+                Err(ApiError::unprocessable(reason, message))
+            }
+        }
+    }
+
+    /// Skips the listed downstream task instances of this one's run (unless
+    /// running or finished): 204.
+    #[execution_route(patch, "/{task_instance_id}/skip-downstream", scopes = ["ti:self"])]
+    pub async fn skip_downstream(
+        store: web::Data<Store>,
+        id: web::Path<Uuid>,
+        payload: Payload<TISkippedDownstreamTasksStatePayload>,
+    ) -> Result<HttpResponse, ApiError> {
+        match store.skip_downstream(*id, &payload.task_keys()).await? {
+            Some(_) => Ok(HttpResponse::NoContent().finish()),
+            None => Err(ApiError::not_found(TI_NOT_FOUND)),
+        }
+    }
+
+    /// Stores the task instance's rendered template fields (secrets redacted): 201.
+    #[execution_route(put, "/{task_instance_id}/rtif", scopes = ["ti:self"])]
+    pub async fn put_rtif(
+        store: web::Data<Store>,
+        id: web::Path<Uuid>,
+        fields: Payload<serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<HttpResponse, ApiError> {
+        if fields.is_empty() {
+            // Airflow renders the fields from the task itself then, which needs
+            // the DAG's Python (and answers 500); we refuse it.
+            return Err(ApiError::unprocessable(
+                "empty_rendered_fields",
+                "no rendered fields were sent: rendering them from the task needs the DAG's \
+                 Python code, which this server does not run",
+            ));
+        }
+        let fields = PyJson::from_value(&serde_json::Value::Object(fields.0.clone()));
+        match store.put_rendered_fields(*id, &fields).await? {
+            RtifOutcome::Stored => Ok(HttpResponse::Created().json(MessageResponse {
+                message: "Rendered task instance fields successfully set".into(),
+            })),
+            RtifOutcome::NotFound => Err(ApiError::not_found(TI_NOT_FOUND)),
+            RtifOutcome::Archived => Err(super::gone()),
+        }
+    }
+
+    /// Sets the task instance's rendered map index (the body is a JSON string): 204.
+    #[execution_route(patch, "/{task_instance_id}/rendered-map-index", scopes = ["ti:self"])]
+    pub async fn rendered_map_index(
+        store: web::Data<Store>,
+        id: web::Path<Uuid>,
+        label: web::Json<serde_json::Value>,
+    ) -> Result<HttpResponse, ApiError> {
+        let Some(label) = label.as_str() else {
+            return Err(ApiError::validation(
+                actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+                vec!["body".into()],
+                "Input should be a valid string",
+                "string_type",
+            ));
+        };
+        if label.is_empty() {
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "rendered_map_index cannot be empty".into(),
+            ));
+        }
+        if store.set_rendered_map_index(*id, label).await? {
+            Ok(HttpResponse::NoContent().finish())
+        } else {
+            Err(ApiError::new(
+                actix_web::http::StatusCode::NOT_FOUND,
+                TI_NOT_FOUND.into(),
+            ))
         }
     }
 
@@ -128,13 +209,7 @@ pub mod routes {
         match store.heartbeat(id, &info.to_beat()).await? {
             HeartbeatOutcome::Alive => Ok(HttpResponse::NoContent().finish()),
             HeartbeatOutcome::NotFound => Err(ApiError::not_found(TI_NOT_FOUND)),
-            HeartbeatOutcome::Archived => Err(ApiError::new(
-                actix_web::http::StatusCode::GONE,
-                json!({
-                    "reason": "not_found",
-                    "message": "Task Instance not found, it may have been moved to the Task Instance History table",
-                }),
-            )),
+            HeartbeatOutcome::Archived => Err(super::gone()),
             HeartbeatOutcome::RunningElsewhere { hostname, pid } => {
                 Err(ApiError::conflict(json!({
                     "reason": "running_elsewhere",
@@ -425,10 +500,16 @@ pub enum TIStateUpdate {
     UpForRetry(TIRetryStatePayload),
     /// `TIRescheduleStatePayload`.
     UpForReschedule(TIRescheduleStatePayload),
-    /// `TIDeferredStatePayload`: parsed but not supported (no triggerer here).
-    Deferred(serde_json::Map<String, serde_json::Value>),
-    /// `TIAwaitingInputStatePayload`: parsed but not supported.
-    AwaitingInput(serde_json::Map<String, serde_json::Value>),
+    /// `TIDeferredStatePayload`.
+    Deferred(TIDeferredStatePayload),
+    /// `TIAwaitingInputStatePayload`.
+    AwaitingInput(TIAwaitingInputStatePayload),
+    /// `TITargetStatePayload` with `scheduled` (valid, but Airflow ends the task `failed`).
+    Scheduled(TITargetStatePayload),
+    /// `TITargetStatePayload` with `queued` (likewise).
+    Queued(TITargetStatePayload),
+    /// `TITargetStatePayload` with `restarting` (likewise).
+    Restarting(TITargetStatePayload),
 }
 
 impl TIStateUpdate {
@@ -446,10 +527,21 @@ impl TIStateUpdate {
             rendered_map_index: p.rendered_map_index.clone(),
         };
         match self {
-            TIStateUpdate::Success(p) => StateChange::Terminal {
-                state: TerminalState::Success,
+            TIStateUpdate::Success(p) => StateChange::Success {
                 end_date: p.end_date,
                 rendered_map_index: p.rendered_map_index.clone(),
+                outlets: store::AssetOutlets {
+                    task_outlets: p
+                        .task_outlets
+                        .iter()
+                        .map(|o| store::AssetProfile {
+                            name: o.name.clone(),
+                            uri: o.uri.clone(),
+                            kind: o.kind.clone(),
+                        })
+                        .collect(),
+                    outlet_events: p.outlet_events.clone(),
+                },
             },
             TIStateUpdate::Failed(p) => terminal(TerminalState::Failed, p),
             TIStateUpdate::Skipped(p) => terminal(TerminalState::Skipped, p),
@@ -465,8 +557,27 @@ impl TIStateUpdate {
                 reschedule_date: p.reschedule_date,
                 end_date: p.end_date,
             },
-            TIStateUpdate::Deferred(_) => StateChange::Unsupported(TiState::Deferred),
-            TIStateUpdate::AwaitingInput(_) => StateChange::Unsupported(TiState::AwaitingInput),
+            TIStateUpdate::Deferred(p) => StateChange::Deferred(store::Deferral {
+                classpath: p.classpath.clone(),
+                trigger_kwargs: match &p.trigger_kwargs {
+                    TriggerKwargs::Dict(map) => store::TriggerKwargs::Json(PyJson::from_value(
+                        &serde_json::Value::Object(map.clone()),
+                    )),
+                    TriggerKwargs::Encrypted(text) => store::TriggerKwargs::Encrypted(text.clone()),
+                },
+                trigger_timeout: p.trigger_timeout,
+                queue: p.queue.clone(),
+                next_method: p.next_method.clone(),
+                next_kwargs: PyJson::from_value(&serde_json::Value::Object(p.next_kwargs.clone())),
+            }),
+            TIStateUpdate::AwaitingInput(p) => StateChange::AwaitingInput {
+                timeout: p.timeout,
+                next_method: p.next_method.clone(),
+                next_kwargs: PyJson::from_value(&serde_json::Value::Object(p.next_kwargs.clone())),
+            },
+            TIStateUpdate::Scheduled(_) => StateChange::Intermediate(TiState::Scheduled),
+            TIStateUpdate::Queued(_) => StateChange::Intermediate(TiState::Queued),
+            TIStateUpdate::Restarting(_) => StateChange::Intermediate(TiState::Restarting),
         }
     }
 }
@@ -500,12 +611,12 @@ pub struct TISuccessStatePayload {
     /// When the task ended.
     #[serde(with = "time::serde::rfc3339")]
     pub end_date: OffsetDateTime,
-    /// Asset outlets; accepted and ignored (no asset support here).
+    /// The task's asset outlets.
     #[serde(default)]
-    pub task_outlets: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
-    /// Asset events; accepted and ignored.
+    pub task_outlets: Vec<AssetProfile>,
+    /// The asset events it emitted (`OutletEventAccessors`' dicts).
     #[serde(default)]
-    pub outlet_events: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
+    pub outlet_events: Vec<serde_json::Map<String, serde_json::Value>>,
     /// Rendered map index: absent leaves it, `null` clears it, a string sets it.
     #[serde(default, deserialize_with = "present")]
     pub rendered_map_index: Option<Option<String>>,
@@ -551,6 +662,186 @@ pub struct TIRescheduleStatePayload {
     /// When this try ended.
     #[serde(with = "time::serde::rfc3339")]
     pub end_date: OffsetDateTime,
+}
+
+/// `AssetProfile`: an outlet of the task.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetProfile {
+    /// Asset (or alias) name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Asset URI.
+    #[serde(default)]
+    pub uri: Option<String>,
+    /// `Asset`, `AssetNameRef`, `AssetUriRef`, `AssetAlias`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// `TITargetStatePayload` (without its `state` tag): nothing else.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TITargetStatePayload {}
+
+/// `TIDeferredStatePayload` (without its `state` tag).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TIDeferredStatePayload {
+    /// The trigger's class path.
+    pub classpath: String,
+    /// Arguments of the trigger: a JSON object, or a string the client encrypted.
+    #[serde(default)]
+    pub trigger_kwargs: TriggerKwargs,
+    /// How long the trigger may run (ISO 8601 duration or seconds).
+    #[serde(default, deserialize_with = "timedelta")]
+    pub trigger_timeout: Option<time::Duration>,
+    /// The triggerer queue.
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// Method to resume with after the trigger fired.
+    pub next_method: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub next_kwargs: serde_json::Map<String, serde_json::Value>,
+    /// Accepted; Airflow does not write it for a deferral.
+    #[serde(default, deserialize_with = "present")]
+    pub rendered_map_index: Option<Option<String>>,
+}
+
+/// `trigger_kwargs`: `dict[str, JsonValue] | str`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum TriggerKwargs {
+    /// A JSON object.
+    Dict(serde_json::Map<String, serde_json::Value>),
+    /// A string (encrypted by the client).
+    Encrypted(String),
+}
+
+impl Default for TriggerKwargs {
+    fn default() -> Self {
+        TriggerKwargs::Dict(serde_json::Map::new())
+    }
+}
+
+/// `TIAwaitingInputStatePayload` (without its `state` tag).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TIAwaitingInputStatePayload {
+    /// Response deadline, relative (ISO 8601 duration or seconds).
+    #[serde(default, deserialize_with = "timedelta")]
+    pub timeout: Option<time::Duration>,
+    /// Method to resume with after the input arrived.
+    pub next_method: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub next_kwargs: serde_json::Map<String, serde_json::Value>,
+    /// Accepted; Airflow does not write it when parking.
+    #[serde(default, deserialize_with = "present")]
+    pub rendered_map_index: Option<Option<String>>,
+}
+
+/// `TISkippedDownstreamTasksStatePayload`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TISkippedDownstreamTasksStatePayload {
+    /// Task ids (map index -1) or `[task_id, map_index]` pairs.
+    pub tasks: Vec<DownstreamTask>,
+}
+
+/// One entry of `tasks`: `"task_id"` or `["task_id", map_index]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum DownstreamTask {
+    /// An unmapped task.
+    Task(String),
+    /// A mapped task instance.
+    Mapped(String, i64),
+}
+
+impl TISkippedDownstreamTasksStatePayload {
+    /// `(task_id, map_index)` pairs.
+    pub fn task_keys(&self) -> Vec<(String, i64)> {
+        self.tasks
+            .iter()
+            .map(|t| match t {
+                DownstreamTask::Task(id) => (id.clone(), -1),
+                DownstreamTask::Mapped(id, index) => (id.clone(), *index),
+            })
+            .collect()
+    }
+}
+
+/// A `timedelta` as pydantic reads it: seconds (a number) or an ISO 8601
+/// duration (`PT1H30M`, `P1DT0.5S`, `-PT5S`; a year is 365 days, a month 30),
+/// or `[-]HH:MM:SS[.ffffff]`.
+fn timedelta<'de, D>(deserializer: D) -> Result<Option<time::Duration>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error;
+    let value = Option::<serde_json::Value>::deserialize(deserializer)?;
+    let seconds = match value {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::Number(n)) => n
+            .as_f64()
+            .ok_or_else(|| D::Error::custom("invalid duration"))?,
+        Some(serde_json::Value::String(text)) => parse_duration(&text)
+            .ok_or_else(|| D::Error::custom(format!("invalid duration `{text}`")))?,
+        Some(_) => return Err(D::Error::custom("expected a duration")),
+    };
+    if !seconds.is_finite() || seconds.abs() > 86_400.0 * 999_999_999.0 {
+        return Err(D::Error::custom("duration out of range"));
+    }
+    Ok(Some(time::Duration::microseconds(
+        (seconds * 1e6).round() as i64
+    )))
+}
+
+/// Seconds of an ISO 8601 duration or `HH:MM:SS[.f]`.
+fn parse_duration(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let (sign, rest) = match text.strip_prefix('-') {
+        Some(rest) => (-1.0, rest),
+        None => (1.0, text.strip_prefix('+').unwrap_or(text)),
+    };
+    if let Some(iso) = rest.strip_prefix(['P', 'p']) {
+        let mut total = 0.0;
+        let mut in_time = false;
+        let mut number = String::new();
+        let mut any = false;
+        for c in iso.chars() {
+            match c.to_ascii_uppercase() {
+                'T' if !in_time && number.is_empty() => in_time = true,
+                c if c.is_ascii_digit() || c == '.' => number.push(c),
+                unit => {
+                    let n: f64 = number.parse().ok()?;
+                    number.clear();
+                    any = true;
+                    total += n * match (in_time, unit) {
+                        (false, 'Y') => 365.0 * 86_400.0,
+                        (false, 'M') => 30.0 * 86_400.0,
+                        (false, 'W') => 7.0 * 86_400.0,
+                        (false, 'D') => 86_400.0,
+                        (true, 'H') => 3_600.0,
+                        (true, 'M') => 60.0,
+                        (true, 'S') => 1.0,
+                        _ => return None,
+                    };
+                }
+            }
+        }
+        return (any && number.is_empty()).then_some(sign * total);
+    }
+    let parts: Vec<&str> = rest.split(':').collect();
+    if parts.len() == 3 {
+        let h: u64 = parts[0].parse().ok()?;
+        let m: u64 = parts[1].parse().ok()?;
+        let s: f64 = parts[2].parse().ok()?;
+        return Some(sign * (h as f64 * 3_600.0 + m as f64 * 60.0 + s));
+    }
+    None
 }
 
 /// `TIRunContext`: what `/run` answers.
@@ -742,6 +1033,61 @@ pub struct AssetProfile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_as_pydantic_reads_them() {
+        assert_eq!(parse_duration("PT1H"), Some(3600.0));
+        assert_eq!(parse_duration("P1DT0.5S"), Some(86_400.5));
+        assert_eq!(parse_duration("-PT5M"), Some(-300.0));
+        assert_eq!(parse_duration("P2W"), Some(14.0 * 86_400.0));
+        assert_eq!(parse_duration("01:02:03.5"), Some(3723.5));
+        for bad in ["", "P", "PT", "1H", "PTxS", "P1H", "soon"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        let p: TIDeferredStatePayload =
+            serde_json::from_str(r#"{"classpath":"c","next_method":"m","trigger_timeout":90.25}"#)
+                .unwrap();
+        assert_eq!(
+            p.trigger_timeout,
+            Some(time::Duration::milliseconds(90_250))
+        );
+        assert!(matches!(p.trigger_kwargs, TriggerKwargs::Dict(ref m) if m.is_empty()));
+    }
+
+    #[test]
+    fn every_state_the_model_accepts_parses() {
+        for (body, state) in [
+            (
+                r#"{"state":"deferred","classpath":"c","trigger_kwargs":"gAAAAA","next_method":"m"}"#,
+                "deferred",
+            ),
+            (
+                r#"{"state":"awaiting_input","next_method":"m","timeout":"PT1M"}"#,
+                "awaiting_input",
+            ),
+            (r#"{"state":"scheduled"}"#, "scheduled"),
+            (r#"{"state":"queued"}"#, "queued"),
+            (r#"{"state":"restarting"}"#, "restarting"),
+            (
+                r#"{"state":"success","end_date":"2024-01-01T00:00:00Z","task_outlets":[{"name":"a","uri":"u","type":"Asset"}],"outlet_events":[{"extra":{}}]}"#,
+                "success",
+            ),
+        ] {
+            let update: TIStateUpdate = serde_json::from_str(body).unwrap();
+            assert_eq!(update.state(), state, "{body}");
+        }
+        for bad in [
+            r#"{"state":"queued","x":1}"#,
+            r#"{"state":"deferred","next_method":"m"}"#,
+            r#"{"state":"success","end_date":"2024-01-01T00:00:00Z","task_outlets":[{"name":"a"}]}"#,
+            r#"{"state":"awaiting_input","next_method":"m","next_kwargs":"x"}"#,
+        ] {
+            assert!(serde_json::from_str::<TIStateUpdate>(bad).is_err(), "{bad}");
+        }
+        let skip: TISkippedDownstreamTasksStatePayload =
+            serde_json::from_str(r#"{"tasks":["a",["b",2]]}"#).unwrap();
+        assert_eq!(skip.task_keys(), [("a".into(), -1), ("b".into(), 2)]);
+    }
 
     #[test]
     fn state_update_is_discriminated_by_state() {

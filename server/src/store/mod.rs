@@ -15,14 +15,19 @@
 //! WAL mode with `synchronous = FULL`, so an acknowledged write survives a
 //! `kill -9` and a power cut.
 
+mod asset_changes;
 mod connections;
 mod heartbeats;
+pub mod pyjson;
+mod rtif;
 pub mod schema;
 mod serialized_dag;
 pub(crate) mod sql;
 mod state;
 mod task_instance_queries;
 mod task_instances;
+mod task_reschedules;
+mod triggers;
 mod variables;
 mod xcoms;
 
@@ -34,8 +39,10 @@ use sqlx::{AnyPool, Connection as _, Executor as _};
 use time::OffsetDateTime;
 
 use crate::crypto::{CryptoError, Fernet};
+pub use asset_changes::{AssetOutlets, AssetProfile};
 pub use connections::{Connection, NewConnection};
 pub use heartbeats::Beat;
+pub use rtif::RtifOutcome;
 pub use schema::{DatabaseKind, SchemaError};
 pub use serialized_dag::{AssetKey, AssetLike, SerializedDag, SerializedTask, TaskGroup};
 use sql::Backend;
@@ -44,8 +51,8 @@ pub use task_instance_queries::{
     Breadcrumb, PreviousTaskInstance, RunDates, TiFilter, TiPlace, TiStateRow,
 };
 pub use task_instances::{
-    DagRun, HeartbeatOutcome, NewTaskInstance, RunContext, StartOutcome, StartRequest, StateChange,
-    StateOutcome, TaskInstance, TerminalState,
+    DagRun, Deferral, HeartbeatOutcome, NewTaskInstance, RunContext, StartOutcome, StartRequest,
+    StateChange, StateOutcome, TaskInstance, TerminalState, TriggerKwargs,
 };
 pub use variables::Variable;
 pub use xcoms::{XComKey, XComWrite};
@@ -227,6 +234,7 @@ pub struct Store {
     backend: Backend,
     kind: DatabaseKind,
     fernet: Fernet,
+    transitions: TransitionSettings,
 }
 
 /// How the store treats what it reads and writes.
@@ -240,6 +248,28 @@ impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
             fernet: Fernet::from_config(None).expect("the null fernet needs no key"),
+        }
+    }
+}
+
+/// Airflow options the task-instance transitions follow (Airflow's defaults by default).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransitionSettings {
+    /// Rendered fields are kept for this many runs of a DAG, newest first
+    /// (`[core] num_dag_runs_to_retain_rendered_fields`; 0 or less keeps all).
+    pub rendered_fields_runs_to_keep: i64,
+    /// A task's state store is cleared when it succeeds (`[state_store] clear_on_success`).
+    pub clear_on_success: bool,
+    /// Deferred triggers carry their DAG's team (`[core] multi_team`).
+    pub multi_team: bool,
+}
+
+impl Default for TransitionSettings {
+    fn default() -> Self {
+        TransitionSettings {
+            rendered_fields_runs_to_keep: 30,
+            clear_on_success: false,
+            multi_team: false,
         }
     }
 }
@@ -320,6 +350,7 @@ impl Store {
             backend,
             kind: detected.clone(),
             fernet: settings.fernet,
+            transitions: TransitionSettings::default(),
         };
         if detected == DatabaseKind::Empty {
             store.kind = store.create_embedded().await?;
@@ -328,6 +359,12 @@ impl Store {
             store.heartbeats = heartbeats::HeartbeatBatcher::start(store.writer.clone());
         }
         Ok(store)
+    }
+
+    /// The store with these transition settings.
+    pub fn with_transitions(mut self, transitions: TransitionSettings) -> Store {
+        self.transitions = transitions;
+        self
     }
 
     /// Which backend this is: `"sqlite"` or `"postgres"`.

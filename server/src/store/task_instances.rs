@@ -8,6 +8,8 @@ use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::asset_changes::AssetOutlets;
+use super::pyjson::{PyJson, python_float};
 use super::sql::{
     Backend, json_or_none, parse_opt_time, parse_time, parse_uuid, sql, time_param, uuid_param,
 };
@@ -201,7 +203,7 @@ impl TerminalState {
 /// the field was absent (nothing written); `Some(None)` writes NULL.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StateChange {
-    /// A terminal state.
+    /// A terminal state (for `success` without asset outlets).
     Terminal {
         /// Which.
         state: TerminalState,
@@ -209,6 +211,15 @@ pub enum StateChange {
         end_date: OffsetDateTime,
         /// Rendered map index to write.
         rendered_map_index: Option<Option<String>>,
+    },
+    /// `success`, with the asset events the task emitted.
+    Success {
+        /// When the task ended.
+        end_date: OffsetDateTime,
+        /// Rendered map index to write.
+        rendered_map_index: Option<Option<String>>,
+        /// The task's outlets and outlet events.
+        outlets: AssetOutlets,
     },
     /// `up_for_retry`: the try is archived to `task_instance_history` and the
     /// live row gets a new id, as Airflow does.
@@ -229,8 +240,47 @@ pub enum StateChange {
         /// When this try ended.
         end_date: OffsetDateTime,
     },
-    /// A valid request for a state this server does not implement yet.
-    Unsupported(TiState),
+    /// `deferred`: a `trigger` row for the triggerer.
+    Deferred(Deferral),
+    /// `awaiting_input`: parked for a human (no trigger).
+    AwaitingInput {
+        /// Response deadline, relative to now.
+        timeout: Option<time::Duration>,
+        /// Method to resume with.
+        next_method: String,
+        /// Its arguments (serde-serialized by the worker).
+        next_kwargs: PyJson,
+    },
+    /// `scheduled`, `queued` or `restarting`: valid requests Airflow's handler
+    /// has no branch for, so they end the task instance as `failed`.
+    Intermediate(TiState),
+}
+
+/// What a `deferred` request carries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Deferral {
+    /// The trigger's class path.
+    pub classpath: String,
+    /// Its arguments: a JSON object stored as `json.dumps` text, or a string the
+    /// client encrypted, stored verbatim.
+    pub trigger_kwargs: TriggerKwargs,
+    /// How long the trigger may run, relative to now.
+    pub trigger_timeout: Option<time::Duration>,
+    /// The triggerer queue.
+    pub queue: Option<String>,
+    /// Method to resume with.
+    pub next_method: String,
+    /// Its arguments (serde-serialized by the worker).
+    pub next_kwargs: PyJson,
+}
+
+/// `trigger_kwargs` of a deferral.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TriggerKwargs {
+    /// A JSON object.
+    Json(PyJson),
+    /// A string (the client encrypted it).
+    Encrypted(String),
 }
 
 impl StateChange {
@@ -238,9 +288,12 @@ impl StateChange {
     pub fn target(&self) -> TiState {
         match self {
             StateChange::Terminal { state, .. } => state.state(),
+            StateChange::Success { .. } => TiState::Success,
             StateChange::Retry { .. } => TiState::UpForRetry,
             StateChange::Reschedule { .. } => TiState::UpForReschedule,
-            StateChange::Unsupported(state) => *state,
+            StateChange::Deferred(_) => TiState::Deferred,
+            StateChange::AwaitingInput { .. } => TiState::AwaitingInput,
+            StateChange::Intermediate(state) => *state,
         }
     }
 }
@@ -248,7 +301,8 @@ impl StateChange {
 /// What `/state` found.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StateOutcome {
-    /// Moved to the requested state.
+    /// Moved to the requested state (or, as Airflow does, to `failed` for an
+    /// intermediate state, or to `scheduled` for an already answered input request).
     Updated,
     /// Already in the requested state: nothing changed.
     AlreadyInState,
@@ -259,8 +313,13 @@ pub enum StateOutcome {
         /// The state it is in.
         previous_state: Option<TiState>,
     },
-    /// A valid request for a transition this server does not implement.
-    Unsupported,
+    /// The request cannot be carried out; nothing changed (422 with this reason and message).
+    Refused {
+        /// Airflow's reason (`invalid_partition_key`, ...).
+        reason: &'static str,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// What `/heartbeat` found.
@@ -419,17 +478,54 @@ fn host_name_extra(hostname: Option<&str>) -> Option<String> {
     Some(out)
 }
 
+/// A datetime as `airflow.sdk.serde.serialize` encodes an aware UTC one read
+/// from the database (`UtcDateTime` gives it pendulum's UTC timezone).
+fn serde_datetime(t: OffsetDateTime) -> PyJson {
+    let micros = (t - OffsetDateTime::UNIX_EPOCH).whole_microseconds();
+    let tz = PyJson::Object(vec![
+        ("__classname__".into(), PyJson::Str("builtins.tuple".into())),
+        ("__version__".into(), PyJson::Number("1".into())),
+        (
+            "__data__".into(),
+            PyJson::Array(vec![
+                PyJson::Str("UTC".into()),
+                PyJson::Str("pendulum.tz.timezone.Timezone".into()),
+                PyJson::Number("1".into()),
+                PyJson::Bool(true),
+            ]),
+        ),
+    ]);
+    PyJson::Object(vec![
+        (
+            "__classname__".into(),
+            PyJson::Str("datetime.datetime".into()),
+        ),
+        ("__version__".into(), PyJson::Number("2".into())),
+        (
+            "__data__".into(),
+            PyJson::Object(vec![
+                (
+                    "timestamp".into(),
+                    PyJson::Number(python_float(micros as f64 / 1e6)),
+                ),
+                ("tz".into(), tz),
+            ]),
+        ),
+    ])
+}
+
 /// What the `log` row of a transition records.
-struct LogEvent<'a> {
-    event: &'a str,
-    dag_id: &'a str,
-    task_id: &'a str,
-    run_id: &'a str,
-    map_index: i64,
-    try_number: i64,
-    logical_date: Option<OffsetDateTime>,
-    owner: Option<&'a str>,
-    hostname: Option<&'a str>,
+pub(super) struct LogEvent<'a> {
+    pub(super) event: &'a str,
+    pub(super) dag_id: &'a str,
+    pub(super) task_id: &'a str,
+    pub(super) run_id: &'a str,
+    pub(super) map_index: i64,
+    pub(super) try_number: i64,
+    pub(super) logical_date: Option<OffsetDateTime>,
+    pub(super) owner: Option<&'a str>,
+    /// The `extra` text (`{"host_name": ...}` for transitions).
+    pub(super) extra: Option<String>,
 }
 
 /// The task instance, its run's logical date and its DAG's owners, locked for
@@ -479,7 +575,7 @@ impl Store {
              data_interval_end, run_after, queued_at, run_type, triggered_by, state, clear_number, \
              conf, created_at, updated_at, span_status) \
              VALUES ($1, $2, $3::timestamptz, $3::timestamptz, $3::timestamptz, $3::timestamptz, \
-             $3::timestamptz, $4, 'cli', 'queued', 0, '{}'::jsonb, $3::timestamptz, \
+             $3::timestamptz, $4, 'CLI', 'queued', 0, '{}'::jsonb, $3::timestamptz, \
              $3::timestamptz, 'not_started') \
              ON CONFLICT (dag_id, run_id) DO NOTHING"
         ))
@@ -579,7 +675,7 @@ impl Store {
         }))
     }
 
-    async fn insert_log(
+    pub(super) async fn insert_log(
         &self,
         conn: &mut sqlx::AnyConnection,
         log: &LogEvent<'_>,
@@ -598,7 +694,7 @@ impl Store {
         .bind(log.logical_date.map(time_param))
         .bind(log.run_id)
         .bind(log.owner)
-        .bind(host_name_extra(log.hostname))
+        .bind(log.extra.as_deref())
         .bind(log.try_number)
         .execute(&mut *conn)
         .await?;
@@ -615,6 +711,40 @@ impl Store {
     ) -> Result<StartOutcome, StoreError> {
         let b = self.backend;
         let mut tx = self.begin_write().await?;
+        // The conditional UPDATE first: the task instance is claimed (and, on
+        // PostgreSQL, locked) only if it may start; anything else changes nothing.
+        let claimed = sqlx::query(sql!(
+            b,
+            "UPDATE task_instance SET updated_at = $2::timestamptz WHERE id = $1::uuid \
+             AND (state IN ('queued', 'restarting') OR (state = 'running' AND hostname = $3 \
+             AND unixname = $4 AND pid = $5))"
+        ))
+        .bind(uuid_param(id))
+        .bind(time_param(now()))
+        .bind(&request.hostname)
+        .bind(&request.unixname)
+        .bind(request.pid)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            let state: Option<Option<String>> = sqlx::query(sql!(
+                b,
+                "SELECT state FROM task_instance WHERE id = $1::uuid"
+            ))
+            .bind(uuid_param(id))
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?;
+            tx.rollback().await?;
+            return Ok(match state {
+                None => StartOutcome::NotFound,
+                Some(state) => StartOutcome::InvalidState {
+                    previous_state: parse_state(state)?,
+                },
+            });
+        }
         let Some(locked) = self.lock(&mut tx, id).await? else {
             return Ok(StartOutcome::NotFound);
         };
@@ -640,7 +770,7 @@ impl Store {
                     try_number: ti.try_number,
                     logical_date: locked.logical_date,
                     owner: locked.owners.as_deref(),
-                    hostname: Some(&request.hostname),
+                    extra: host_name_extra(Some(&request.hostname)),
                 },
             )
             .await?;
@@ -718,27 +848,54 @@ impl Store {
         })))
     }
 
-    /// `/state`: running -> the requested state, with Airflow's database effects.
+    /// `/state`: running -> the requested state, with Airflow's database effects,
+    /// in one transaction whose first statement is the conditional UPDATE that
+    /// claims the running task instance; a refused request changes nothing.
     pub async fn update_task_instance_state(
         &self,
         id: Uuid,
         change: &StateChange,
     ) -> Result<StateOutcome, StoreError> {
         let target = change.target();
+        let b = self.backend;
+        let now = now();
+        let stamp = time_param(now);
         let mut tx = self.begin_write().await?;
+        let claimed = sqlx::query(sql!(
+            b,
+            "UPDATE task_instance SET updated_at = $2::timestamptz \
+             WHERE id = $1::uuid AND state = 'running'"
+        ))
+        .bind(uuid_param(id))
+        .bind(&stamp)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            let state: Option<Option<String>> = sqlx::query(sql!(
+                b,
+                "SELECT state FROM task_instance WHERE id = $1::uuid"
+            ))
+            .bind(uuid_param(id))
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?;
+            tx.rollback().await?;
+            return Ok(match state {
+                None => StateOutcome::NotFound,
+                Some(state) => match parse_state(state)? {
+                    // Airflow's idempotency check: a repeated request is answered 200.
+                    Some(state) if state == target => StateOutcome::AlreadyInState,
+                    previous_state => StateOutcome::NotRunning { previous_state },
+                },
+            });
+        }
         let Some(locked) = self.lock(&mut tx, id).await? else {
             return Ok(StateOutcome::NotFound);
         };
         let ti = &locked.ti;
-        if ti.state == Some(target) {
-            return Ok(StateOutcome::AlreadyInState);
-        }
-        if ti.state != Some(TiState::Running) {
-            return Ok(StateOutcome::NotRunning {
-                previous_state: ti.state,
-            });
-        }
-        let stamp = time_param(now());
+        let mut final_state = target;
         match change {
             StateChange::Terminal {
                 end_date,
@@ -747,6 +904,23 @@ impl Store {
             } => {
                 self.finish_try(&mut tx, id, target, *end_date, rendered_map_index, &stamp)
                     .await?;
+            }
+            StateChange::Success {
+                end_date,
+                rendered_map_index,
+                outlets,
+            } => {
+                if let Err(message) = outlets.validate_partition_keys() {
+                    return Ok(StateOutcome::Refused {
+                        reason: "invalid_partition_key",
+                        message,
+                    });
+                }
+                self.finish_try(&mut tx, id, target, *end_date, rendered_map_index, &stamp)
+                    .await?;
+                if let Err(refused) = self.register_asset_changes(&mut tx, ti, outlets).await? {
+                    return Ok(refused);
+                }
             }
             StateChange::Retry {
                 end_date,
@@ -758,14 +932,20 @@ impl Store {
                     .await?;
                 let reason: Option<String> =
                     retry_reason.as_ref().map(|r| r.chars().take(500).collect());
+                // Airflow writes the try's duration computed in Python at commit
+                // (`ti.set_duration()`), over the SQL expression's.
+                let duration = ti
+                    .start_date
+                    .map(|start| (*end_date - start).whole_microseconds() as f64 / 1e6);
                 sqlx::query(sql!(
-                    self.backend,
-                    "UPDATE task_instance SET retry_delay_override = $2, retry_reason = $3 \
-                     WHERE id = $1::uuid"
+                    b,
+                    "UPDATE task_instance SET retry_delay_override = $2, retry_reason = $3, \
+                     duration = $4 WHERE id = $1::uuid"
                 ))
                 .bind(uuid_param(id))
                 .bind(*retry_delay_seconds)
                 .bind(reason)
+                .bind(duration)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -777,28 +957,60 @@ impl Store {
                     .await?;
                 // Airflow: `start_date` is the server's now and the duration is
                 // `int((end_date - now).total_seconds())` (`models/taskreschedule.py`).
-                let now = now();
                 let duration = (*end_date - now).whole_seconds();
                 sqlx::query(sql!(
-                    self.backend,
+                    b,
                     "INSERT INTO task_reschedule (ti_id, start_date, end_date, duration, \
                      reschedule_date) VALUES ($1::uuid, $2::timestamptz, $3::timestamptz, $4, \
                      $5::timestamptz)"
                 ))
                 .bind(uuid_param(id))
-                .bind(time_param(now))
+                .bind(&stamp)
                 .bind(time_param(*end_date))
                 .bind(duration)
                 .bind(time_param(*reschedule_date))
                 .execute(&mut *tx)
                 .await?;
             }
-            StateChange::Unsupported(_) => return Ok(StateOutcome::Unsupported),
+            StateChange::Deferred(deferral) => {
+                self.defer(&mut tx, id, deferral, now).await?;
+            }
+            StateChange::AwaitingInput {
+                timeout,
+                next_method,
+                next_kwargs,
+            } => {
+                final_state = self
+                    .await_input(&mut tx, id, *timeout, next_method, next_kwargs, now)
+                    .await?;
+            }
+            StateChange::Intermediate(_) => {
+                // Airflow raises "Unexpected Payload Type" and falls back to
+                // FAILED, ended now; its deferral fields stay as they were.
+                final_state = TiState::Failed;
+                let query = match b {
+                    Backend::Sqlite => {
+                        "UPDATE task_instance SET end_date = $2, \
+                         duration = round((julianday($2) - julianday(start_date)) * 86400, 3), \
+                         state = 'failed', updated_at = $2 WHERE id = $1"
+                    }
+                    Backend::Postgres => {
+                        "UPDATE task_instance SET end_date = $2::timestamptz, \
+                         duration = EXTRACT(EPOCH FROM $2::timestamptz - start_date), \
+                         state = 'failed', updated_at = $2::timestamptz WHERE id = $1::uuid"
+                    }
+                };
+                sqlx::query(query)
+                    .bind(uuid_param(id))
+                    .bind(&stamp)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         self.insert_log(
             &mut tx,
             &LogEvent {
-                event: target.as_str(),
+                event: final_state.as_str(),
                 dag_id: &ti.dag_id,
                 task_id: &ti.task_id,
                 run_id: &ti.run_id,
@@ -806,15 +1018,335 @@ impl Store {
                 try_number: ti.try_number,
                 logical_date: locked.logical_date,
                 owner: locked.owners.as_deref(),
-                hostname: ti.hostname.as_deref(),
+                extra: host_name_extra(ti.hostname.as_deref()),
             },
         )
         .await?;
+        if final_state == TiState::Failed {
+            self.fail_fast(&mut tx, ti).await?;
+        }
         if let StateChange::Retry { .. } = change {
             self.archive_try(&mut tx, id).await?;
         }
+        if final_state == TiState::Success && self.transitions.clear_on_success {
+            sqlx::query(
+                "DELETE FROM task_state_store WHERE dag_id = $1 AND run_id = $2 \
+                 AND task_id = $3 AND map_index = $4",
+            )
+            .bind(&ti.dag_id)
+            .bind(&ti.run_id)
+            .bind(&ti.task_id)
+            .bind(ti.map_index)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(StateOutcome::Updated)
+    }
+
+    /// The DAG's `fail_fast`, after one of its task instances failed: every
+    /// other task instance of the run that is not finished (`success` or
+    /// `failed`) and not a teardown task is stopped: `failed` if running, else
+    /// `skipped` (Airflow's `_stop_remaining_tasks`), each with a `log` row.
+    async fn fail_fast(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        failed: &TaskInstance,
+    ) -> Result<(), StoreError> {
+        let b = self.backend;
+        let fail_fast: Option<i64> = sqlx::query(
+            "SELECT CAST(CASE WHEN fail_fast THEN 1 ELSE 0 END AS BIGINT) FROM dag \
+             WHERE dag_id = $1",
+        )
+        .bind(&failed.dag_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?;
+        if fail_fast != Some(1) {
+            return Ok(());
+        }
+        let Some(teardowns) = self
+            .teardown_task_ids(&failed.dag_id, &failed.run_id)
+            .await?
+        else {
+            // No serialized DAG: Airflow's `get_dag_for_run` finds none and stops nothing.
+            return Ok(());
+        };
+        let others = sqlx::query(sql!(
+            b,
+            concat!(
+                "SELECT ",
+                ti_columns!(),
+                " FROM task_instance WHERE dag_id = $1 AND run_id = $2 AND task_id <> $3 \
+                 AND (state IS NULL OR state NOT IN ('success', 'failed')) \
+                 ORDER BY task_id, map_index"
+            )
+        ))
+        .bind(&failed.dag_id)
+        .bind(&failed.run_id)
+        .bind(&failed.task_id)
+        .fetch_all(&mut *conn)
+        .await?;
+        let now = now();
+        let stamp = time_param(now);
+        for row in others {
+            let ti = ti_from_row(&row)?;
+            if teardowns.contains(&ti.task_id) {
+                continue;
+            }
+            let (event, extra) = if ti.state == Some(TiState::Running) {
+                sqlx::query(sql!(
+                    b,
+                    "UPDATE task_instance SET state = 'failed', updated_at = $2::timestamptz \
+                     WHERE id = $1::uuid"
+                ))
+                .bind(uuid_param(ti.id))
+                .bind(&stamp)
+                .execute(&mut *conn)
+                .await?;
+                (
+                    "fail task",
+                    "Forcing task to fail due to dag's `fail_fast` setting.",
+                )
+            } else {
+                // `set_state(SKIPPED)`: start and end default to now, duration in Python.
+                let start = ti.start_date.unwrap_or(now);
+                let end = ti.end_date.unwrap_or(now);
+                let duration = (end - start).whole_microseconds() as f64 / 1e6;
+                sqlx::query(sql!(
+                    b,
+                    "UPDATE task_instance SET state = 'skipped', start_date = $2::timestamptz, \
+                     end_date = $3::timestamptz, duration = $4, updated_at = $5::timestamptz \
+                     WHERE id = $1::uuid"
+                ))
+                .bind(uuid_param(ti.id))
+                .bind(time_param(start))
+                .bind(time_param(end))
+                .bind(duration)
+                .bind(&stamp)
+                .execute(&mut *conn)
+                .await?;
+                (
+                    "skip task",
+                    "Skipping task due to dag's `fail_fast` setting.",
+                )
+            };
+            self.insert_log(
+                conn,
+                &LogEvent {
+                    event,
+                    dag_id: &ti.dag_id,
+                    task_id: &ti.task_id,
+                    run_id: &ti.run_id,
+                    map_index: ti.map_index,
+                    try_number: ti.try_number,
+                    logical_date: None,
+                    owner: None,
+                    extra: Some(extra.to_owned()),
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The teardown tasks of the DAG version a run uses, from its serialized
+    /// DAG (`DBDagBag.get_dag_for_run`); `None` when there is none. (Read
+    /// outside the transaction: the DAG processor, not a transition, writes it.)
+    async fn teardown_task_ids(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        Ok(self
+            .serialized_dag_for_run(dag_id, run_id)
+            .await?
+            .map(|dag| {
+                dag.tasks
+                    .into_iter()
+                    .filter(|task| task.is_teardown)
+                    .map(|task| task.task_id)
+                    .collect()
+            }))
+    }
+
+    /// `deferred`: a `trigger` row (kwargs as Airflow's handler stores them:
+    /// `json.dumps` of a dict, a string verbatim) and the task instance pointing at it.
+    async fn defer(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        id: Uuid,
+        deferral: &Deferral,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let kwargs = match &deferral.trigger_kwargs {
+            TriggerKwargs::Json(json) => json.dumps(),
+            TriggerKwargs::Encrypted(text) => text.clone(),
+        };
+        let team_name = if self.transitions.multi_team {
+            super::triggers::team_name_for_ti(conn, self.backend, id).await?
+        } else {
+            None
+        };
+        let trigger_id = super::triggers::insert_trigger(
+            conn,
+            self.backend,
+            &super::triggers::NewTrigger {
+                classpath: &deferral.classpath,
+                kwargs: &kwargs,
+                created_date: now,
+                queue: deferral.queue.as_deref(),
+                team_name: team_name.as_deref(),
+            },
+        )
+        .await?;
+        let timeout = deferral
+            .trigger_timeout
+            .and_then(|t| now.checked_add(t))
+            .map(time_param);
+        sqlx::query(sql!(
+            self.backend,
+            "UPDATE task_instance SET state = 'deferred', trigger_id = $2, next_method = $3, \
+             next_kwargs = $4::jsonb, trigger_timeout = $5::timestamptz, \
+             updated_at = $6::timestamptz WHERE id = $1::uuid"
+        ))
+        .bind(uuid_param(id))
+        .bind(trigger_id)
+        .bind(&deferral.next_method)
+        .bind(deferral.next_kwargs.dumps())
+        .bind(timeout)
+        .bind(time_param(now))
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// `awaiting_input`: parked without a trigger, or, when a human already
+    /// answered (`hitl_detail.responded_at` set), resumed straight away as
+    /// Airflow's `handle_event_submit` does: `scheduled`, with the answer as
+    /// `next_kwargs["event"]`. Returns the state written.
+    async fn await_input(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        id: Uuid,
+        timeout: Option<time::Duration>,
+        next_method: &str,
+        next_kwargs: &PyJson,
+        now: OffsetDateTime,
+    ) -> Result<TiState, StoreError> {
+        let b = self.backend;
+        let answer = sqlx::query(sql!(
+            b,
+            "SELECT CAST(responded_at AS TEXT) AS responded_at, \
+             CAST(chosen_options AS TEXT) AS chosen_options, \
+             CAST(params_input AS TEXT) AS params_input, \
+             CAST(responded_by AS TEXT) AS responded_by \
+             FROM hitl_detail WHERE ti_id = $1::uuid FOR UPDATE"
+        ))
+        .bind(uuid_param(id))
+        .fetch_optional(&mut *conn)
+        .await?;
+        let answered = match &answer {
+            Some(row) => row
+                .try_get::<Option<String>, _>("responded_at")?
+                .map(|at| parse_time(&at))
+                .transpose()?
+                .map(|at| (row, at)),
+            None => None,
+        };
+        let Some((row, responded_at)) = answered else {
+            let deadline = timeout.and_then(|t| now.checked_add(t)).map(time_param);
+            sqlx::query(sql!(
+                b,
+                "UPDATE task_instance SET state = 'awaiting_input', trigger_id = NULL, \
+                 next_method = $2, next_kwargs = $3::jsonb, trigger_timeout = $4::timestamptz, \
+                 updated_at = $5::timestamptz WHERE id = $1::uuid"
+            ))
+            .bind(uuid_param(id))
+            .bind(next_method)
+            .bind(next_kwargs.dumps())
+            .bind(deadline)
+            .bind(time_param(now))
+            .execute(&mut *conn)
+            .await?;
+            return Ok(TiState::AwaitingInput);
+        };
+        let json_column = |name: &str| -> Result<PyJson, StoreError> {
+            let text: Option<String> = row.try_get(name)?;
+            match text {
+                None => Ok(PyJson::Null),
+                Some(text) => PyJson::parse(&text)
+                    .map_err(|e| StoreError::Corrupt(format!("hitl_detail.{name}: {e}"))),
+            }
+        };
+        let chosen = match json_column("chosen_options")? {
+            PyJson::Null => PyJson::Array(Vec::new()),
+            other => other,
+        };
+        let params = match json_column("params_input")? {
+            PyJson::Null => PyJson::Object(Vec::new()),
+            PyJson::Object(entries) if entries.is_empty() => PyJson::Object(Vec::new()),
+            other => other,
+        };
+        let user = match json_column("responded_by")? {
+            PyJson::Object(entries) => {
+                let field = |k: &str| {
+                    entries
+                        .iter()
+                        .find(|(key, _)| key == k)
+                        .map_or(PyJson::Null, |(_, v)| v.clone())
+                };
+                PyJson::Object(vec![
+                    ("id".into(), field("id")),
+                    ("name".into(), field("name")),
+                ])
+            }
+            _ => PyJson::Null,
+        };
+        let event = PyJson::Object(vec![
+            ("chosen_options".into(), chosen),
+            ("params_input".into(), params),
+            ("responded_at".into(), serde_datetime(responded_at)),
+            ("responded_by_user".into(), user),
+            ("timedout".into(), PyJson::Bool(false)),
+        ]);
+        let (next_method, next_kwargs) = match next_kwargs {
+            PyJson::Object(_) => {
+                let mut merged = next_kwargs.clone();
+                merged.insert("event", event);
+                (next_method.to_owned(), merged)
+            }
+            _ => (
+                // Airflow's `_fail_unresumable_task_instance`.
+                "__fail__".to_owned(),
+                PyJson::Object(vec![
+                    (
+                        "error".into(),
+                        PyJson::Str(
+                            "Could not resume the task: its stored next_kwargs could not be \
+                             decoded (ValueError: next_kwargs is not a dict)"
+                                .into(),
+                        ),
+                    ),
+                    ("traceback".into(), PyJson::Array(Vec::new())),
+                ]),
+            ),
+        };
+        let stamp = time_param(now);
+        sqlx::query(sql!(
+            b,
+            "UPDATE task_instance SET state = 'scheduled', trigger_id = NULL, \
+             next_method = $2, next_kwargs = $3::jsonb, scheduled_dttm = $4::timestamptz, \
+             updated_at = $4::timestamptz WHERE id = $1::uuid"
+        ))
+        .bind(uuid_param(id))
+        .bind(next_method)
+        .bind(next_kwargs.dumps())
+        .bind(stamp)
+        .execute(&mut *conn)
+        .await?;
+        Ok(TiState::Scheduled)
     }
 
     /// The update every ending try gets: end date, duration (Airflow's SQL
@@ -912,6 +1444,87 @@ impl Store {
         .execute(&mut *conn)
         .await?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// `skip-downstream`: marks the listed task instances of this one's run
+    /// `skipped` (start and end now), unless running or finished. `None` when
+    /// the task instance does not exist.
+    pub async fn skip_downstream(
+        &self,
+        id: Uuid,
+        tasks: &[(String, i64)],
+    ) -> Result<Option<u64>, StoreError> {
+        let b = self.backend;
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(sql!(
+            b,
+            "SELECT dag_id, run_id FROM task_instance WHERE id = $1::uuid"
+        ))
+        .bind(uuid_param(id))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let dag_id: String = row.try_get("dag_id")?;
+        let run_id: String = row.try_get("run_id")?;
+        let mut skipped = 0;
+        // Bounded statements: SQLite allows 32766 parameters, PostgreSQL 65535.
+        for chunk in tasks.chunks(1000) {
+            let ts = if b == Backend::Postgres {
+                "$3::timestamptz"
+            } else {
+                "$3"
+            };
+            let mut text = format!(
+                "UPDATE task_instance SET state = 'skipped', start_date = {ts}, \
+                 end_date = {ts}, updated_at = {ts} WHERE dag_id = $1 AND run_id = $2 \
+                 AND (state IS NULL OR state NOT IN ('running', 'success', 'failed')) AND ("
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    text.push_str(" OR ");
+                }
+                text.push_str(&format!(
+                    "(task_id = ${} AND map_index = ${})",
+                    4 + 2 * i,
+                    5 + 2 * i
+                ));
+            }
+            text.push(')');
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(text))
+                .bind(dag_id.clone())
+                .bind(run_id.clone())
+                .bind(time_param(now()));
+            for (task_id, map_index) in chunk {
+                query = query.bind(task_id.clone()).bind(*map_index);
+            }
+            skipped += query.execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(Some(skipped))
+    }
+
+    /// `rendered-map-index`: sets the label; `false` when the task instance
+    /// does not exist.
+    pub async fn set_rendered_map_index(&self, id: Uuid, label: &str) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(sql!(
+            self.backend,
+            "UPDATE task_instance SET rendered_map_index = $2, updated_at = $3::timestamptz \
+             WHERE id = $1::uuid"
+        ))
+        .bind(uuid_param(id))
+        .bind(label)
+        .bind(time_param(now()))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(updated > 0)
     }
 }
 

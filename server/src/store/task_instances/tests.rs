@@ -377,8 +377,8 @@ async fn reschedule_records_a_task_reschedule_row() {
 }
 
 #[tokio::test]
-async fn unsupported_states_change_nothing() {
-    for store in stores("unsupported_states_change_nothing").await {
+async fn intermediate_states_end_the_task_failed() {
+    for store in stores("intermediate_states_end_the_task_failed").await {
         let id = store
             .create_task_instance(&NewTaskInstance::new(unique("dag"), "c"))
             .await
@@ -387,16 +387,20 @@ async fn unsupported_states_change_nothing() {
             .start_task_instance(id, &running("h", 1))
             .await
             .unwrap();
+        let change = StateChange::Intermediate(TiState::Queued);
         assert_eq!(
-            store
-                .update_task_instance_state(id, &StateChange::Unsupported(TiState::Deferred))
-                .await
-                .unwrap(),
-            StateOutcome::Unsupported
+            store.update_task_instance_state(id, &change).await.unwrap(),
+            StateOutcome::Updated
         );
+        let ti = store.task_instance(id).await.unwrap().unwrap();
+        assert_eq!(ti.state, Some(TiState::Failed));
+        assert!(ti.end_date.is_some());
+        // Asked again: not running any more, and not `queued` either.
         assert_eq!(
-            store.task_instance(id).await.unwrap().unwrap().state,
-            Some(TiState::Running)
+            store.update_task_instance_state(id, &change).await.unwrap(),
+            StateOutcome::NotRunning {
+                previous_state: Some(TiState::Failed)
+            }
         );
     }
 }
