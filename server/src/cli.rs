@@ -363,7 +363,9 @@ async fn open_store(location: &Location, config: &Config) -> Result<Store, CliEr
              does without a key"
         );
     }
-    Ok(Store::open_with(&target, StoreSettings { fernet }).await?)
+    Ok(Store::open_with(&target, StoreSettings { fernet })
+        .await?
+        .with_max_map_length(config.max_map_length))
 }
 
 fn signing(location: &Location, config: &Config) -> Result<Signing, CliError> {

@@ -42,7 +42,7 @@ pub use task_instances::{
     StateOutcome, TaskInstance, TerminalState,
 };
 pub use variables::Variable;
-pub use xcoms::{XComKey, XComWrite};
+pub use xcoms::{TaskMapLength, XComKey, XComPick, XComSeries, XComWrite};
 
 /// Where the data lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -221,6 +221,8 @@ pub struct Store {
     backend: Backend,
     kind: DatabaseKind,
     fernet: Fernet,
+    /// `[core] max_map_length`: the largest `mapped_length` an XCom may record.
+    max_map_length: u64,
 }
 
 /// How the store treats what it reads and writes.
@@ -314,6 +316,7 @@ impl Store {
             backend,
             kind: detected.clone(),
             fernet: settings.fernet,
+            max_map_length: 1024,
         };
         if detected == DatabaseKind::Empty {
             store.kind = store.create_embedded().await?;
@@ -322,6 +325,17 @@ impl Store {
             store.heartbeats = heartbeats::HeartbeatBatcher::start(store.writer.clone());
         }
         Ok(store)
+    }
+
+    /// Sets `[core] max_map_length` (default 1024, Airflow's).
+    pub fn with_max_map_length(mut self, max_map_length: u64) -> Store {
+        self.max_map_length = max_map_length;
+        self
+    }
+
+    /// `[core] max_map_length`: the largest `mapped_length` an XCom may record.
+    pub fn max_map_length(&self) -> u64 {
+        self.max_map_length
     }
 
     /// Which backend this is: `"sqlite"` or `"postgres"`.

@@ -1,0 +1,115 @@
+"""Airflow's side of server/tests/routes_xcoms.rs and routes_runs.rs.
+
+Runs Airflow 3.3.2's own code (its models, and its Execution API route functions called
+directly with a session) on the database the server under test uses; the environment
+(AIRFLOW__DATABASE__SQL_ALCHEMY_CONN, ...) is the server's. Prints one JSON document.
+
+    runs_side.py xcom-routes DAG RUN TASK KEY CASES -> Airflow's answer to each case
+    runs_side.py xcom-set DAG RUN TASK KEY MAP_INDEX JSON
+    runs_side.py task-map DAG RUN TASK MAP_INDEX    -> {"length", "keys"} or null
+"""
+
+import json
+import sys
+
+from fastapi import HTTPException, Response
+from sqlalchemy import select
+
+from airflow.models.taskmap import TaskMap
+from airflow.models.xcom import XComModel
+from airflow.utils.session import create_session
+
+
+def answer(call):
+    """A route function's result as JSON, or its HTTPException as {"status", "detail"}."""
+    try:
+        return {"ok": call()}
+    except HTTPException as e:
+        return {"status": e.status_code, "detail": e.detail}
+
+
+def xcom_routes(session, dag_id, run_id, task_id, key, cases):
+    from airflow.api_fastapi.execution_api.routes import xcoms
+
+    out = []
+    for case in cases:
+        route = case["route"]
+        if route == "slice":
+            params = xcoms.GetXComSliceFilterParams(
+                start=case.get("start"),
+                stop=case.get("stop"),
+                step=case.get("step"),
+                include_prior_dates=case.get("include_prior_dates", False),
+            )
+            out.append(
+                answer(
+                    lambda: xcoms.get_mapped_xcom_by_slice(
+                        dag_id, run_id, task_id, key, params, session
+                    ).root
+                )
+            )
+        elif route == "item":
+            out.append(
+                answer(
+                    lambda: xcoms.get_mapped_xcom_by_index(
+                        dag_id, run_id, task_id, key, case["offset"], session
+                    ).root
+                )
+            )
+        elif route == "get":
+            params = xcoms.GetXcomFilterParams(
+                map_index=case.get("map_index", -1),
+                include_prior_dates=case.get("include_prior_dates", False),
+                offset=case.get("offset"),
+            )
+            out.append(
+                answer(
+                    lambda: xcoms.get_xcom(dag_id, run_id, task_id, key, session, params).model_dump()
+                )
+            )
+        elif route == "head":
+            response = Response()
+            query = XComModel.get_many(run_id=run_id, key=key, task_ids=task_id, dag_ids=dag_id)
+            xcoms.head_xcom(response, session, query)
+            out.append({"ok": response.headers["Content-Range"]})
+        else:
+            raise SystemExit(f"unknown route {route}")
+    return out
+
+
+def main(argv):
+    command, args = argv[1], argv[2:]
+    with create_session() as session:
+        if command == "xcom-routes":
+            dag_id, run_id, task_id, key, cases = args
+            print(json.dumps(xcom_routes(session, dag_id, run_id, task_id, key, json.loads(cases))))
+        elif command == "xcom-set":
+            dag_id, run_id, task_id, key, map_index, value = args
+            XComModel.set(
+                key,
+                json.loads(value),
+                dag_id=dag_id,
+                task_id=task_id,
+                run_id=run_id,
+                map_index=int(map_index),
+                serialize=False,
+                session=session,
+            )
+            print(json.dumps({"ok": True}))
+        elif command == "task-map":
+            dag_id, run_id, task_id, map_index = args
+            row = session.scalar(
+                select(TaskMap).where(
+                    TaskMap.dag_id == dag_id,
+                    TaskMap.run_id == run_id,
+                    TaskMap.task_id == task_id,
+                    TaskMap.map_index == int(map_index),
+                )
+            )
+            print(json.dumps(None if row is None else {"length": row.length, "keys": row.keys}))
+        else:
+            raise SystemExit(f"unknown command {command}")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
