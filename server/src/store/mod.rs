@@ -16,6 +16,7 @@
 //! `kill -9` and a power cut.
 
 mod connections;
+mod dag_runs;
 mod heartbeats;
 pub mod schema;
 pub(crate) mod sql;
@@ -33,6 +34,7 @@ use time::OffsetDateTime;
 
 use crate::crypto::{CryptoError, Fernet};
 pub use connections::{Connection, NewConnection};
+pub use dag_runs::{Dag, DagRunFilter};
 pub use heartbeats::Beat;
 pub use schema::{DatabaseKind, SchemaError};
 use sql::Backend;
