@@ -19,6 +19,7 @@ mod connections;
 mod dag_runs;
 mod heartbeats;
 pub mod schema;
+mod serialized_dag;
 pub(crate) mod sql;
 mod state;
 mod task_instances;
@@ -37,6 +38,7 @@ pub use connections::{Connection, NewConnection};
 pub use dag_runs::{Dag, DagRunFilter};
 pub use heartbeats::Beat;
 pub use schema::{DatabaseKind, SchemaError};
+pub use serialized_dag::{AssetKey, AssetLike, SerializedDag, SerializedTask, TaskGroup};
 use sql::Backend;
 pub use state::{TiState, UnknownState};
 pub use task_instances::{

@@ -1,0 +1,56 @@
+"""Airflow's side of server/tests/routes_queries.rs.
+
+Runs Airflow 3.3.2's own code on the database the server under test uses (the environment,
+AIRFLOW__DATABASE__SQL_ALCHEMY_CONN and the rest, is the server's). Prints JSON lines.
+
+    queries_side.py api PATH...      -> per path, {"status": N, "body": JSON} as Airflow's own
+                                        Execution API answers `GET PATH` (in process, so without
+                                        JWT checks: the routes' logic alone)
+    queries_side.py sql STATEMENT    -> the first row (or [] when none), through Airflow's engine
+"""
+
+import json
+import logging
+import sys
+import warnings
+
+
+def api(paths):
+    import httpx
+
+    from airflow.api_fastapi.execution_api.app import InProcessExecutionAPI
+
+    in_process = InProcessExecutionAPI()
+    with httpx.Client(transport=in_process.transport, base_url="http://in-process.invalid/") as client:
+        for path in paths:
+            response = client.get(path)
+            body = response.json() if response.content else None
+            print(json.dumps({"status": response.status_code, "body": body}))
+
+
+def sql(statement):
+    from sqlalchemy import text
+
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        result = session.execute(text(statement))
+        row = result.first() if result.returns_rows else None
+        values = [] if row is None else list(row)
+        print(json.dumps([v if v is None or isinstance(v, (int, float, str, bool)) else str(v) for v in values]))
+
+
+def main(argv):
+    warnings.simplefilter("ignore")
+    logging.disable(logging.CRITICAL)
+    command, args = argv[1], argv[2:]
+    if command == "api":
+        api(args)
+    elif command == "sql":
+        sql(args[0])
+    else:
+        raise SystemExit(f"unknown command {command}")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
