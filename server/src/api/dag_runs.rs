@@ -57,7 +57,9 @@ pub mod routes {
     ) -> Result<HttpResponse, ApiError> {
         let (dag_id, run_id) = path.into_inner();
         match store.dag_run(&dag_id, &run_id).await? {
-            Some(run) => Ok(HttpResponse::Ok().json(DagRun::from_store(run).map_err(ApiError::internal)?)),
+            Some(run) => {
+                Ok(HttpResponse::Ok().json(DagRun::from_store(run).map_err(ApiError::internal)?))
+            }
             None => Err(not_found_run(&dag_id, &run_id)),
         }
     }
@@ -114,7 +116,9 @@ pub mod routes {
         let logical_date = params.required_time("logical_date")?;
         let state = params.dag_run_state()?;
         match store.previous_dag_run(dag_id, logical_date, state).await? {
-            Some(run) => Ok(HttpResponse::Ok().json(DagRun::from_store(run).map_err(ApiError::internal)?)),
+            Some(run) => {
+                Ok(HttpResponse::Ok().json(DagRun::from_store(run).map_err(ApiError::internal)?))
+            }
             None => Ok(HttpResponse::Ok().json(serde_json::Value::Null)),
         }
     }
@@ -206,7 +210,10 @@ fn legacy_json(run: DagRun) -> Value {
             "end_date",
             "partition_date",
         ];
-        for (_, field) in fields.iter_mut().filter(|(k, _)| TIMES.contains(&k.as_str())) {
+        for (_, field) in fields
+            .iter_mut()
+            .filter(|(k, _)| TIMES.contains(&k.as_str()))
+        {
             if let Value::String(text) = field
                 && text.len() > 20
                 && text.ends_with('Z')

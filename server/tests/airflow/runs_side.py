@@ -77,12 +77,51 @@ def xcom_routes(session, dag_id, run_id, task_id, key, cases):
     return out
 
 
+def dag_run_routes(session, cases):
+    """Airflow's dag-run and dag route functions, called with a session."""
+    from airflow.api_fastapi.execution_api.routes import dag_runs, dags
+    from airflow._shared.timezones import timezone
+
+    def when(text):
+        return None if text is None else timezone.parse(text)
+
+    out = []
+    for case in cases:
+        route = case["route"]
+        if route == "get":
+            call = lambda: dag_runs.get_dag_run(case["dag_id"], case["run_id"], session).model_dump(mode="json")
+        elif route == "state":
+            call = lambda: dag_runs.get_dagrun_state(case["dag_id"], case["run_id"], session).model_dump(mode="json")
+        elif route == "count":
+            call = lambda: dag_runs.get_dr_count(
+                case["dag_id"],
+                session,
+                logical_dates=[when(d) for d in case["logical_dates"]] if case.get("logical_dates") else None,
+                run_ids=case.get("run_ids"),
+                states=case.get("states"),
+            )
+        elif route == "previous":
+            def call():
+                run = dag_runs.get_previous_dagrun(
+                    case["dag_id"], when(case["logical_date"]), session, case.get("state")
+                )
+                return None if run is None else run.model_dump(mode="json")
+        elif route == "dag":
+            call = lambda: dags.get_dag(case["dag_id"], session).model_dump(mode="json")
+        else:
+            raise SystemExit(f"unknown route {route}")
+        out.append(answer(call))
+    return out
+
+
 def main(argv):
     command, args = argv[1], argv[2:]
     with create_session() as session:
         if command == "xcom-routes":
             dag_id, run_id, task_id, key, cases = args
             print(json.dumps(xcom_routes(session, dag_id, run_id, task_id, key, json.loads(cases))))
+        elif command == "dag-run-routes":
+            print(json.dumps(dag_run_routes(session, json.loads(args[0]))))
         elif command == "xcom-set":
             dag_id, run_id, task_id, key, map_index, value = args
             XComModel.set(

@@ -160,6 +160,21 @@ impl Backend {
         self
     }
 
+    /// Whether the database is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.db_url.starts_with("postgres")
+    }
+
+    /// A UTC time (`YYYY-MM-DD HH:MM:SS`) as an SQL literal in the form Airflow stores it
+    /// (naive text on SQLite, an explicit UTC offset on PostgreSQL).
+    pub fn at(&self, time: &str) -> String {
+        if self.is_postgres() {
+            format!("'{time}+00'")
+        } else {
+            format!("'{time}.000000'")
+        }
+    }
+
     /// Whether Airflow's models run on this database.
     pub fn is_airflow(&self) -> bool {
         self.airflow.is_some()
