@@ -246,6 +246,218 @@ fn reads_on(backend: &Backend) {
     assert!(status.success(), "{log}");
 }
 
+/// Bad triggers on any database: 4xx with a JSON detail, nothing written.
+fn trigger_refusals_on(backend: &Backend) {
+    let dag = unique("plain");
+    let caller = backend.create_ti(&dag, "t", "r", -1);
+    let server = backend.serve();
+    let token = backend.token(caller);
+    let post = |path: &str, body: &str| {
+        http(
+            server.addr,
+            "POST",
+            &format!("/execution/dag-runs/{path}"),
+            Some(&token),
+            Some(body),
+        )
+    };
+    let runs = || {
+        backend.scalar(&format!(
+            "SELECT CAST(COUNT(*) AS TEXT) FROM dag_run WHERE dag_id = '{dag}'"
+        ))
+    };
+    let before = runs();
+    let res = post("no_such_dag/x", "{}");
+    assert_eq!(res.status, 404, "{}", res.body);
+    assert_eq!(
+        res.json(),
+        json!({"detail": {"reason": "not_found", "message": "Dag with dag_id: 'no_such_dag' not found"}})
+    );
+    // A DAG Airflow never serialized.
+    let res = post(&format!("{dag}/x"), "{}");
+    assert_eq!(res.status, 404, "{}", res.body);
+    for body in [
+        r#"{"bogus": 1}"#,
+        r#"{"conf": null}"#,
+        r#"{"conf": [1]}"#,
+        r#"{"logical_date": "2024-01-01T00:00:00"}"#,
+        "[]",
+        "nope",
+    ] {
+        let res = post(&format!("{dag}/x"), body);
+        assert_eq!(res.status / 100, 4, "{body}: {}", res.body);
+        assert!(res.json().get("detail").is_some(), "{body}: {}", res.body);
+    }
+    backend.exec(&[&format!(
+        "UPDATE dag SET is_stale = true WHERE dag_id = '{dag}'"
+    )]);
+    assert_eq!(post(&format!("{dag}/x"), "{}").status, 404);
+    backend.exec(&[&format!(
+        "UPDATE dag SET is_stale = false, has_import_errors = true WHERE dag_id = '{dag}'"
+    )]);
+    let res = post(&format!("{dag}/x"), "{}");
+    assert_eq!(res.status, 400);
+    assert_eq!(res.json()["detail"]["reason"], "import_errors");
+    backend.exec(&[&format!(
+        "UPDATE dag SET has_import_errors = false, allowed_run_types = '[\"manual\"]' WHERE dag_id = '{dag}'"
+    )]);
+    let res = post(&format!("{dag}/x"), "{}");
+    assert_eq!(res.status, 400);
+    assert_eq!(
+        res.json()["detail"],
+        json!({"reason": "denied_run_type", "message": format!("Dag with dag_id '{dag}' does not allow operator-triggered runs")})
+    );
+    assert_eq!(
+        runs(),
+        before,
+        "{}: a refused trigger wrote a run",
+        backend.name
+    );
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+}
+
+/// A run we trigger next to one Airflow's own `trigger_dag` creates for the same serialized
+/// DAG: Airflow's models read both alike (same task instances, columns and priorities).
+fn trigger_on_airflow(backend: &Backend) {
+    let prefix = unique("runs");
+    let env = [("RUNS_DAG_PREFIX", prefix.as_str())];
+    backend.venv_with("airflow", &["dags", "reserialize"], &env);
+    let caller_dag = unique("caller");
+    let caller = backend.create_ti(&caller_dag, "t", "r", -1);
+    backend.exec(&[&format!(
+        "UPDATE dag_run SET triggering_user_name = 'carol' WHERE dag_id = '{caller_dag}'"
+    )]);
+    let server = backend.serve();
+    let token = backend.token(caller);
+    let post = |path: &str, body: &str| {
+        http(
+            server.addr,
+            "POST",
+            &format!("/execution/dag-runs/{path}"),
+            Some(&token),
+            Some(body),
+        )
+    };
+
+    let res = post(
+        &format!("{prefix}/ours"),
+        r#"{"logical_date": "2024-03-01T00:00:00Z", "conf": {"k": 1}, "note": "from us"}"#,
+    );
+    assert_eq!(res.status, 204, "{}: {}", backend.name, res.body);
+    backend.models_with(
+        &[
+            "trigger",
+            &prefix,
+            "theirs",
+            "2024-03-02T00:00:00+00:00",
+            r#"{"k": 1}"#,
+        ],
+        &env,
+    );
+    let mut ours = backend.models_with(&["run-rows", &prefix, "ours"], &env);
+    let mut theirs = backend.models_with(&["run-rows", &prefix, "theirs"], &env);
+    assert_eq!(ours["note"], "from us");
+    assert_eq!(theirs["note"], "from airflow");
+    assert_eq!(ours["logical_date"], "2024-03-01T00:00:00+00:00");
+    assert_eq!(ours["verify_integrity_added"], 0, "{ours}");
+    assert_eq!(
+        ours["tis"].as_array().unwrap().len(),
+        7,
+        "a, b, numbers, again, 3 x double: {ours}"
+    );
+    for side in [&mut ours, &mut theirs] {
+        for key in ["note", "logical_date"] {
+            side.as_object_mut().unwrap().remove(key);
+        }
+    }
+    assert_eq!(
+        ours, theirs,
+        "{}: our run differs from Airflow's",
+        backend.name
+    );
+    assert_eq!(
+        backend.scalar(&format!("SELECT triggering_user_name FROM dag_run WHERE dag_id = '{prefix}' AND run_id = 'ours'")).as_deref(),
+        Some("carol"),
+        "inherited from the calling task's run"
+    );
+
+    // Conflicts: the run id, then the logical date.
+    let res = post(&format!("{prefix}/ours"), "{}");
+    assert_eq!(res.status, 409);
+    assert_eq!(
+        res.json()["detail"],
+        json!({"reason": "already_exists", "message": format!("A run already exists for Dag '{prefix}' with run_id 'ours'")})
+    );
+    let res = post(
+        &format!("{prefix}/again"),
+        r#"{"logical_date": "2024-03-02T00:00:00Z"}"#,
+    );
+    assert_eq!(res.status, 409, "{}", res.body);
+    // No logical date: no data interval, any timetable.
+    assert_eq!(post(&format!("{prefix}/nodate"), "{}").status, 204);
+    let nodate = backend.models_with(&["run-rows", &prefix, "nodate"], &env);
+    assert_eq!(nodate["logical_date"], Value::Null);
+    assert_eq!(nodate["conf"], json!({}));
+    assert_eq!(post(&format!("{prefix}_cron/nodate"), "{}").status, 204);
+    // Refusals, each naming its reason, nothing written.
+    for (path, body, reason) in [
+        (
+            format!("{prefix}_cron/dated"),
+            r#"{"logical_date": "2024-03-01T00:00:00Z"}"#,
+            "unsupported_timetable",
+        ),
+        (
+            format!("{prefix}/typed"),
+            r#"{"conf": {"q": 5}}"#,
+            "value_error",
+        ),
+        (
+            format!("{prefix}/parted"),
+            r#"{"partition_key": "p1"}"#,
+            "not_partitioned",
+        ),
+        (format!("{prefix}/a..b"), "{}", "value_error"),
+        (format!("{prefix}/has%20space"), "{}", "value_error"),
+        (
+            format!("{prefix}/early"),
+            r#"{"logical_date": "2023-01-01T00:00:00Z"}"#,
+            "value_error",
+        ),
+    ] {
+        let res = post(&path, body);
+        assert_eq!(res.status, 400, "{path} {body}: {}", res.body);
+        assert_eq!(
+            res.json()["detail"]["reason"],
+            reason,
+            "{path}: {}",
+            res.body
+        );
+    }
+    let count = backend.scalar(&format!(
+        "SELECT CAST(COUNT(*) AS TEXT) FROM dag_run WHERE dag_id IN ('{prefix}', '{prefix}_cron')"
+    ));
+    assert_eq!(
+        count.as_deref(),
+        Some("4"),
+        "ours, theirs and the two undated runs only"
+    );
+
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn triggers_on_every_backend() {
+    for backend in Backend::all("runs-trigger") {
+        eprintln!("backend {}", backend.name);
+        trigger_refusals_on(&backend);
+        if backend.is_airflow() {
+            trigger_on_airflow(&backend);
+        }
+    }
+}
+
 #[test]
 fn dag_run_and_dag_reads_on_every_backend() {
     for backend in Backend::all("runs-reads") {

@@ -35,7 +35,10 @@ use time::OffsetDateTime;
 
 use crate::crypto::{CryptoError, Fernet};
 pub use connections::{Connection, NewConnection};
-pub use dag_runs::{Dag, DagRunFilter};
+pub use dag_runs::{
+    Dag, DagRunFilter, DagTriggerInfo, NeedsPython, NewDagRun, NewRunTask, TriggerOutcome,
+    plan_task_instances,
+};
 pub use heartbeats::Beat;
 pub use schema::{DatabaseKind, SchemaError};
 pub use serialized_dag::{AssetKey, AssetLike, SerializedDag, SerializedTask, TaskGroup};

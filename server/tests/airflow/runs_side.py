@@ -114,6 +114,89 @@ def dag_run_routes(session, cases):
     return out
 
 
+def trigger(session, dag_id, run_id, logical_date, conf):
+    """Airflow's own trigger, as its Execution API route calls it."""
+    from airflow._shared.timezones import timezone
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.utils.types import DagRunTriggeredByType, DagRunType
+
+    trigger_dag(
+        dag_id=dag_id,
+        run_id=run_id,
+        run_type=DagRunType.OPERATOR_TRIGGERED,
+        conf=json.loads(conf),
+        logical_date=None if logical_date == "-" else timezone.parse(logical_date),
+        run_after=None,
+        triggered_by=DagRunTriggeredByType.OPERATOR,
+        triggering_user_name=None,
+        replace_microseconds=False,
+        note="from airflow",
+        session=session,
+    )
+
+
+def run_rows(session, dag_id, run_id):
+    """A run and its task instances as Airflow's models read them."""
+    from airflow.models.dagrun import DagRun
+
+    runs = DagRun.find(dag_id=dag_id, run_id=run_id, session=session)
+    if not runs:
+        return None
+    dr = runs[0]
+    tis = sorted(dr.get_task_instances(session=session), key=lambda t: (t.task_id, t.map_index))
+    out = {
+        "state": dr.state,
+        "run_type": dr.run_type,
+        "triggered_by": dr.triggered_by.name if dr.triggered_by else None,
+        "conf": dr.conf,
+        "logical_date": dr.logical_date.isoformat() if dr.logical_date else None,
+        "data_interval_is_run_after": dr.data_interval_start == dr.run_after == dr.data_interval_end,
+        "queued_at_set": dr.queued_at is not None,
+        "start_date": dr.start_date,
+        "clear_number": dr.clear_number,
+        "note": dr.note,
+        "bundle_version": dr.bundle_version,
+        "log_template_id": dr.log_template_id,
+        "created_dag_version_id": str(dr.created_dag_version_id),
+        "carrier_keys": sorted((dr.context_carrier or {}).keys()),
+        "span_status": dr.span_status,
+        "tis": [
+            {
+                "task_id": t.task_id,
+                "map_index": t.map_index,
+                "state": t.state,
+                "try_number": t.try_number,
+                "max_tries": t.max_tries,
+                "hostname": t.hostname,
+                "pool": t.pool,
+                "pool_slots": t.pool_slots,
+                "queue": t.queue,
+                "priority_weight": t.priority_weight,
+                "operator": t.operator,
+                "custom_operator_name": t.custom_operator_name,
+                "executor": t.executor,
+                "executor_config": t.executor_config,
+                "task_display_name": t.task_display_name,
+                "dag_version_id": str(t.dag_version_id),
+                "carrier_keys": sorted((t.context_carrier or {}).keys()),
+                "span_status": t.span_status,
+            }
+            for t in tis
+        ],
+    }
+    # What the scheduler would add for this run: nothing is missing.
+    before = len(tis)
+    dr.dag = None
+    from airflow.models.dagbag import DBDagBag
+
+    dr.dag = DBDagBag().get_dag_for_run(dr, session=session)
+    dr.verify_integrity(session=session, dag_version_id=dr.created_dag_version_id)
+    session.flush()
+    out["verify_integrity_added"] = len(dr.get_task_instances(session=session)) - before
+    session.rollback()
+    return out
+
+
 def main(argv):
     command, args = argv[1], argv[2:]
     with create_session() as session:
@@ -122,6 +205,12 @@ def main(argv):
             print(json.dumps(xcom_routes(session, dag_id, run_id, task_id, key, json.loads(cases))))
         elif command == "dag-run-routes":
             print(json.dumps(dag_run_routes(session, json.loads(args[0]))))
+        elif command == "trigger":
+            dag_id, run_id, logical_date, conf = args
+            trigger(session, dag_id, run_id, logical_date, conf)
+            print(json.dumps({"ok": True}))
+        elif command == "run-rows":
+            print(json.dumps(run_rows(session, *args), default=str))
         elif command == "xcom-set":
             dag_id, run_id, task_id, key, map_index, value = args
             XComModel.set(

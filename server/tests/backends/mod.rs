@@ -293,20 +293,31 @@ impl Backend {
     /// `tests/airflow/runs_side.py ARGS` with Airflow's models on this database: the JSON it
     /// prints last. Only on Airflow's databases.
     pub fn models(&self, args: &[&str]) -> Value {
+        self.models_with(args, &[])
+    }
+
+    /// [`Backend::models`] with extra environment.
+    pub fn models_with(&self, args: &[&str], extra: &[(&str, &str)]) -> Value {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/airflow/runs_side.py");
         let mut all = vec![script.to_str().unwrap()];
         all.extend_from_slice(args);
-        let out = self.venv("python", &all);
+        let out = self.venv_with("python", &all, extra);
         let last = out.lines().last().unwrap_or_default();
         serde_json::from_str(last).unwrap_or_else(|e| panic!("runs_side.py printed {out:?}: {e}"))
     }
 
     /// Runs a program of the Airflow venv (`airflow`, `python`) that must succeed; its stdout.
     pub fn venv(&self, program: &str, args: &[&str]) -> String {
+        self.venv_with(program, args, &[])
+    }
+
+    /// [`Backend::venv`] with extra environment.
+    pub fn venv_with(&self, program: &str, args: &[&str], extra: &[(&str, &str)]) -> String {
         let airflow = self.airflow.as_ref().expect("an Airflow backend");
         let output = Command::new(airflow.venv.join("bin").join(program))
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(extra.iter().copied())
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::null())
             .output()
