@@ -313,6 +313,52 @@ fn trigger_refusals_on(backend: &Backend) {
         "{}: a refused trigger wrote a run",
         backend.name
     );
+
+    // Clear: import errors, an unknown run, a run whose DAG Airflow never serialized.
+    let history = || {
+        backend.scalar(&format!(
+            "SELECT CAST(COUNT(*) AS TEXT) FROM task_instance_history WHERE dag_id = '{dag}'"
+        ))
+    };
+    backend.exec(&[&format!(
+        "UPDATE dag SET has_import_errors = true WHERE dag_id = '{dag}'"
+    )]);
+    let res = post(&format!("{dag}/nope/clear"), "");
+    assert_eq!(
+        res.status, 400,
+        "import errors first, as in Airflow: {}",
+        res.body
+    );
+    backend.exec(&[&format!(
+        "UPDATE dag SET has_import_errors = false WHERE dag_id = '{dag}'"
+    )]);
+    let res = post(&format!("{dag}/nope/clear"), "");
+    assert_eq!(res.status, 404);
+    assert_eq!(
+        res.json()["detail"],
+        json!({"reason": "not_found", "message": "Dag run with run_id: 'nope' not found"})
+    );
+    let res = post(&format!("{dag}/r/clear"), "");
+    assert_eq!(res.status, 404);
+    assert_eq!(
+        res.json(),
+        json!({"detail": format!("The Dag with ID: `{dag}` was not found")})
+    );
+    assert_eq!(post("no_such_dag/r/clear", "").status, 404);
+    assert_eq!(
+        history().as_deref(),
+        Some("0"),
+        "a refused clear archived rows"
+    );
+    assert_eq!(
+        backend
+            .scalar(&format!(
+                "SELECT CAST(id AS TEXT) FROM task_instance WHERE dag_id = '{dag}'"
+            ))
+            .map(|id| id.replace('-', "")),
+        Some(caller.simple().to_string()),
+        "a refused clear changed an id"
+    );
     let (status, log) = server.terminate();
     assert!(status.success(), "{log}");
 }
@@ -445,6 +491,121 @@ fn trigger_on_airflow(backend: &Backend) {
 
     let (status, log) = server.terminate();
     assert!(status.success(), "{log}");
+}
+
+/// A run we clear next to the same run Airflow's own `clear_dag_run` clears: Airflow's models
+/// read both alike (history rows, new ids, states, max_tries, the run queued again).
+fn clear_on_airflow(backend: &Backend) {
+    let prefix = unique("clear");
+    let env = [("RUNS_DAG_PREFIX", prefix.as_str())];
+    backend.venv_with("airflow", &["dags", "reserialize"], &env);
+    for (run, day) in [("ours", "01"), ("theirs", "02")] {
+        backend.models_with(
+            &[
+                "trigger",
+                &prefix,
+                run,
+                &format!("2024-03-{day}T00:00:00+00:00"),
+                "{}",
+            ],
+            &env,
+        );
+    }
+    // The same history on both: `a` succeeded on try 1, `double[0]` is running, `b` was
+    // deferred; the run finished.
+    let started = backend.at("2024-03-03 00:00:00");
+    let ended = backend.at("2024-03-03 00:01:00");
+    backend.exec(&[
+        &format!(
+            "UPDATE task_instance SET state = 'success', try_number = 1, start_date = {started}, \
+             end_date = {ended}, duration = 60 WHERE dag_id = '{prefix}' AND task_id = 'a'"
+        ),
+        &format!(
+            "UPDATE task_instance SET state = 'running', try_number = 1, start_date = {started} \
+             WHERE dag_id = '{prefix}' AND task_id = 'double' AND map_index = 0"
+        ),
+        &format!(
+            "UPDATE task_instance SET state = 'deferred', try_number = 2, next_method = 'resume', \
+             start_date = {started} WHERE dag_id = '{prefix}' AND task_id = 'b'"
+        ),
+        &format!(
+            "UPDATE dag_run SET state = 'success', start_date = {started}, \
+             last_scheduling_decision = {ended} WHERE dag_id = '{prefix}'"
+        ),
+    ]);
+    let old_ours = backend.models_with(&["ti-ids", &prefix, "ours"], &env);
+    let old_theirs = backend.models_with(&["ti-ids", &prefix, "theirs"], &env);
+
+    let server = backend.serve();
+    let token = backend.token(Uuid::new_v4());
+    let post = |path: &str| {
+        http(
+            server.addr,
+            "POST",
+            &format!("/execution/dag-runs/{path}"),
+            Some(&token),
+            Some(""),
+        )
+    };
+    let res = post(&format!("{prefix}/ours/clear"));
+    assert_eq!(res.status, 204, "{}: {}", backend.name, res.body);
+    let theirs_clear = backend.models_with(&["clear", &prefix, "theirs"], &env);
+    assert_eq!(theirs_clear, json!({"ok": null}));
+
+    let ours = backend.models_with(&["run-rows", &prefix, "ours", &old_ours.to_string()], &env);
+    let theirs = backend.models_with(
+        &["run-rows", &prefix, "theirs", &old_theirs.to_string()],
+        &env,
+    );
+    assert_eq!(ours["state"], "queued", "{ours}");
+    assert_eq!(ours["clear_number"], 1);
+    assert_eq!(ours["history"].as_array().unwrap().len(), 7, "{ours}");
+    let strip = |mut side: Value| {
+        side.as_object_mut().unwrap().remove("logical_date");
+        side
+    };
+    assert_eq!(
+        strip(ours.clone()),
+        strip(theirs),
+        "{}: our clear differs from Airflow's",
+        backend.name
+    );
+    let b = ours["tis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task_id"] == "b")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            b["max_tries"].clone(),
+            b["state"].clone(),
+            b["id_is_old"].clone()
+        ),
+        (json!(4), Value::Null, json!(false))
+    );
+
+    // Refusals: unknown run, unknown DAG.
+    let res = post(&format!("{prefix}/nope/clear"));
+    assert_eq!(res.status, 404);
+    assert_eq!(
+        res.json()["detail"],
+        json!({"reason": "not_found", "message": "Dag run with run_id: 'nope' not found"})
+    );
+    assert_eq!(post("no_such_dag/x/clear").status, 404);
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn clears_on_airflow_backends() {
+    for backend in Backend::all("runs-clear") {
+        if backend.is_airflow() {
+            eprintln!("backend {}", backend.name);
+            clear_on_airflow(&backend);
+        }
+    }
 }
 
 #[test]

@@ -27,7 +27,8 @@ pub mod routes {
     use super::{DagRun, Params, TriggerDAGRunPayload, already_exists, legacy_json, not_found_run};
     use crate::api::{ApiError, Payload};
     use crate::store::{
-        DagRunFilter, NeedsPython, NewDagRun, Store, TriggerOutcome, plan_task_instances,
+        ClearOutcome, DagRunFilter, NeedsPython, NewDagRun, Store, TriggerOutcome,
+        plan_task_instances,
     };
 
     /// Redirect old previous dag run request to the new endpoint.
@@ -234,6 +235,93 @@ pub mod routes {
                     super::isoformat(logical_date.unwrap_or(run_after))
                 ),
             }))),
+        }
+    }
+
+    /// Clear a Dag run.
+    ///
+    /// Every task instance of the run is archived to `task_instance_history`,
+    /// gets a new id and is reset (a running one becomes `restarting`); the run
+    /// is queued again if it had finished (Airflow's `DAG.clear`): 204. 404 for
+    /// an unknown or stale DAG, an unknown run, or a run whose serialized DAG is
+    /// gone; 400 for import errors, or what only Python can do (re-running on
+    /// the latest version, deadline alerts).
+    #[execution_route(post, "/{dag_id}/{run_id}/clear")]
+    pub async fn clear_dag_run(
+        store: web::Data<Store>,
+        path: web::Path<(String, String)>,
+    ) -> Result<HttpResponse, ApiError> {
+        let (dag_id, run_id) = path.into_inner();
+        let bad = |reason: &str, message: String| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                json!({"reason": reason, "message": message}),
+            )
+        };
+        let Some(info) = store
+            .dag_trigger_info(&dag_id)
+            .await?
+            .filter(|i| !i.is_stale)
+        else {
+            return Err(ApiError::not_found(format!(
+                "Dag with dag_id: '{dag_id}' not found"
+            )));
+        };
+        if info.has_import_errors {
+            return Err(bad(
+                "import_errors",
+                format!("Dag with dag_id '{dag_id}' has import errors and cannot be triggered"),
+            ));
+        }
+        let Some(run) = store.dag_run(&dag_id, &run_id).await? else {
+            return Err(ApiError::not_found(format!(
+                "Dag run with run_id: '{run_id}' not found"
+            )));
+        };
+        let _ = run;
+        let Some(dag) = store.serialized_dag_for_run(&dag_id, &run_id).await? else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                json!(format!("The Dag with ID: `{dag_id}` was not found")),
+            ));
+        };
+        let document = dag.data.get("dag");
+        if document
+            .and_then(|d| d.get("rerun_with_latest_version"))
+            .and_then(serde_json::Value::as_bool)
+            == Some(true)
+        {
+            return Err(bad(
+                "unsupported_dag",
+                format!(
+                    "Dag '{dag_id}' re-runs on its latest version, which needs Airflow's Python \
+                     code to re-create the run's task instances; clear it through Airflow's API \
+                     server"
+                ),
+            ));
+        }
+        if document
+            .and_then(|d| d.get("deadline"))
+            .is_some_and(|d| !d.is_null())
+        {
+            return Err(bad(
+                "unsupported_deadline",
+                format!(
+                    "Dag '{dag_id}' has deadline alerts, whose deadlines only Airflow's Python \
+                     code recomputes"
+                ),
+            ));
+        }
+        let tasks = plan_task_instances(&dag, None)
+            .map_err(|NeedsPython(why)| bad("unsupported_dag", why))?;
+        match store
+            .clear_dag_run(&dag_id, &run_id, &tasks, Some(dag.dag_version_id))
+            .await?
+        {
+            ClearOutcome::Cleared => Ok(HttpResponse::NoContent().finish()),
+            ClearOutcome::NoRun => Err(ApiError::not_found(format!(
+                "Dag run with run_id: '{run_id}' not found"
+            ))),
         }
     }
 

@@ -92,6 +92,15 @@ pub enum TriggerOutcome {
     LogicalDateTaken,
 }
 
+/// What a clear found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClearOutcome {
+    /// Cleared.
+    Cleared,
+    /// No such run.
+    NoRun,
+}
+
 /// `pickle.dumps({})` with protocol 5, the `executor_config` Airflow stores for a
 /// task without one.
 const EMPTY_EXECUTOR_CONFIG: &[u8] = b"\x80\x05}\x94.";
@@ -676,5 +685,205 @@ impl Store {
         }
         tx.commit().await?;
         Ok(TriggerOutcome::Created)
+    }
+}
+
+impl Store {
+    /// Clears every task instance of a run as Airflow's `clear_task_instances`
+    /// does (`DAG.clear(run_id=...)` with `dag_run_state=QUEUED`, not on the
+    /// latest version): each try is archived to `task_instance_history` (a
+    /// state that is not finished is recorded as `failed`, and the live row gets
+    /// an end date), its reschedules deleted and its `hitl_detail` copied, and
+    /// the row gets a new id; a running one becomes `restarting`, the others
+    /// lose their state and deferral and take the run's serialized task's
+    /// attributes (`refresh_from_task`, `max_tries = try_number + retries`). The
+    /// run's `clear_number` goes up, `queued_at` is now; a finished run is
+    /// queued again with no start date and no scheduling decision.
+    pub async fn clear_dag_run(
+        &self,
+        dag_id: &str,
+        run_id: &str,
+        tasks: &[NewRunTask],
+        created_dag_version_id: Option<Uuid>,
+    ) -> Result<ClearOutcome, StoreError> {
+        let b = self.backend;
+        let mut tx = self.begin_write().await?;
+        let run = sqlx::query(sql!(
+            b,
+            "SELECT id, state, CAST(created_dag_version_id AS TEXT) FROM dag_run \
+             WHERE dag_id = $1 AND run_id = $2 FOR UPDATE"
+        ))
+        .bind(dag_id)
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(run) = run else {
+            return Ok(ClearOutcome::NoRun);
+        };
+        let run_row_id: i64 = run.try_get(0)?;
+        let run_state: Option<String> = run.try_get(1)?;
+        let stamp = time_param(now());
+        let carrier = trace_carrier();
+        let tis = sqlx::query(sql!(
+            b,
+            "SELECT CAST(id AS TEXT), task_id, map_index, try_number, max_tries, state \
+             FROM task_instance WHERE dag_id = $1 AND run_id = $2 FOR UPDATE"
+        ))
+        .bind(dag_id)
+        .bind(run_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let cast = if b == Backend::Postgres { "::uuid" } else { "" };
+        let ts = if b == Backend::Postgres {
+            "::timestamptz"
+        } else {
+            ""
+        };
+        let duration = match b {
+            Backend::Sqlite => "round((julianday($2) - julianday(start_date)) * 86400, 3)",
+            Backend::Postgres => "EXTRACT(EPOCH FROM $2::timestamptz - start_date)",
+        };
+        for ti in &tis {
+            let old = super::sql::parse_uuid(&ti.try_get::<String, _>(0)?)?;
+            let task_id: String = ti.try_get(1)?;
+            let map_index: i64 = ti.try_get(2)?;
+            let try_number: i64 = ti.try_get(3)?;
+            let max_tries: i64 = ti.try_get(4)?;
+            let state: Option<String> = ti.try_get(5)?;
+            let finished = matches!(
+                state.as_deref(),
+                Some("success" | "failed" | "skipped" | "upstream_failed" | "removed")
+            );
+            // TaskInstanceHistory.record_ti: an unfinished try ends now.
+            let archived: i64 = sqlx::query(
+                "SELECT COUNT(*) FROM task_instance_history WHERE dag_id = $1 AND task_id = $2 \
+                 AND run_id = $3 AND map_index = $4 AND try_number = $5",
+            )
+            .bind(dag_id)
+            .bind(&task_id)
+            .bind(run_id)
+            .bind(map_index)
+            .bind(try_number)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+            if archived == 0 {
+                if !finished {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE task_instance SET end_date = $2{ts}, duration = {duration} \
+                         WHERE id = $1{cast} AND end_date IS NULL"
+                    )))
+                    .bind(uuid_param(old))
+                    .bind(&stamp)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                const COLUMNS: &str = "task_id, dag_id, run_id, map_index, try_number, \
+                     start_date, end_date, duration, max_tries, hostname, unixname, pool, \
+                     pool_slots, queue, priority_weight, operator, custom_operator_name, \
+                     queued_dttm, scheduled_dttm, queued_by_job_id, pid, executor, \
+                     executor_config, updated_at, rendered_map_index, context_carrier, \
+                     span_status, external_executor_id, trigger_id, trigger_timeout, \
+                     next_method, next_kwargs, task_display_name, dag_version_id, \
+                     retry_delay_override, retry_reason";
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO task_instance_history (task_instance_id, state, {COLUMNS}) \
+                     SELECT id, CASE WHEN $2 THEN state ELSE 'failed' END, {COLUMNS} \
+                     FROM task_instance WHERE id = $1{cast}"
+                )))
+                .bind(uuid_param(old))
+                .bind(finished)
+                .execute(&mut *tx)
+                .await?;
+                const HITL: &str = "options, subject, body, defaults, multiple, params, \
+                     assignees, created_at, responded_at, responded_by, chosen_options, \
+                     params_input";
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO hitl_detail_history (ti_history_id, {HITL}) \
+                     SELECT ti_id, {HITL} FROM hitl_detail WHERE ti_id = $1{cast}"
+                )))
+                .bind(uuid_param(old))
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query(sql!(
+                b,
+                "DELETE FROM task_reschedule WHERE ti_id = $1::uuid"
+            ))
+            .bind(uuid_param(old))
+            .execute(&mut *tx)
+            .await?;
+            let new_id = uuid_param(Uuid::now_v7());
+            if state.as_deref() == Some("running") {
+                sqlx::query(sql!(
+                    b,
+                    "UPDATE task_instance SET id = $2::uuid, state = 'restarting', \
+                     context_carrier = $3::jsonb, updated_at = $4::timestamptz \
+                     WHERE id = $1::uuid"
+                ))
+                .bind(uuid_param(old))
+                .bind(&new_id)
+                .bind(&carrier)
+                .bind(&stamp)
+                .execute(&mut *tx)
+                .await?;
+                continue;
+            }
+            let task = tasks.iter().find(|t| t.task_id == task_id);
+            sqlx::query(sql!(
+                b,
+                "UPDATE task_instance SET id = $2::uuid, state = NULL, \
+                 external_executor_id = NULL, next_method = NULL, next_kwargs = 'null'::jsonb, \
+                 max_tries = $3, context_carrier = $4::jsonb, updated_at = $5::timestamptz, \
+                 dag_version_id = COALESCE(dag_version_id, $6::uuid), \
+                 queue = CASE WHEN $7 THEN $8 ELSE queue END, \
+                 pool = CASE WHEN $7 THEN $9 ELSE pool END, \
+                 pool_slots = CASE WHEN $7 THEN $10 ELSE pool_slots END, \
+                 priority_weight = CASE WHEN $7 THEN $11 ELSE priority_weight END, \
+                 executor = CASE WHEN $7 THEN $12 ELSE executor END, \
+                 operator = CASE WHEN $7 THEN $13 ELSE operator END, \
+                 custom_operator_name = CASE WHEN $7 THEN $14 ELSE custom_operator_name END \
+                 WHERE id = $1::uuid"
+            ))
+            .bind(uuid_param(old))
+            .bind(&new_id)
+            .bind(match task {
+                Some(task) => try_number + task.max_tries,
+                None => max_tries.max(try_number),
+            })
+            .bind(&carrier)
+            .bind(&stamp)
+            .bind(created_dag_version_id.map(uuid_param))
+            .bind(task.is_some())
+            .bind(task.map(|t| t.queue.clone()))
+            .bind(task.map(|t| t.pool.clone()))
+            .bind(task.map(|t| t.pool_slots))
+            .bind(task.map(|t| t.priority_weight))
+            .bind(task.and_then(|t| t.executor.clone()))
+            .bind(task.map(|t| t.operator.clone()))
+            .bind(task.map(|t| t.custom_operator_name.clone()))
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !tis.is_empty() {
+            let finished = matches!(run_state.as_deref(), Some("success" | "failed"));
+            sqlx::query(sql!(
+                b,
+                "UPDATE dag_run SET clear_number = clear_number + 1, queued_at = $2::timestamptz, \
+                 context_carrier = $3::jsonb, updated_at = $2::timestamptz, \
+                 state = CASE WHEN $4 THEN 'queued' ELSE state END, \
+                 start_date = CASE WHEN $4 THEN NULL ELSE start_date END, \
+                 last_scheduling_decision = CASE WHEN $4 THEN NULL ELSE last_scheduling_decision END \
+                 WHERE id = $1"
+            ))
+            .bind(run_row_id)
+            .bind(&stamp)
+            .bind(&carrier)
+            .bind(finished)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(ClearOutcome::Cleared)
     }
 }

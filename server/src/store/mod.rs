@@ -36,8 +36,8 @@ use time::OffsetDateTime;
 use crate::crypto::{CryptoError, Fernet};
 pub use connections::{Connection, NewConnection};
 pub use dag_runs::{
-    Dag, DagRunFilter, DagTriggerInfo, NeedsPython, NewDagRun, NewRunTask, TriggerOutcome,
-    plan_task_instances,
+    ClearOutcome, Dag, DagRunFilter, DagTriggerInfo, NeedsPython, NewDagRun, NewRunTask,
+    TriggerOutcome, plan_task_instances,
 };
 pub use heartbeats::Beat;
 pub use schema::{DatabaseKind, SchemaError};

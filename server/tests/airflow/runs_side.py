@@ -135,9 +135,13 @@ def trigger(session, dag_id, run_id, logical_date, conf):
     )
 
 
-def run_rows(session, dag_id, run_id):
-    """A run and its task instances as Airflow's models read them."""
+def run_rows(session, dag_id, run_id, old_ids="[]"):
+    """A run and its task instances as Airflow's models read them (`old_ids`: task instance
+    ids from before a clear, to tell which rows kept theirs)."""
     from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstancehistory import TaskInstanceHistory
+
+    old_ids = set(json.loads(old_ids))
 
     runs = DagRun.find(dag_id=dag_id, run_id=run_id, session=session)
     if not runs:
@@ -160,6 +164,15 @@ def run_rows(session, dag_id, run_id):
         "created_dag_version_id": str(dr.created_dag_version_id),
         "carrier_keys": sorted((dr.context_carrier or {}).keys()),
         "span_status": dr.span_status,
+        "last_scheduling_decision": dr.last_scheduling_decision,
+        "history": sorted(
+            [h.task_id, h.map_index, h.try_number, h.state, h.end_date is not None, str(h.task_instance_id) in old_ids]
+            for h in session.scalars(
+                select(TaskInstanceHistory).where(
+                    TaskInstanceHistory.dag_id == dag_id, TaskInstanceHistory.run_id == run_id
+                )
+            )
+        ),
         "tis": [
             {
                 "task_id": t.task_id,
@@ -180,6 +193,12 @@ def run_rows(session, dag_id, run_id):
                 "dag_version_id": str(t.dag_version_id),
                 "carrier_keys": sorted((t.context_carrier or {}).keys()),
                 "span_status": t.span_status,
+                "end_date_set": t.end_date is not None,
+                "duration_set": t.duration is not None,
+                "next_method": t.next_method,
+                "next_kwargs": t.next_kwargs,
+                "external_executor_id": t.external_executor_id,
+                "id_is_old": str(t.id) in old_ids,
             }
             for t in tis
         ],
@@ -209,6 +228,19 @@ def main(argv):
             dag_id, run_id, logical_date, conf = args
             trigger(session, dag_id, run_id, logical_date, conf)
             print(json.dumps({"ok": True}))
+        elif command == "clear":
+            from airflow.api_fastapi.execution_api.routes import dag_runs
+            from airflow.models.dagbag import DBDagBag
+
+            dag_id, run_id = args
+            print(json.dumps(answer(lambda: dag_runs.clear_dag_run(dag_id, run_id, session, DBDagBag()))))
+        elif command == "ti-ids":
+            from airflow.models.taskinstance import TaskInstance
+
+            dag_id, run_id = args
+            print(json.dumps([str(i) for i in session.scalars(
+                select(TaskInstance.id).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
+            )]))
         elif command == "run-rows":
             print(json.dumps(run_rows(session, *args), default=str))
         elif command == "xcom-set":
