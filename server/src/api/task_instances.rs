@@ -664,8 +664,9 @@ pub struct TIRescheduleStatePayload {
     pub end_date: OffsetDateTime,
 }
 
-/// `AssetProfile`: an outlet of the task.
-#[derive(Clone, Debug, Deserialize)]
+/// `AssetProfile`: an outlet of the task (in `/state`), or an inactive asset
+/// (in `/validate-inlets-and-outlets`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AssetProfile {
     /// Asset (or alias) name.
@@ -1018,17 +1019,6 @@ pub struct InactiveAssetsResponse {
     pub inactive_assets: Vec<AssetProfile>,
 }
 
-/// `AssetProfile`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct AssetProfile {
-    /// The asset's name.
-    pub name: Option<String>,
-    /// Its URI.
-    pub uri: Option<String>,
-    /// Always `Asset` here.
-    #[serde(rename = "type")]
-    pub kind: String,
-}
 
 #[cfg(test)]
 mod tests {
