@@ -15,11 +15,16 @@
 //! WAL mode with `synchronous = FULL`, so an acknowledged write survives a
 //! `kill -9` and a power cut.
 
+mod assets;
+mod connection_tests;
 mod connections;
 mod heartbeats;
+mod hitl;
+pub(crate) mod pyjson;
 pub mod schema;
 pub(crate) mod sql;
 mod state;
+mod state_stores;
 mod task_instances;
 mod variables;
 mod xcoms;
@@ -32,11 +37,15 @@ use sqlx::{AnyPool, Connection as _, Executor as _};
 use time::OffsetDateTime;
 
 use crate::crypto::{CryptoError, Fernet};
+pub use assets::{Asset, AssetEvent, EventDagRun, EventQuery, EventSource};
+pub use connection_tests::{ConnectionTestFetch, ConnectionTestFinish, ConnectionTestResult};
 pub use connections::{Connection, NewConnection};
 pub use heartbeats::Beat;
+pub use hitl::{HitlDetail, HitlRespond, HitlUpsert, NewHitlDetail};
 pub use schema::{DatabaseKind, SchemaError};
 use sql::Backend;
 pub use state::{TiState, UnknownState};
+pub use state_stores::{AssetRef, AssetStateOutcome, AssetWriter, TaskScope, TaskStateOutcome};
 pub use task_instances::{
     DagRun, HeartbeatOutcome, NewTaskInstance, RunContext, StartOutcome, StartRequest, StateChange,
     StateOutcome, TaskInstance, TerminalState,
