@@ -334,8 +334,9 @@ impl TaskValueResponse {
 struct PutBody<'a> {
     #[serde(borrow)]
     value: &'a RawValue,
-    #[serde(default)]
-    expires_at: Option<String>,
+    /// Absent, `null` or a time: `Some(None)` is a `null` that was sent.
+    #[serde(default, deserialize_with = "super::fields::present")]
+    expires_at: Option<Option<String>>,
 }
 
 fn body_error(loc: &[&str], msg: impl Into<String>, kind: &str) -> ApiError {
@@ -370,6 +371,7 @@ fn parse_put_body(
         };
         body_error(&["body"], e.to_string(), kind)
     })?;
+    // The asset store's body has no `expires_at`, not even `null`.
     if parsed.expires_at.is_some() && !expiry_allowed {
         return Err(body_error(
             &["body", "expires_at"],
@@ -393,6 +395,7 @@ fn parse_put_body(
     })?;
     let expires_at = parsed
         .expires_at
+        .flatten()
         .as_deref()
         .map(|t| parse_aware("expires_at", t))
         .transpose()

@@ -479,7 +479,7 @@ impl Store {
              data_interval_end, run_after, queued_at, run_type, triggered_by, state, clear_number, \
              conf, created_at, updated_at, span_status) \
              VALUES ($1, $2, $3::timestamptz, $3::timestamptz, $3::timestamptz, $3::timestamptz, \
-             $3::timestamptz, $4, 'cli', 'queued', 0, '{}'::jsonb, $3::timestamptz, \
+             $3::timestamptz, $4, 'CLI', 'queued', 0, '{}'::jsonb, $3::timestamptz, \
              $3::timestamptz, 'not_started') \
              ON CONFLICT (dag_id, run_id) DO NOTHING"
         ))
