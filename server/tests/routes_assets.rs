@@ -734,6 +734,28 @@ fn state_stores_over_http_on_every_backend() {
             "{ctx}"
         );
 
+        // The SDK quotes the key (`quote(key, safe='')`): `a%2Fb` is the key `a/b`.
+        let r = call("GET", ti_path("a%2Fb"), &token, None);
+        assert_eq!(
+            (r.status, r.json()),
+            (200, json!({"value": ["second"]})),
+            "{ctx}"
+        );
+        let r = call(
+            "PUT",
+            ti_path("sp%20ace%25%C3%A9"),
+            &token,
+            Some(r#"{"value": 1}"#),
+        );
+        assert_eq!(r.status, 204, "{ctx}: {}", r.body);
+        assert_eq!(
+            backend.count(&format!(
+                "SELECT COUNT(*) FROM task_state_store WHERE dag_id = '{dag_id}' AND key = 'sp ace%é'"
+            )),
+            1,
+            "{ctx}"
+        );
+
         // Bad input: 422 and nothing changes.
         for body in [
             r#"{"value": null}"#,
@@ -865,6 +887,23 @@ fn state_stores_over_http_on_every_backend() {
             ]],
             "{ctx}"
         );
+        // Query keys are decoded as any query value.
+        let r = call(
+            "PUT",
+            format!(
+                "/execution/store/asset/by-name/value?name={}&key={}",
+                enc(&asset),
+                enc("w/x&y")
+            ),
+            &token,
+            Some(r#"{"value": "odd key"}"#),
+        );
+        assert_eq!(r.status, 204, "{ctx}: {}", r.body);
+        assert_eq!(
+            writer_rows("w/x&y")[0][0].as_deref(),
+            Some(r#""odd key""#),
+            "{ctx}"
+        );
         // A task instance that does not exist cannot write.
         let r = call(
             "PUT",
@@ -987,10 +1026,14 @@ fn state_stores_over_http_on_every_backend() {
             assert_eq!(read["task_raw"], stored, "{ctx}");
             assert_eq!(read["airflow_task_raw"], read["task_raw"], "{ctx}");
             assert_eq!(read["airflow_asset_raw"], read["asset_raw"], "{ctx}");
+            // Sorted here: the database's collation may order punctuation differently.
+            let mut writers = read["writers"].as_array().unwrap().clone();
+            writers.sort_by_key(|w| w[0].as_str().unwrap().to_owned());
             assert_eq!(
-                read["writers"],
+                Value::Array(writers),
                 json!([
                     ["other", "task", dag_id, run_id, "task", -1],
+                    ["w/x&y", "task", dag_id, run_id, "task", -1],
                     ["watermark", "task", dag_id, run_id, "task", -1],
                     ["watermark-airflow", "watcher", null, null, null, null],
                 ]),
@@ -1233,6 +1276,16 @@ fn hitl_details_over_http_on_every_backend() {
         let r = call("GET", None);
         assert_eq!(r.json()["response_received"], false, "{ctx}");
         assert_eq!(r.json()["chosen_options"], json!([]), "{ctx}");
+        // Concurrent answers: exactly one is recorded.
+        let statuses: Vec<u16> = std::thread::scope(|scope| {
+            let answers: Vec<_> = (0..5)
+                .map(|_| scope.spawn(|| call("PATCH", Some(&answer)).status))
+                .collect();
+            answers.into_iter().map(|a| a.join().unwrap()).collect()
+        });
+        let mut sorted = statuses.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, [200, 409, 409, 409, 409], "{ctx}: {statuses:?}");
 
         // No task instance: Airflow fails on the foreign key; we answer 404.
         let ghost = Uuid::new_v4();
@@ -1557,6 +1610,29 @@ fn connection_tests_over_http_on_every_backend() {
             connection_test_row(&backend, bad)[0].as_deref(),
             Some("pending"),
             "{ctx}"
+        );
+
+        // Credentials are handed out once, also to concurrent fetches (the row is locked).
+        let raced =
+            insert_connection_test(&backend, &format!("raced_{t}"), Some("pw"), None, false);
+        let raced_token = backend.token(raced, "workload");
+        let raced_path = format!("/execution/connection-tests/{raced}/connection");
+        let statuses: Vec<u16> = std::thread::scope(|scope| {
+            let fetches: Vec<_> = (0..6)
+                .map(|_| {
+                    scope.spawn(|| {
+                        http(server.addr, "GET", &raced_path, Some(&raced_token), None).status
+                    })
+                })
+                .collect();
+            fetches.into_iter().map(|f| f.join().unwrap()).collect()
+        });
+        let mut sorted = statuses.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted,
+            [200, 409, 409, 409, 409, 409],
+            "{ctx}: {statuses:?}"
         );
 
         // Unknown tests.
