@@ -1720,3 +1720,342 @@ fn connection_tests_over_http_on_every_backend() {
         assert!(status.success(), "{log}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The same requests, answered by Airflow's own Execution API.
+
+/// Replaces every form of one UUID in a JSON value by another.
+fn swap_id(value: &Value, from: Uuid, to: Uuid) -> Value {
+    match value {
+        Value::String(s) => Value::String(
+            s.replace(&from.to_string(), &to.to_string())
+                .replace(&from.simple().to_string(), &to.simple().to_string()),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(|v| swap_id(v, from, to)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), swap_id(v, from, to)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// `responded_at` is the time of the request: the same on neither side.
+fn without_times(value: &Value) -> Value {
+    let mut value = value.clone();
+    if let Some(t) = value.get_mut("responded_at")
+        && t.is_string()
+    {
+        *t = json!("<time>");
+    }
+    value
+}
+
+#[test]
+fn hitl_and_state_store_requests_are_answered_as_airflow_answers_them() {
+    for backend in Backend::airflow("replay") {
+        let ctx = format!("{:?}", backend.kind);
+        let t = tag();
+        let dag_id = format!("replay_{t}");
+        let ours = backend.create_ti(&dag_id, "ours");
+        let theirs = backend.create_ti(&dag_id, "theirs");
+        let (asset, asset_uri) = (format!("replay-{t}"), format!("s3://replay/{t}"));
+        let (gone, gone_uri) = (format!("gone-{t}"), format!("s3://gone/{t}"));
+        let now = backend.ts("2024-01-01 00:00:00.000000");
+        for (name, uri) in [(&asset, &asset_uri), (&gone, &gone_uri)] {
+            backend.exec(&[format!(
+                "INSERT INTO asset (name, uri, \"group\", extra, created_at, updated_at) \
+                 VALUES ('{name}', '{uri}', 'asset', '{{}}', {now}, {now})"
+            )]);
+        }
+        backend.exec(&[format!(
+            "INSERT INTO asset_active (name, uri) VALUES ('{asset}', '{asset_uri}')"
+        )]);
+        let (a, a_uri, g, g_uri) = (enc(&asset), enc(&asset_uri), enc(&gone), enc(&gone_uri));
+        let create = r#"{"ti_id":"{ti}","options":["Yes","Nö"],"subject":"Ship it?","body":"b","defaults":null,"multiple":true,"params":{"z":{"value":1.0},"a":[]},"assigned_users":[{"id":"7","name":"Ann"}],"type":"CreateHITLDetailPayload"}"#;
+        let answer = r#"{"ti_id":"{ti}","chosen_options":["Nö"],"params_input":{"n":2,"big":1180591620717411303424},"type":"UpdateHITLDetail"}"#;
+        let requests: Vec<(&str, String, Option<&str>)> = vec![
+            ("GET", "/hitlDetails/{ti}".into(), None),
+            ("PATCH", "/hitlDetails/{ti}".into(), Some(answer)),
+            (
+                "POST",
+                "/hitlDetails/{ti}".into(),
+                Some(r#"{"ti_id":"{ti}","options":[],"subject":"s"}"#),
+            ),
+            (
+                "POST",
+                "/hitlDetails/{ti}".into(),
+                Some(r#"{"ti_id":"{ti}","options":["a"],"subject":"s","params":null}"#),
+            ),
+            ("POST", "/hitlDetails/{ti}".into(), Some(create)),
+            ("GET", "/hitlDetails/{ti}".into(), None),
+            (
+                "POST",
+                "/hitlDetails/{ti}".into(),
+                Some(r#"{"ti_id":"{ti}","options":["Other"],"subject":"x"}"#),
+            ),
+            (
+                "PATCH",
+                "/hitlDetails/{ti}".into(),
+                Some(r#"{"ti_id":"{ti}","chosen_options":[]}"#),
+            ),
+            ("PATCH", "/hitlDetails/{ti}".into(), Some(answer)),
+            ("GET", "/hitlDetails/{ti}".into(), None),
+            ("PATCH", "/hitlDetails/{ti}".into(), Some(answer)),
+            ("POST", "/hitlDetails/{ti}".into(), Some(create)),
+            ("GET", "/hitlDetails/{ti}".into(), None),
+            ("GET", "/store/ti/{ti}/k".into(), None),
+            (
+                "PUT",
+                "/store/ti/{ti}/k".into(),
+                Some(r#"{"value": {"b": 1, "a": [1.0, 1e-7, "é"]}}"#),
+            ),
+            ("GET", "/store/ti/{ti}/k".into(), None),
+            (
+                "PUT",
+                "/store/ti/{ti}/a%2Fb".into(),
+                Some(r#"{"value": [1], "expires_at": null}"#),
+            ),
+            ("GET", "/store/ti/{ti}/a%2Fb".into(), None),
+            ("PUT", "/store/ti/{ti}/k".into(), Some(r#"{"value": null}"#)),
+            ("PUT", "/store/ti/{ti}/k".into(), Some(r#"{"value": NaN}"#)),
+            (
+                "PUT",
+                "/store/ti/{ti}/k".into(),
+                Some(r#"{"value": 1, "ttl": 3}"#),
+            ),
+            ("PUT", "/store/ti/{ti}/k".into(), Some("{}")),
+            ("DELETE", "/store/ti/{ti}/k".into(), None),
+            ("GET", "/store/ti/{ti}/k".into(), None),
+            ("DELETE", "/store/ti/{ti}".into(), None),
+            ("GET", "/store/ti/{ti}/a%2Fb".into(), None),
+            (
+                "PUT",
+                "/store/ti/{ti}/kept".into(),
+                Some(r#"{"value": {"z": [true, null, -0, 2.50], "a": "\u00e9\n"}}"#),
+            ),
+            (
+                "DELETE",
+                format!("/store/asset/by-name/clear?name={a}"),
+                None,
+            ),
+            (
+                "GET",
+                format!("/store/asset/by-name/value?name={a}&key=k"),
+                None,
+            ),
+            (
+                "PUT",
+                format!("/store/asset/by-name/value?name={a}&key=k"),
+                Some(r#"{"value": {"x": 1}}"#),
+            ),
+            (
+                "GET",
+                format!("/store/asset/by-uri/value?uri={a_uri}&key=k"),
+                None,
+            ),
+            (
+                "GET",
+                format!("/store/asset/by-name/value?name={g}&key=k"),
+                None,
+            ),
+            (
+                "GET",
+                format!("/store/asset/by-uri/value?uri={g_uri}&key=k"),
+                None,
+            ),
+            (
+                "PUT",
+                format!("/store/asset/by-name/value?name={a}&key=k"),
+                Some(r#"{"value": 1, "expires_at": null}"#),
+            ),
+            ("GET", "/store/asset/by-name/value?name=&key=k".into(), None),
+            (
+                "DELETE",
+                format!("/store/asset/by-uri/value?uri={a_uri}&key=k"),
+                None,
+            ),
+            (
+                "GET",
+                format!("/store/asset/by-uri/value?uri={a_uri}&key=k"),
+                None,
+            ),
+            (
+                "DELETE",
+                format!("/store/asset/by-uri/clear?uri={g_uri}"),
+                None,
+            ),
+            (
+                "PUT",
+                format!("/store/asset/by-uri/value?uri={a_uri}&key=last"),
+                Some(r#"{"value": [3, "é"]}"#),
+            ),
+        ];
+        let script =
+            Value::Array(requests.iter().map(|(m, p, b)| json!([m, p, b])).collect()).to_string();
+        let airflow = backend.airflow_side(&["replay", &theirs.to_string(), &script]);
+        let theirs_answers = airflow["responses"].as_array().unwrap();
+        assert_eq!(theirs_answers.len(), requests.len());
+
+        let server = backend.serve();
+        let ti_token = backend.token(ours, "execution");
+        // Airflow's in-process API calls the asset routes with the null subject.
+        let watcher = backend.token(Uuid::nil(), "execution");
+        let ours_str = ours.to_string();
+        for ((method, path, body), theirs_answer) in requests.iter().zip(theirs_answers) {
+            let token = if path.starts_with("/store/asset") {
+                &watcher
+            } else {
+                &ti_token
+            };
+            let path = path.replace("{ti}", &ours_str);
+            let body = body.map(|b| b.replace("{ti}", &ours_str));
+            let r = http(
+                server.addr,
+                method,
+                &format!("/execution{path}"),
+                Some(token),
+                body.as_deref(),
+            );
+            let status = theirs_answer[0].as_u64().unwrap() as u16;
+            if status == 500 {
+                // Airflow fails (a NaN value: its 422 cannot render the NaN it echoes);
+                // we refuse the request instead.
+                assert_eq!(r.status, 422, "{ctx} {method} {path}: {}", r.body);
+                continue;
+            }
+            assert_eq!(
+                r.status, status,
+                "{ctx} {method} {path}: ours {} vs Airflow's {}",
+                r.body, theirs_answer[1]
+            );
+            // Validation errors are FastAPI's own wording; the status is the contract.
+            if status != 422 {
+                let ours_body = if r.body.is_empty() {
+                    Value::Null
+                } else {
+                    r.json()
+                };
+                assert_eq!(
+                    without_times(&canon(&ours_body)),
+                    without_times(&canon(&swap_id(&theirs_answer[1], theirs, ours))),
+                    "{ctx} {method} {path}"
+                );
+            }
+        }
+        let (status, log) = server.terminate();
+        assert!(status.success(), "{log}");
+
+        // What each side stored is byte for byte the same.
+        let hitl = |ti: Uuid| {
+            backend.rows(&format!(
+                "SELECT CAST(options AS TEXT), subject, body, CAST(defaults AS TEXT), \
+                 CAST(CAST(multiple AS INTEGER) AS TEXT), CAST(params AS TEXT), \
+                 CAST(assignees AS TEXT), CAST(responded_by AS TEXT), \
+                 CAST(chosen_options AS TEXT), CAST(params_input AS TEXT), \
+                 CAST(responded_at AS TEXT) FROM hitl_detail WHERE ti_id = {}",
+                backend.uuid(ti)
+            ))
+        };
+        let (ours_row, theirs_row) = (hitl(ours), hitl(theirs));
+        assert_eq!(ours_row.len(), 1, "{ctx}");
+        assert_eq!(ours_row, theirs_row, "{ctx}: hitl_detail");
+        let state = |ti: Uuid| {
+            backend.rows(&format!(
+                "SELECT s.key, s.value, CAST(s.expires_at AS TEXT) FROM task_state_store s \
+                 JOIN task_instance ti ON ti.dag_id = s.dag_id AND ti.run_id = s.run_id \
+                 AND ti.task_id = s.task_id AND ti.map_index = s.map_index \
+                 WHERE ti.id = {} ORDER BY s.key",
+                backend.uuid(ti)
+            ))
+        };
+        let (ours_rows, theirs_rows) = (state(ours), state(theirs));
+        assert_eq!(ours_rows.len(), 1, "{ctx}: {ours_rows:?}");
+        assert_eq!(ours_rows, theirs_rows, "{ctx}: task_state_store");
+    }
+}
+
+#[test]
+fn connection_test_requests_are_answered_as_airflow_answers_them() {
+    for backend in Backend::airflow("replay-ct") {
+        let ctx = format!("{:?}", backend.kind);
+        let conn_id = format!("replayed_{}", tag());
+        let requests: Vec<(&str, &str, Option<&str>)> = vec![
+            ("GET", "/connection-tests/{ti}/connection", None),
+            ("GET", "/connection-tests/{ti}/connection", None),
+            (
+                "PATCH",
+                "/connection-tests/{ti}",
+                Some(r#"{"state": "running"}"#),
+            ),
+            (
+                "PATCH",
+                "/connection-tests/{ti}",
+                Some(r#"{"state": "success", "result_message": "fine"}"#),
+            ),
+            (
+                "PATCH",
+                "/connection-tests/{ti}",
+                Some(r#"{"state": "failed"}"#),
+            ),
+            ("GET", "/connection-tests/{ti}/connection", None),
+        ];
+        let script =
+            Value::Array(requests.iter().map(|(m, p, b)| json!([m, p, b])).collect()).to_string();
+        // One active test per connection at a time: Airflow's runs to its end first.
+        let create = || -> Uuid {
+            backend.airflow_side(&["conn-test-create", &conn_id, "pw", r#"{"a": 1}"#, "0"])["id"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let theirs = create();
+        let airflow = backend.airflow_side(&["replay", &theirs.to_string(), &script, "workload"]);
+        let theirs_answers = airflow["responses"].as_array().unwrap();
+        assert_eq!(theirs_answers[0][0], 200, "{ctx}: {airflow}");
+        let ours = create();
+        let server = backend.serve();
+        let token = backend.token(ours, "workload");
+        for ((method, path, body), theirs_answer) in requests.iter().zip(theirs_answers) {
+            let path = path.replace("{ti}", &ours.to_string());
+            let r = http(
+                server.addr,
+                method,
+                &format!("/execution{path}"),
+                Some(&token),
+                *body,
+            );
+            let status = theirs_answer[0].as_u64().unwrap() as u16;
+            assert_eq!(
+                r.status, status,
+                "{ctx} {method} {path}: ours {} vs Airflow's {}",
+                r.body, theirs_answer[1]
+            );
+            if status != 422 {
+                let ours_body = if r.body.is_empty() {
+                    Value::Null
+                } else {
+                    r.json()
+                };
+                assert_eq!(
+                    ours_body,
+                    swap_id(&theirs_answer[1], theirs, ours),
+                    "{ctx} {method} {path}"
+                );
+            }
+        }
+        let (status, log) = server.terminate();
+        assert!(status.success(), "{log}");
+        let row = |id: Uuid| {
+            backend.rows(&format!(
+                "SELECT state, result_message, active_connection_id FROM connection_test_request \
+                 WHERE id = {}",
+                backend.uuid(id)
+            ))
+        };
+        assert_eq!(row(ours), row(theirs), "{ctx}");
+        assert_eq!(row(ours)[0][0].as_deref(), Some("success"), "{ctx}");
+    }
+}

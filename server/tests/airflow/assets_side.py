@@ -17,6 +17,9 @@ its last line.
         The HITLDetail row as Airflow's model reads it.
     assets_side.py conn-test-create CONN_ID PASSWORD EXTRA COMMIT(0|1)
         A connection test request made by Airflow's model: {"id": ...}.
+    assets_side.py replay TI_ID REQUESTS_JSON [workload]
+        Sends [[method, path, body or null], ...] ("{ti}" in either is TI_ID) to
+        Airflow's own API, in order: {"responses": [[status, body or null], ...]}.
 """
 
 import json
@@ -33,12 +36,26 @@ from airflow.utils.session import create_session
 warnings.filterwarnings("ignore")
 
 
-def client():
+def client(workload=False):
+    from fastapi import Request
     from fastapi.testclient import TestClient
 
     from airflow.api_fastapi.execution_api.app import InProcessExecutionAPI
+    from airflow.api_fastapi.execution_api.datamodels.token import TIClaims, TIToken
+    from airflow.api_fastapi.execution_api.security import _jwt_bearer
 
-    return TestClient(InProcessExecutionAPI().app)
+    app = InProcessExecutionAPI().app
+    if workload:
+        # The connection-test routes take workload tokens only, whose subject is the test.
+        async def workload_token(request: Request):
+            return TIToken(
+                id=UUID(request.path_params["connection_test_id"]),
+                claims=TIClaims(scope="workload"),
+            )
+
+        app.dependency_overrides[_jwt_bearer] = workload_token
+    # Airflow's 500s are answers to compare too.
+    return TestClient(app, raise_server_exceptions=False)
 
 
 def asset_fixtures(tag, dag_id, run_id):
@@ -209,6 +226,24 @@ def conn_test_create(conn_id, password, extra, commit):
         print(json.dumps({"id": str(ct.id)}))
 
 
+def replay(ti_id, requests_json, token="execution"):
+    responses = []
+    with client(workload=token == "workload") as c:
+        for method, path, body in json.loads(requests_json):
+            r = c.request(
+                method,
+                path.replace("{ti}", ti_id),
+                content=None if body is None else body.replace("{ti}", ti_id),
+                headers={"content-type": "application/json"} if body is not None else {},
+            )
+            try:
+                payload = r.json() if r.content else None
+            except ValueError:
+                payload = r.text
+            responses.append([r.status_code, payload])
+    print(json.dumps({"responses": responses}))
+
+
 def main(argv):
     command, args = argv[1], argv[2:]
     {
@@ -216,6 +251,7 @@ def main(argv):
         "state-read": state_read,
         "hitl-read": hitl_read,
         "conn-test-create": conn_test_create,
+        "replay": replay,
     }[command](*args)
 
 
