@@ -2059,3 +2059,97 @@ fn connection_test_requests_are_answered_as_airflow_answers_them() {
         assert_eq!(row(ours)[0][0].as_deref(), Some("success"), "{ctx}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The real client.
+
+#[test]
+fn the_task_sdk_client_drives_every_route_group() {
+    for backend in Backend::all("sdk") {
+        let ctx = format!("{:?}", backend.kind);
+        let f = asset_fixture(&backend);
+        let t = tag();
+        let ti = backend.create_ti(&format!("sdk_{t}"), &format!("run_{t}"));
+        let ct =
+            insert_connection_test(&backend, &format!("sdk_conn_{t}"), Some("pw"), None, false);
+        let server = backend.serve();
+        let base_url = server.url("/execution/");
+        let out = backend.airflow_side(&[
+            "sdk",
+            &base_url,
+            &backend.token(ti, "execution"),
+            &ti.to_string(),
+            &backend.token(ct, "workload"),
+            &ct.to_string(),
+            &f.a,
+            &f.a_uri,
+            &f.alias,
+        ]);
+        assert_eq!(out["asset"]["name"], f.a.as_str(), "{ctx}: {out}");
+        assert_eq!(out["asset_by_uri"]["uri"], f.a_uri.as_str(), "{ctx}");
+        assert_eq!(
+            out["missing_asset"]["error"], "ASSET_NOT_FOUND",
+            "{ctx}: {out}"
+        );
+        assert_eq!(out["by_alias"], 2, "{ctx}");
+        let ids: Vec<i64> = out["events"]["asset_events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_i64().unwrap())
+            .collect();
+        let [e1, e2, _, e4] = f.events;
+        assert_eq!(ids, [e4, e2, e1], "{ctx}");
+        assert_eq!(
+            out["events"]["asset_events"][1]["created_dagruns"][0]["run_id"],
+            f.run_id.as_str(),
+            "{ctx}"
+        );
+        assert_eq!(out["alias_events"]["asset_events"][0]["id"], e4, "{ctx}");
+        assert_eq!(
+            out["task_value"]["value"],
+            json!({"n": [1, 2.5, "é"]}),
+            "{ctx}: {out}"
+        );
+        assert_eq!(
+            out["task_missing"]["error"], "TASK_STORE_NOT_FOUND",
+            "{ctx}: {out}"
+        );
+        assert_eq!(
+            out["task_cleared"]["error"], "TASK_STORE_NOT_FOUND",
+            "{ctx}"
+        );
+        assert_eq!(
+            out["asset_value"]["value"],
+            json!({"at": "2024"}),
+            "{ctx}: {out}"
+        );
+        assert_eq!(
+            out["asset_missing"]["error"], "ASSET_STORE_NOT_FOUND",
+            "{ctx}"
+        );
+        assert_eq!(
+            out["asset_cleared"]["error"], "ASSET_STORE_NOT_FOUND",
+            "{ctx}"
+        );
+        assert_eq!(
+            out["hitl_request"]["options"],
+            json!(["Yes", "No"]),
+            "{ctx}: {out}"
+        );
+        assert_eq!(
+            out["hitl_request"]["assigned_users"],
+            json!([{"id": "u1", "name": "Ann"}])
+        );
+        assert_eq!(out["hitl_pending"]["response_received"], false, "{ctx}");
+        assert_eq!(out["hitl_answer"]["chosen_options"], json!(["No"]), "{ctx}");
+        assert_eq!(out["hitl_answer"]["params_input"], json!({"p": 2}), "{ctx}");
+        assert_eq!(out["ct_connection"]["password"], "pw", "{ctx}: {out}");
+        assert_eq!(out["ct_connection"]["schema"], "analytics", "{ctx}: {out}");
+        let row = connection_test_row(&backend, ct);
+        assert_eq!(row[0].as_deref(), Some("success"), "{ctx}");
+        assert_eq!(row[1].as_deref().map(str::len), Some(2000), "{ctx}");
+        let (status, log) = server.terminate();
+        assert!(status.success(), "{log}");
+    }
+}

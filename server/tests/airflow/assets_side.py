@@ -17,6 +17,9 @@ its last line.
         The HITLDetail row as Airflow's model reads it.
     assets_side.py conn-test-create CONN_ID PASSWORD EXTRA COMMIT(0|1)
         A connection test request made by Airflow's model: {"id": ...}.
+    assets_side.py sdk BASE_URL TI_TOKEN TI_ID CT_TOKEN CT_ID ASSET_NAME ASSET_URI ALIAS
+        Drives our server with the real Task SDK client (airflow.sdk.api.client)
+        through every route of these groups; prints what its models parsed.
     assets_side.py replay TI_ID REQUESTS_JSON [workload]
         Sends [[method, path, body or null], ...] ("{ti}" in either is TI_ID) to
         Airflow's own API, in order: {"responses": [[status, body or null], ...]}.
@@ -244,6 +247,55 @@ def replay(ti_id, requests_json, token="execution"):
     print(json.dumps({"responses": responses}))
 
 
+def sdk(base_url, ti_token, ti_id, ct_token, ct_id, asset_name, asset_uri, alias):
+    from airflow.sdk.api.client import Client
+    from airflow.sdk.api.datamodels._generated import ConnectionTestState
+
+    ti = UUID(ti_id)
+    out = {}
+    client = Client(base_url=base_url, token=ti_token)
+    out["asset"] = client.assets.get(name=asset_name).model_dump(mode="json")
+    out["asset_by_uri"] = client.assets.get(uri=asset_uri).model_dump(mode="json")
+    out["missing_asset"] = client.assets.get(name="no-such-asset").model_dump(mode="json")
+    out["by_alias"] = len(client.assets.get_by_alias(alias).assets)
+    events = client.asset_events.get(name=asset_name, ascending=False, limit=5)
+    out["events"] = events.model_dump(mode="json")
+    out["alias_events"] = client.asset_events.get(alias_name=alias).model_dump(mode="json")
+    store = client.task_state_store
+    store.set(ti, "a/b c", {"n": [1, 2.5, "é"]}, expires_at=datetime(2031, 1, 1, tzinfo=timezone.utc))
+    out["task_value"] = store.get(ti, "a/b c").model_dump(mode="json")
+    store.delete(ti, "a/b c")
+    out["task_missing"] = store.get(ti, "a/b c").model_dump(mode="json")
+    store.set(ti, "x", 1, expires_at=None)
+    store.clear(ti)
+    out["task_cleared"] = store.get(ti, "x").model_dump(mode="json")
+    assets = client.asset_state_store
+    assets.set("wm", {"at": "2024"}, name=asset_name)
+    out["asset_value"] = assets.get("wm", uri=asset_uri).model_dump(mode="json")
+    assets.delete("wm", uri=asset_uri)
+    out["asset_missing"] = assets.get("wm", name=asset_name).model_dump(mode="json")
+    assets.set("wm2", 2, uri=asset_uri)
+    assets.clear(name=asset_name)
+    out["asset_cleared"] = assets.get("wm2", name=asset_name).model_dump(mode="json")
+    hitl = client.hitl
+    out["hitl_request"] = hitl.add_response(
+        ti_id=ti,
+        options=["Yes", "No"],
+        subject="Approve?",
+        params={"p": {"value": 1, "description": None, "schema": {}}},
+        assigned_users=[{"id": "u1", "name": "Ann"}],
+    ).model_dump(mode="json")
+    out["hitl_pending"] = hitl.get_detail_response(ti).model_dump(mode="json")
+    out["hitl_answer"] = hitl.update_response(
+        ti_id=ti, chosen_options=["No"], params_input={"p": 2}
+    ).model_dump(mode="json")
+    ct_client = Client(base_url=base_url, token=ct_token)
+    tests = ct_client.connection_tests
+    out["ct_connection"] = tests.get_connection(UUID(ct_id)).model_dump(mode="json", by_alias=True)
+    tests.update_state(UUID(ct_id), ConnectionTestState.SUCCESS, "ok " * 1000)
+    print(json.dumps(out))
+
+
 def main(argv):
     command, args = argv[1], argv[2:]
     {
@@ -252,6 +304,7 @@ def main(argv):
         "hitl-read": hitl_read,
         "conn-test-create": conn_test_create,
         "replay": replay,
+        "sdk": sdk,
     }[command](*args)
 
 
