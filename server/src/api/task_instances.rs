@@ -1019,7 +1019,6 @@ pub struct InactiveAssetsResponse {
     pub inactive_assets: Vec<AssetProfile>,
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

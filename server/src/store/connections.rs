@@ -101,7 +101,7 @@ impl Store {
     }
 
     /// A value to store and its flag: encrypted when non-empty and a key is set.
-    fn seal(&self, value: Option<&str>) -> (Option<String>, bool) {
+    pub(super) fn seal(&self, value: Option<&str>) -> (Option<String>, bool) {
         match value {
             Some(v) if !v.is_empty() && self.fernet.is_encrypting() => {
                 (Some(self.fernet.encrypt(v)), true)
@@ -110,7 +110,7 @@ impl Store {
         }
     }
 
-    fn unseal(
+    pub(super) fn unseal(
         &self,
         stored: Option<String>,
         encrypted: i64,

@@ -16,15 +16,19 @@
 //! `kill -9` and a power cut.
 
 mod asset_changes;
+mod assets;
+mod connection_tests;
 mod connections;
 mod dag_runs;
 mod heartbeats;
+mod hitl;
 pub mod pyjson;
 mod rtif;
 pub mod schema;
 mod serialized_dag;
 pub(crate) mod sql;
 mod state;
+mod state_stores;
 mod task_instance_queries;
 mod task_instances;
 mod task_reschedules;
@@ -41,17 +45,21 @@ use time::OffsetDateTime;
 
 use crate::crypto::{CryptoError, Fernet};
 pub use asset_changes::{AssetOutlets, AssetProfile};
+pub use assets::{Asset, AssetEvent, EventDagRun, EventQuery, EventSource};
+pub use connection_tests::{ConnectionTestFetch, ConnectionTestFinish, ConnectionTestResult};
 pub use connections::{Connection, NewConnection};
 pub use dag_runs::{
     ClearOutcome, Dag, DagRunFilter, DagTriggerInfo, NeedsPython, NewDagRun, NewRunTask,
     TriggerOutcome, plan_task_instances,
 };
 pub use heartbeats::Beat;
+pub use hitl::{HitlDetail, HitlRespond, HitlUpsert, NewHitlDetail};
 pub use rtif::RtifOutcome;
 pub use schema::{DatabaseKind, SchemaError};
 pub use serialized_dag::{AssetKey, AssetLike, SerializedDag, SerializedTask, TaskGroup};
 use sql::Backend;
 pub use state::{TiState, UnknownState};
+pub use state_stores::{AssetRef, AssetStateOutcome, AssetWriter, TaskScope, TaskStateOutcome};
 pub use task_instance_queries::{
     Breadcrumb, PreviousTaskInstance, RunDates, TiFilter, TiPlace, TiStateRow,
 };

@@ -304,6 +304,36 @@ impl Parser<'_> {
     }
 }
 
+/// Rewrites a JSON document (already valid JSON) as `json.dumps(json.loads(text))`.
+/// An error names what Python could not represent (a float out of range).
+pub(crate) fn dumps(text: &str) -> Result<String, String> {
+    let value = PyJson::parse(text)?;
+    if value.has_non_finite() {
+        return Err("a number is out of the range of a Python float".into());
+    }
+    Ok(value.dumps())
+}
+
+/// A string as `json.dumps` writes it: quoted, with `ensure_ascii` escapes.
+pub(crate) fn dumps_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    write_str(s, &mut out);
+    out
+}
+
+impl PyJson {
+    /// Whether a number in it reads as a float Python's JSON writes as
+    /// `Infinity`, `-Infinity` or `NaN`.
+    fn has_non_finite(&self) -> bool {
+        match self {
+            PyJson::Number(n) => matches!(n.as_str(), "Infinity" | "-Infinity" | "NaN"),
+            PyJson::Array(items) => items.iter().any(PyJson::has_non_finite),
+            PyJson::Object(entries) => entries.iter().any(|(_, v)| v.has_non_finite()),
+            _ => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,5 +364,72 @@ mod tests {
         v.insert("a", PyJson::Null);
         v.insert("c", PyJson::Bool(true));
         assert_eq!(v.dumps(), r#"{"b": 1, "a": null, "c": true}"#);
+    }
+}
+
+#[cfg(test)]
+mod dumps_tests {
+    use super::*;
+
+    #[test]
+    fn documents_are_written_as_python_json_dumps_writes_them() {
+        // Expected values are Python 3.11's `json.dumps(json.loads(text))`.
+        let cases = [
+            (
+                r#"{"a":1,"b":[true,null,"x"]}"#,
+                r#"{"a": 1, "b": [true, null, "x"]}"#,
+            ),
+            (r#"{ "z" : 1 , "a" : 2 }"#, r#"{"z": 1, "a": 2}"#),
+            (r#"{"k":1,"j":2,"k":3}"#, r#"{"k": 3, "j": 2}"#),
+            ("1180591620717411303424", "1180591620717411303424"),
+            ("-0", "0"),
+            (
+                "[1.0, 1e5, 1E-5, 0.1, -0.0, 1e16, 1e15, 123456789.125]",
+                "[1.0, 100000.0, 1e-05, 0.1, -0.0, 1e+16, 1000000000000000.0, 123456789.125]",
+            ),
+            (
+                "[0.0001, 1.5e300, 2.5e-300]",
+                "[0.0001, 1.5e+300, 2.5e-300]",
+            ),
+            (
+                r#""é\u0000\u007f😀\/""#,
+                r#""\u00e9\u0000\u007f\ud83d\ude00/""#,
+            ),
+            (
+                r#""tab\there \"q\" back\\slash\nnl""#,
+                r#""tab\there \"q\" back\\slash\nnl""#,
+            ),
+            ("[]", "[]"),
+            ("{}", "{}"),
+            ("  \"s\"  ", "\"s\""),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(dumps(input).unwrap(), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn floats_python_cannot_hold_are_refused() {
+        assert!(dumps("1e400").is_err());
+        assert!(dumps("[1, -1e999]").is_err());
+        assert!(dumps("[1,").is_err());
+        assert!(dumps("1 2").is_err());
+    }
+
+    #[test]
+    fn float_repr_matches_python() {
+        for (x, repr) in [
+            (1.0, "1.0"),
+            (0.5, "0.5"),
+            (1e22, "1e+22"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (5e-324, "5e-324"),
+            (123.456, "123.456"),
+            (9007199254740993.0, "9007199254740992.0"),
+            (0.001, "0.001"),
+        ] {
+            assert_eq!(python_float(x), repr);
+        }
+        assert_eq!(python_float(f64::NAN), "NaN");
     }
 }
