@@ -14,6 +14,25 @@ pub struct RouteInfo {
     pub handler: &'static str,
     /// The merged policy enforced on the route.
     pub policy: RoutePolicy,
+    /// The handler's doc comment, lines joined with `\n` (empty if none): its
+    /// first line is the route's summary in listings and OpenAPI documents.
+    pub doc: &'static str,
+}
+
+impl RouteInfo {
+    /// The first line of [`RouteInfo::doc`], or the handler's name when the
+    /// handler has no doc comment.
+    pub fn summary(&self) -> &'static str {
+        match self
+            .doc
+            .lines()
+            .map(str::trim)
+            .find(|line| !line.is_empty())
+        {
+            Some(line) => line,
+            None => self.handler,
+        }
+    }
 }
 
 /// Implemented by the macros for every route service they generate.

@@ -698,11 +698,16 @@ fn route_info_is_const_constructible() {
             path: "/task-instances/{task_instance_id}/heartbeat",
             handler: "heartbeat",
             policy: TI_SELF,
+            doc: "Records that a running task instance is alive.\n\nMore.",
         };
     }
     assert_eq!(
         Heartbeat::INFO.policy.scopes().collect::<Vec<_>>(),
         ["ti:self"]
+    );
+    assert_eq!(
+        Heartbeat::INFO.summary(),
+        "Records that a running task instance is alive."
     );
     const E: Enforce = Enforce::new(RUN);
     assert_eq!(E.policy(), RUN);

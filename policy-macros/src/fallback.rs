@@ -29,6 +29,7 @@ pub(crate) fn route(handler: &Handler, combined: bool) -> TokenStream {
         "",
         &name,
         quote!(::policy_core::RoutePolicy::AUTHENTICATED),
+        "",
     );
     if combined {
         let vis = &function.vis;

@@ -162,6 +162,24 @@ pub fn execution_route(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `ti:self` on a router requires `{task_instance_id}` in the full path of each
 /// of its routes. Routes in nested plain modules are not collected.
 ///
+/// Routers in other modules (other files) compose too, within one crate:
+///
+/// ```text
+/// // api/mod.rs: the parent lists its routers
+/// #[execution_router(prefix = "/execution", routers = [variables::routes, xcoms::routes])]
+/// pub mod execution {}
+///
+/// // api/variables.rs: each names its parent
+/// #[execution_router(parent = super::execution, prefix = "/variables")]
+/// pub mod routes { #[execution_route(get, "/{variable_key}")] async fn get(..) { .. } }
+/// ```
+///
+/// The parent's macro hands its scopes and prefix to the child at compile
+/// time (through a `macro_rules!` it emits beside its module), so the child's
+/// routes are merged and checked exactly as if nested inline, with errors on
+/// the literals at fault. A router listed in `routers` must name that router
+/// as its `parent`, or the build fails.
+///
 /// # What it generates
 ///
 /// Inside the module:
@@ -170,12 +188,17 @@ pub fn execution_route(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   route (under `web::scope(prefix)` when there is a prefix) and every nested
 ///   router's `configure`; use `App::new().configure(name::configure)`.
 /// - `pub fn routes() -> Vec<policy_core::RouteInfo>`: method, full path,
-///   handler and merged policy of every route, nested routers included.
+///   handler, merged policy and doc comment of every route, nested routers
+///   (and those of `routers`) included.
+/// - With `routers = [...]`: a hidden marker type and macro through which the
+///   routers that name this one as `parent` receive its scopes and prefix.
 ///
 /// # Errors
 ///
 /// As for [`macro@execution_route`], on the router's own literals; plus a prefix
-/// that is malformed or ends with `/`, and a module kept in another file.
+/// that is malformed or ends with `/`, a module kept in another file (give it
+/// its own inline router module with `parent` instead), `parent` on a router
+/// nested inline, and a router in `routers` that names another parent.
 ///
 /// ```compile_fail
 /// use policy_macros::execution_router;

@@ -21,14 +21,24 @@ pub(crate) enum Key {
     /// Hidden, added by an enclosing `#[execution_router]`: the path of every
     /// enclosing router, concatenated.
     InheritedPrefix,
+    /// `parent = path::to::router` (routers in another file than their parent).
+    Parent,
+    /// `routers = [path::to::child, ...]` (the routers that name this one as parent).
+    Routers,
+    /// Hidden, added when a parent router hands its scopes and prefix to a
+    /// router that names it with `parent`.
+    ViaParent,
 }
 
 impl Key {
-    const ALL: [Key; 4] = [
+    const ALL: [Key; 7] = [
         Key::Scopes,
         Key::Prefix,
         Key::InheritedScopes,
         Key::InheritedPrefix,
+        Key::Parent,
+        Key::Routers,
+        Key::ViaParent,
     ];
 
     fn of(ident: &Ident) -> Option<Key> {
@@ -42,6 +52,9 @@ impl Key {
             Key::Prefix => "prefix",
             Key::InheritedScopes => "__inherited_scopes",
             Key::InheritedPrefix => "__prefix",
+            Key::Parent => "parent",
+            Key::Routers => "routers",
+            Key::ViaParent => "__via_parent",
         }
     }
 
@@ -171,6 +184,14 @@ pub(crate) struct RouterArgs {
     pub(crate) prefix: Option<LitStr>,
     /// The router's own `scopes = [...]`.
     pub(crate) scopes: Vec<LitStr>,
+    /// `parent = super::execution`: the router this one is mounted in, kept in
+    /// another module.
+    pub(crate) parent: Option<syn::Path>,
+    /// `routers = [super::variables::routes, ...]`: routers kept in other
+    /// modules that name this one as their `parent`.
+    pub(crate) routers: Vec<syn::Path>,
+    /// Whether the parent has already handed its scopes and prefix down.
+    pub(crate) via_parent: bool,
     /// What enclosing routers passed down.
     pub(crate) inherited: Inherited,
 }
@@ -182,6 +203,9 @@ impl Parse for RouterArgs {
         let mut router = RouterArgs {
             prefix: None,
             scopes: Vec::new(),
+            parent: None,
+            routers: Vec::new(),
+            via_parent: false,
             inherited: Inherited::default(),
         };
         let mut seen: Vec<Ident> = Vec::new();
@@ -215,10 +239,18 @@ impl Parse for RouterArgs {
                 router.prefix = string(&key, &value, &mut errors);
             } else if which == Some(Key::Scopes) {
                 router.scopes = scope_list(&key, &value, &mut errors);
+            } else if which == Some(Key::Parent) {
+                router.parent = router_path(&key, &value, &mut errors);
+            } else if which == Some(Key::Routers) {
+                router.routers = router_paths(&key, &value, &mut errors);
+            } else if which == Some(Key::ViaParent) {
+                router.via_parent = true;
             } else if !router.inherited.take(which, &key, &value, &mut errors) {
                 errors.push(syn::Error::new_spanned(
                     &key,
-                    format!("unknown argument `{key}`; expected `prefix` or `scopes`"),
+                    format!(
+                        "unknown argument `{key}`; expected `prefix`, `scopes`, `parent` or `routers`"
+                    ),
                 ));
             }
         }
@@ -250,6 +282,44 @@ fn scope_list(key: &Ident, value: &Expr, errors: &mut Errors) -> Vec<LitStr> {
         }
     }
     scopes
+}
+
+/// `parent = path::to::router`: a path to a module under `#[execution_router]`.
+fn router_path(key: &Ident, value: &Expr, errors: &mut Errors) -> Option<syn::Path> {
+    match value {
+        Expr::Path(path) if path.qself.is_none() && path.attrs.is_empty() => {
+            Some(path.path.clone())
+        }
+        Expr::Group(group) => router_path(key, &group.expr, errors),
+        _ => {
+            errors.push(syn::Error::new_spanned(
+                value,
+                format!(
+                    "`{key}` takes the path of a module under `#[execution_router]`, \
+                     e.g. `{key} = super::execution`"
+                ),
+            ));
+            None
+        }
+    }
+}
+
+/// `routers = [a::routes, b::routes]`.
+fn router_paths(key: &Ident, value: &Expr, errors: &mut Errors) -> Vec<syn::Path> {
+    let Expr::Array(array) = value else {
+        errors.push(syn::Error::new_spanned(
+            value,
+            format!(
+                "`{key}` takes a list of router modules, e.g. `{key} = [super::variables::routes]`"
+            ),
+        ));
+        return Vec::new();
+    };
+    array
+        .elems
+        .iter()
+        .filter_map(|element| router_path(key, element, errors))
+        .collect()
 }
 
 fn string(key: &Ident, value: &Expr, errors: &mut Errors) -> Option<LitStr> {
@@ -481,6 +551,30 @@ mod tests {
                 "a route has one path; `/a` is already given",
                 "unknown argument `scope`; expected `scopes`",
                 "`scopes` takes a list of string literals, e.g. `scopes = [\"ti:self\"]`",
+            ]
+        );
+    }
+
+    #[test]
+    fn parent_and_routers_are_paths() {
+        let args: RouterArgs = syn::parse2(quote!(
+            parent = super::execution,
+            routers = [a::routes, crate::b::routes],
+            __via_parent = ()
+        ))
+        .unwrap();
+        assert_eq!(args.parent.unwrap().segments.len(), 2);
+        assert_eq!(args.routers.len(), 2);
+        assert!(args.via_parent);
+        let error = syn::parse2::<RouterArgs>(quote!(parent = "x", routers = super::a))
+            .err()
+            .unwrap();
+        let messages: Vec<String> = error.into_iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            messages,
+            [
+                "`parent` takes the path of a module under `#[execution_router]`, e.g. `parent = super::execution`",
+                "`routers` takes a list of router modules, e.g. `routers = [super::variables::routes]`",
             ]
         );
     }

@@ -393,6 +393,10 @@ pub(crate) struct Router {
     /// Scopes handed down: this router's valid ones, then the inherited ones.
     pub(crate) pass_down: Vec<LitStr>,
     pub(crate) members: Vec<Member>,
+    /// `parent = ...`, once the parent has handed its scopes and prefix down.
+    pub(crate) parent: Option<syn::Path>,
+    /// `routers = [...]`: routers in other modules mounted in this one.
+    pub(crate) children: Vec<syn::Path>,
 }
 
 impl RouterInput<'_> {
@@ -402,8 +406,20 @@ impl RouterInput<'_> {
         let RouterArgs {
             prefix,
             scopes,
+            parent,
+            routers,
+            via_parent,
             inherited,
         } = &self.args;
+        if let Some(parent) = parent
+            && !via_parent
+        {
+            errors.spanned(
+                parent,
+                "a router nested in another router's module inherits from it; `parent` is for \
+                 a router kept in another module",
+            );
+        }
         let own = own_scopes(scopes, &mut errors);
         let pass_down = own
             .into_iter()
@@ -484,6 +500,8 @@ impl RouterInput<'_> {
             full_prefix,
             pass_down,
             members,
+            parent: parent.clone().filter(|_| *via_parent),
+            children: routers.clone(),
         })
     }
 }

@@ -77,7 +77,10 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) + Clon
                 .app_data(web::PayloadConfig::new(BODY_LIMIT))
                 .wrap(from_fn(crate::body::guard))
                 .wrap(Reissue::new(state.generator.clone()))
+                .wrap(from_fn(crate::versions::negotiate))
+                .wrap(from_fn(crate::decoding::strict))
                 .wrap(from_fn(observe))
+                .route("/execution/health", web::get().to(health))
                 .route("/execution/health/ping", web::get().to(ping))
                 .route("/execution/openapi.json", web::get().to(openapi_json))
                 .configure(api::configure)
@@ -176,6 +179,11 @@ fn query_config() -> web::QueryConfig {
 
 /// `GET /health/ping`: 200 `{"ok": ["database"], "failing": {}}`, or 503
 /// with `Retry-After` when the database does not answer.
+/// `GET /health`: the process answers (no database access), as Airflow's.
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "healthy"}))
+}
+
 async fn ping(store: web::Data<Store>) -> HttpResponse {
     match store.ping().await {
         Ok(()) => HttpResponse::Ok().json(json!({"ok": ["database"], "failing": {}})),
@@ -188,13 +196,45 @@ async fn ping(store: web::Data<Store>) -> HttpResponse {
     }
 }
 
-/// `GET /openapi.json`.
-async fn openapi_json() -> HttpResponse {
-    static DOCUMENT: OnceLock<String> = OnceLock::new();
-    let body = DOCUMENT.get_or_init(|| crate::openapi::document().to_string());
+/// The `?version=` of `GET /openapi.json`.
+#[derive(serde::Deserialize)]
+struct OpenApiQuery {
+    version: Option<String>,
+}
+
+/// `GET /openapi.json?version=YYYY-MM-DD`: the document of that version (the
+/// routes that exist at it), as Airflow's Cadwyn app serves it; 404 without a
+/// version or for a date before the first one.
+async fn openapi_json(query: web::Query<OpenApiQuery>) -> HttpResponse {
+    use crate::versions::{ApiVersion, Requested};
+    static DOCUMENTS: OnceLock<Vec<String>> = OnceLock::new();
+    let version = match query
+        .version
+        .as_deref()
+        .map(|v| ApiVersion::resolve(Some(v)))
+    {
+        Some(Ok(Requested::Version(version))) => version,
+        _ => {
+            let versions: Vec<&str> = ApiVersion::ALL.iter().map(|v| v.as_str()).collect();
+            return HttpResponse::NotFound().json(json!({"detail": format!(
+                "Not Found: ask for /execution/openapi.json?version=YYYY-MM-DD; versions: {}",
+                versions.join(", ")
+            )}));
+        }
+    };
+    let documents = DOCUMENTS.get_or_init(|| {
+        ApiVersion::ALL
+            .iter()
+            .map(|v| crate::openapi::document_for(*v).to_string())
+            .collect()
+    });
+    let index = ApiVersion::ALL
+        .iter()
+        .position(|v| *v == version)
+        .unwrap_or(0);
     HttpResponse::Ok()
         .content_type(header::ContentType::json())
-        .body(body.as_str())
+        .body(documents[index].clone())
 }
 
 /// No route matched: 405 with `Allow` when the path exists for other methods
@@ -205,6 +245,7 @@ async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
 
 fn fallback(path: &str) -> HttpResponse {
     let plain = [
+        ("GET", "/execution/health"),
         ("GET", "/execution/health/ping"),
         ("GET", "/execution/openapi.json"),
     ];

@@ -371,7 +371,8 @@ async fn open_store(location: &Location, config: &Config) -> Result<Store, CliEr
     };
     Ok(Store::open_with(&target, StoreSettings { fernet })
         .await?
-        .with_transitions(transitions))
+        .with_transitions(transitions)
+        .with_max_map_length(config.max_map_length))
 }
 
 fn signing(location: &Location, config: &Config) -> Result<Signing, CliError> {
@@ -714,12 +715,14 @@ mod tests {
                     TokenTypes::EXECUTION.with(TokenType::Workload),
                     Bindings::TASK_INSTANCE,
                 ),
+                doc: "",
             },
             RouteInfo {
                 method: "GET",
                 path: "/execution/variables/{variable_key}",
                 handler: "get",
                 policy: RoutePolicy::AUTHENTICATED,
+                doc: "",
             },
         ];
         let table = format_routes(&routes);

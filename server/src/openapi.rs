@@ -8,11 +8,28 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::app::{API_VERSION, BASE_PATH};
+use crate::app::BASE_PATH;
 
-/// The document served at `/execution/openapi.json`.
+/// The document of the newest version.
 pub fn document() -> Value {
+    document_for(crate::versions::ApiVersion::HEAD)
+}
+
+/// The document served at `/execution/openapi.json?version=...`: the routes
+/// that exist at `version`.
+pub fn document_for(version: crate::versions::ApiVersion) -> Value {
     let mut paths = Map::new();
+    paths.insert(
+        "/health".into(),
+        json!({"get": {
+            "operationId": "health",
+            "summary": "The process answers (no token needed, no database access)",
+            "responses": {
+                "200": {"description": "Healthy",
+                        "content": json_content(json!({"type": "object", "properties": {"status": {"type": "string", "enum": ["healthy"]}}, "required": ["status"]}))}
+            }
+        }}),
+    );
     paths.insert(
         "/health/ping".into(),
         json!({"get": {
@@ -36,6 +53,9 @@ pub fn document() -> Value {
     );
     for route in crate::api::routes() {
         let path = openapi_path(route.path.strip_prefix(BASE_PATH).unwrap_or(route.path));
+        if !crate::versions::exists(version, route.method, &path) {
+            continue;
+        }
         let tokens: Vec<&str> = route
             .policy
             .allowed_tokens()
@@ -44,6 +64,12 @@ pub fn document() -> Value {
             .collect();
         let bindings: Vec<&str> = route.policy.bindings().iter().map(|b| b.scope()).collect();
         let mut op = operation(route.method, &path);
+        // The handler's doc comment: first line the summary, the rest its description.
+        op.entry("summary")
+            .or_insert_with(|| json!(route.summary()));
+        if !route.doc.is_empty() {
+            op.insert("description".into(), json!(route.doc));
+        }
         op.insert("operationId".into(), json!(route.handler));
         op.insert("security".into(), json!([{"HTTPBearer": []}]));
         op.insert(
@@ -64,7 +90,7 @@ pub fn document() -> Value {
         "info": {
             "title": "Airflow Task Execution API",
             "description": "The subset of Airflow 3.3's Execution API used by the Task SDK, with each route's token policy in `x-token-policy`.",
-            "version": API_VERSION
+            "version": version.as_str()
         },
         "servers": [{"url": BASE_PATH}],
         "paths": paths,
@@ -260,12 +286,31 @@ fn operation(method: &str, path: &str) -> Map<String, Value> {
             "parameters": xcom_params(&[]),
             "responses": {"200": {"description": "Deleted (or absent)", "content": json_content(schema_ref("MessageResponse"))}}
         }),
-        _ => json!({"responses": {"200": {"description": "OK"}}}),
+        // Described by the route alone: its path parameters, from the template.
+        _ => json!({
+            "parameters": path_params(path),
+            "responses": {"200": {"description": "OK"}}
+        }),
     };
     match op {
         Value::Object(map) => map,
         _ => Map::new(),
     }
+}
+
+/// The `{name}` parameters of a path template, as strings (`task_instance_id`
+/// and `connection_test_id` as UUIDs).
+fn path_params(path: &str) -> Vec<Value> {
+    path.split('{')
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+        .map(|name| match name {
+            "task_instance_id" | "connection_test_id" => {
+                path_param(name, json!({"type": "string", "format": "uuid"}))
+            }
+            _ => path_param(name, string()),
+        })
+        .collect()
 }
 
 fn nullable(schema: Value) -> Value {
@@ -399,11 +444,23 @@ mod tests {
         for route in crate::api::routes() {
             let path = openapi_path(route.path.strip_prefix(BASE_PATH).unwrap());
             let op = &doc["paths"][&path][route.method.to_ascii_lowercase()];
-            assert!(
-                op["summary"].is_string(),
-                "{} {path} has no specific description",
+            assert_ne!(
+                route.summary(),
+                route.handler,
+                "{} {path}: the handler has no doc comment to describe it",
                 route.method
             );
+            assert!(op["summary"].is_string());
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            for name in path_params(&path).iter().map(|p| p["name"].clone()) {
+                assert!(
+                    params
+                        .iter()
+                        .any(|p| p["name"] == name && p["in"] == "path"),
+                    "{} {path}: path parameter {name} is not described",
+                    route.method
+                );
+            }
             assert_eq!(op["security"], json!([{"HTTPBearer": []}]));
             assert!(op["x-token-policy"]["token_types"].is_array());
         }

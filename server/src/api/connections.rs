@@ -1,11 +1,14 @@
 //! `/connections/{connection_id}`: Airflow connections, decrypted.
+//!
+//! Airflow's `{connection_id}` is one path segment of the *decoded* path, so an id holding
+//! `/` (sent as `%2F`) matches no route there: 404 `Not Found`, as here.
 
 use serde::Serialize;
 
 use crate::store;
 
 /// The routes.
-#[policy_macros::execution_router(prefix = "/execution/connections")]
+#[policy_macros::execution_router(parent = super::execution, prefix = "/connections")]
 pub mod routes {
     use actix_web::{HttpResponse, web};
     use policy_macros::execution_route;
@@ -22,6 +25,12 @@ pub mod routes {
         conn_id: web::Path<String>,
     ) -> Result<HttpResponse, ApiError> {
         let conn_id = conn_id.as_str();
+        if conn_id.contains('/') {
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::NOT_FOUND,
+                "Not Found".into(),
+            ));
+        }
         let not_found = || ApiError::not_found(format!("Connection with ID {conn_id} not found"));
         match store.connection(conn_id).await {
             Ok(Some(connection)) => {

@@ -1,5 +1,5 @@
 //! `/hitlDetails/{task_instance_id}`: human-in-the-loop requests and responses.
 
 /// The routes.
-#[policy_macros::execution_router(prefix = "/execution/hitlDetails")]
+#[policy_macros::execution_router(parent = super::execution, prefix = "/hitlDetails")]
 pub mod routes {}

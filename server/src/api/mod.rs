@@ -9,6 +9,7 @@
 mod error;
 mod fields;
 mod payload;
+mod query;
 
 pub mod asset_events;
 pub mod assets;
@@ -27,47 +28,36 @@ pub use error::{ApiError, RETRY_AFTER_SECONDS};
 pub use fields::MessageResponse;
 pub use payload::Payload;
 
-/// Mounts the routers of every group, in this order (it matters where two
-/// groups' paths could both match, as in Airflow's router).
-const GROUPS: &[(
-    fn(&mut actix_web::web::ServiceConfig),
-    fn() -> Vec<policy_core::RouteInfo>,
-)] = &[
-    (
-        task_instances::routes::configure,
-        task_instances::routes::routes,
-    ),
-    (variables::routes::configure, variables::routes::routes),
-    (connections::routes::configure, connections::routes::routes),
-    (xcoms::routes::configure, xcoms::routes::routes),
-    (dag_runs::routes::configure, dag_runs::routes::routes),
-    (dags::routes::configure, dags::routes::routes),
-    (assets::routes::configure, assets::routes::routes),
-    (
-        asset_events::routes::configure,
-        asset_events::routes::routes,
-    ),
-    (
-        connection_tests::routes::configure,
-        connection_tests::routes::routes,
-    ),
-    (hitl::routes::configure, hitl::routes::routes),
-    (state_store::routes::configure, state_store::routes::routes),
-    (
-        task_reschedules::routes::configure,
-        task_reschedules::routes::routes,
-    ),
-];
+/// Every route under `/execution`: the routers of the groups, in this order (it
+/// matters where two groups' paths could both match, as in Airflow's router).
+/// Each names this one as its `parent`, which hands it the prefix.
+#[policy_macros::execution_router(
+    prefix = "/execution",
+    routers = [
+        task_instances::routes,
+        variables::routes,
+        connections::routes,
+        xcoms::routes,
+        dag_runs::routes,
+        dags::routes,
+        assets::routes,
+        asset_events::routes,
+        connection_tests::routes,
+        hitl::routes,
+        state_store::routes,
+        task_reschedules::routes,
+    ]
+)]
+pub mod execution {}
 
 /// Every route under `/execution`, with its policy (read by `server routes`
 /// and the OpenAPI document).
 pub fn routes() -> Vec<policy_core::RouteInfo> {
-    GROUPS.iter().flat_map(|(_, routes)| routes()).collect()
+    execution::routes()
 }
 
-/// Mounts the protected routes (the app adds `/health/ping` and `/openapi.json`).
+/// Mounts the protected routes (the app adds `/health`, `/health/ping` and
+/// `/openapi.json`).
 pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
-    for (configure, _) in GROUPS {
-        configure(cfg);
-    }
+    execution::configure(cfg);
 }

@@ -32,7 +32,7 @@ fn gone() -> crate::api::ApiError {
 /// The routes. Those of one task instance (`/{task_instance_id}/...`) require
 /// the token's subject to be that instance (`ti:self`); the others (`/count`,
 /// `/states`, ...) take any execution token, as in Airflow.
-#[policy_macros::execution_router(prefix = "/execution/task-instances")]
+#[policy_macros::execution_router(parent = super::execution, prefix = "/task-instances")]
 pub mod routes {
     use actix_web::{HttpRequest, HttpResponse, web};
     use policy_core::{REFRESHED_TOKEN_HEADER, Token, TokenGenerator, TokenType};
@@ -47,6 +47,13 @@ pub mod routes {
     use crate::api::{ApiError, MessageResponse, Payload};
     use crate::store::pyjson::PyJson;
     use crate::store::{HeartbeatOutcome, RtifOutcome, StartOutcome, StateOutcome, Store};
+
+    use super::{
+        AssetProfile, BreadcrumbResponse, InactiveAssetsResponse, PrevSuccessfulDagRunResponse,
+        PreviousTIResponse, TaskBreadcrumbsResponse, TaskStatesResponse,
+    };
+    use crate::api::query::QueryParams;
+    use crate::store::{AssetKey, AssetLike, TiFilter, TiStateRow};
 
     /// Starts a queued task instance; returns its `TIRunContext`. A workload
     /// token is exchanged for an execution token in `Refreshed-API-Token`.
@@ -217,6 +224,222 @@ pub mod routes {
                 "current_state": state,
             }))),
         }
+    }
+    /// Counts the task instances of a DAG that match the filters: a bare integer.
+    ///
+    /// `states` may hold `"null"` for "no state" (SQL NULL); `task_group_id` needs the
+    /// DAG's latest serialized version (404 when there is none, or no such group).
+    #[execution_route(get, "/count")]
+    pub async fn get_task_instance_count(
+        req: HttpRequest,
+        store: web::Data<Store>,
+    ) -> Result<HttpResponse, ApiError> {
+        let mut params = QueryParams::of(&req);
+        let mut filter = TiFilter {
+            dag_id: params.required("dag_id"),
+            map_index: params.integer("map_index"),
+            task_ids: params.list("task_ids"),
+            logical_dates: params.datetimes("logical_dates"),
+            run_ids: params.list("run_ids"),
+            pairs: None,
+            states: params.list("states"),
+        };
+        let task_group_id = params.optional("task_group_id").filter(|g| !g.is_empty());
+        params.finish()?;
+        if let Some(group_id) = &task_group_id {
+            let mut pairs: Vec<(String, i64)> = group_task_instances(&store, &filter, group_id)
+                .await?
+                .into_iter()
+                .map(|ti| (ti.task_id, ti.map_index))
+                .collect();
+            if pairs.is_empty() {
+                // As Airflow: then the group id itself is looked for as a task id.
+                pairs.push((group_id.clone(), -1));
+            }
+            filter.pairs = Some(pairs);
+        }
+        let count = store.count_task_instances(&filter).await?;
+        Ok(HttpResponse::Ok().json(count))
+    }
+
+    /// Reads the states of a DAG's task instances that match the filters, by run id and
+    /// task id (`<task_id>_<map_index>` for a mapped task instance).
+    #[execution_route(get, "/states")]
+    pub async fn get_task_instance_states(
+        req: HttpRequest,
+        store: web::Data<Store>,
+    ) -> Result<HttpResponse, ApiError> {
+        let mut params = QueryParams::of(&req);
+        let filter = TiFilter {
+            dag_id: params.required("dag_id"),
+            map_index: params.integer("map_index"),
+            task_ids: params.list("task_ids"),
+            logical_dates: params.datetimes("logical_dates"),
+            run_ids: params.list("run_ids"),
+            pairs: None,
+            states: Vec::new(),
+        };
+        let task_group_id = params.optional("task_group_id").filter(|g| !g.is_empty());
+        params.finish()?;
+        let mut rows = store.task_instance_states(&filter).await?;
+        if let Some(group_id) = &task_group_id {
+            let group = group_task_instances(&store, &filter, group_id).await?;
+            // As Airflow: the group's task instances are added to those of `task_ids`,
+            // or replace the unfiltered list.
+            if filter.task_ids.is_empty() {
+                rows = group;
+            } else {
+                rows.extend(group);
+            }
+        }
+        let mut task_states: serde_json::Map<String, serde_json::Value> = serde_json::Map::new();
+        for row in rows {
+            let key = if row.map_index < 0 {
+                row.task_id
+            } else {
+                format!("{}_{}", row.task_id, row.map_index)
+            };
+            let run = task_states
+                .entry(row.run_id)
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+            if let serde_json::Value::Object(run) = run {
+                run.insert(key, row.state.map_or(serde_json::Value::Null, Into::into));
+            }
+        }
+        Ok(HttpResponse::Ok().json(TaskStatesResponse { task_states }))
+    }
+
+    /// Lists the finished task instances of a DAG run (task id, map index, state,
+    /// operator, duration), by task id and map index.
+    #[execution_route(get, "/breadcrumbs")]
+    pub async fn get_task_instance_breadcrumbs(
+        req: HttpRequest,
+        store: web::Data<Store>,
+    ) -> Result<HttpResponse, ApiError> {
+        let mut params = QueryParams::of(&req);
+        let dag_id = params.required("dag_id");
+        let run_id = params.required("run_id");
+        params.finish()?;
+        let breadcrumbs = store
+            .breadcrumbs(&dag_id, &run_id)
+            .await?
+            .into_iter()
+            .map(BreadcrumbResponse::from)
+            .collect();
+        Ok(HttpResponse::Ok().json(TaskBreadcrumbsResponse { breadcrumbs }))
+    }
+
+    /// Reads the task's instance in the run with the newest logical date (before
+    /// `logical_date` when given, in `state` when given): `PreviousTIResponse` or `null`.
+    #[execution_route(get, "/previous/{dag_id}/{task_id}")]
+    pub async fn get_previous_task_instance(
+        req: HttpRequest,
+        store: web::Data<Store>,
+        path: web::Path<(String, String)>,
+    ) -> Result<HttpResponse, ApiError> {
+        let (dag_id, task_id) = path.into_inner();
+        let mut params = QueryParams::of(&req);
+        let logical_date = params.datetime("logical_date");
+        let map_index = params.integer("map_index").unwrap_or(-1);
+        let state = params.state("state");
+        params.finish()?;
+        let previous = store
+            .previous_task_instance(
+                &dag_id,
+                &task_id,
+                map_index,
+                logical_date,
+                state.map(|s| s.as_str()),
+            )
+            .await?;
+        Ok(HttpResponse::Ok().json(previous.map(PreviousTIResponse::from)))
+    }
+
+    /// Reads the dates of the newest successful run of the task instance's DAG before
+    /// its own run; every field `null` when there is none (never 404, as in Airflow).
+    #[execution_route(get, "/{task_instance_id}/previous-successful-dagrun", scopes = ["ti:self"])]
+    pub async fn get_previous_successful_dagrun(
+        store: web::Data<Store>,
+        id: web::Path<Uuid>,
+    ) -> Result<HttpResponse, ApiError> {
+        let dates = store
+            .previous_successful_run(*id)
+            .await?
+            .unwrap_or_default();
+        Ok(HttpResponse::Ok().json(PrevSuccessfulDagRunResponse::from(dates)))
+    }
+
+    /// Lists the assets among the task's inlets and outlets that are not active, from
+    /// the serialized DAG its run was created with; 404 when the task instance is missing.
+    #[execution_route(get, "/{task_instance_id}/validate-inlets-and-outlets", scopes = ["ti:self"])]
+    pub async fn validate_inlets_and_outlets(
+        store: web::Data<Store>,
+        id: web::Path<Uuid>,
+    ) -> Result<HttpResponse, ApiError> {
+        let place = store
+            .task_instance_place(*id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(TI_NOT_FOUND))?;
+        let dag = store
+            .serialized_dag_for_run(&place.dag_id, &place.run_id)
+            .await?;
+        let mut keys: Vec<AssetKey> = Vec::new();
+        if let Some(task) = dag.as_ref().and_then(|dag| dag.task(&place.task_id)) {
+            for item in task.inlets.iter().chain(&task.outlets) {
+                if let AssetLike::Asset(key) = item
+                    && !keys.iter().any(|k| k.name == key.name && k.uri == key.uri)
+                {
+                    keys.push(key.clone());
+                }
+            }
+        }
+        let active = store.active_assets(&keys).await?;
+        let mut inactive_assets: Vec<AssetProfile> = keys
+            .into_iter()
+            .filter(|k| !active.iter().any(|(n, u)| *n == k.name && *u == k.uri))
+            .map(|k| AssetProfile {
+                name: Some(k.name),
+                uri: Some(k.uri),
+                kind: "Asset".into(),
+            })
+            .collect();
+        inactive_assets.sort_by(|a, b| (&a.name, &a.uri).cmp(&(&b.name, &b.uri)));
+        Ok(HttpResponse::Ok().json(InactiveAssetsResponse { inactive_assets }))
+    }
+
+    /// The task instances of a task group (Airflow's `_get_group_tasks`): the group as
+    /// the DAG's latest serialized version has it, filtered by the same logical dates,
+    /// run ids and map index (not by task ids or states).
+    async fn group_task_instances(
+        store: &Store,
+        filter: &TiFilter,
+        group_id: &str,
+    ) -> Result<Vec<TiStateRow>, ApiError> {
+        let dag_id = &filter.dag_id;
+        let dag = store.latest_serialized_dag(dag_id).await?.ok_or_else(|| {
+            ApiError::not_found(format!("The Dag with ID: `{dag_id}` was not found"))
+        })?;
+        let group = dag.task_group.find(group_id).ok_or_else(|| {
+            ApiError::not_found(format!("Task group {group_id} not found in DAG {dag_id}"))
+        })?;
+        let task_ids: Vec<String> = group
+            .all_task_ids()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        if task_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let group_filter = TiFilter {
+            dag_id: dag_id.clone(),
+            map_index: filter.map_index,
+            task_ids,
+            logical_dates: filter.logical_dates.clone(),
+            run_ids: filter.run_ids.clone(),
+            pairs: None,
+            states: Vec::new(),
+        };
+        Ok(store.task_instance_states(&group_filter).await?)
     }
 }
 
@@ -441,8 +664,9 @@ pub struct TIRescheduleStatePayload {
     pub end_date: OffsetDateTime,
 }
 
-/// `AssetProfile`: an outlet of the task.
-#[derive(Clone, Debug, Deserialize)]
+/// `AssetProfile`: an outlet of the task (in `/state`), or an inactive asset
+/// (in `/validate-inlets-and-outlets`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AssetProfile {
     /// Asset (or alias) name.
@@ -680,6 +904,121 @@ impl TIRunContext {
         })
     }
 }
+
+/// `TaskStatesResponse`: `{run_id: {task_id or "<task_id>_<map_index>": state}}`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TaskStatesResponse {
+    /// States by run id, then by task key.
+    pub task_states: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `TaskBreadcrumbsResponse`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TaskBreadcrumbsResponse {
+    /// The finished task instances of the run.
+    pub breadcrumbs: Vec<BreadcrumbResponse>,
+}
+
+/// One finished task instance of a run.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct BreadcrumbResponse {
+    /// Task id.
+    pub task_id: String,
+    /// Map index.
+    pub map_index: i64,
+    /// Its terminal state.
+    pub state: Option<String>,
+    /// Its operator's name.
+    pub operator: Option<String>,
+    /// Seconds it ran.
+    pub duration: Option<f64>,
+}
+
+impl From<store::Breadcrumb> for BreadcrumbResponse {
+    fn from(b: store::Breadcrumb) -> Self {
+        BreadcrumbResponse {
+            task_id: b.task_id,
+            map_index: b.map_index,
+            state: b.state,
+            operator: b.operator,
+            duration: b.duration,
+        }
+    }
+}
+
+/// `PreviousTIResponse`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct PreviousTIResponse {
+    /// Task id.
+    pub task_id: String,
+    /// DAG id.
+    pub dag_id: String,
+    /// Run id.
+    pub run_id: String,
+    /// Its run's logical date.
+    pub logical_date: Option<String>,
+    /// When it started.
+    pub start_date: Option<String>,
+    /// When it ended.
+    pub end_date: Option<String>,
+    /// Its state.
+    pub state: Option<String>,
+    /// Its try number.
+    pub try_number: i64,
+    /// Map index.
+    pub map_index: i64,
+    /// Seconds it ran.
+    pub duration: Option<f64>,
+}
+
+impl From<store::PreviousTaskInstance> for PreviousTIResponse {
+    fn from(p: store::PreviousTaskInstance) -> Self {
+        PreviousTIResponse {
+            task_id: p.task_id,
+            dag_id: p.dag_id,
+            run_id: p.run_id,
+            logical_date: p.logical_date.map(timestamp),
+            start_date: p.start_date.map(timestamp),
+            end_date: p.end_date.map(timestamp),
+            state: p.state,
+            try_number: p.try_number,
+            map_index: p.map_index,
+            duration: p.duration,
+        }
+    }
+}
+
+/// `PrevSuccessfulDagRunResponse`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct PrevSuccessfulDagRunResponse {
+    /// Start of its data interval.
+    pub data_interval_start: Option<String>,
+    /// End of its data interval.
+    pub data_interval_end: Option<String>,
+    /// When it started.
+    pub start_date: Option<String>,
+    /// When it ended.
+    pub end_date: Option<String>,
+}
+
+impl From<store::RunDates> for PrevSuccessfulDagRunResponse {
+    fn from(d: store::RunDates) -> Self {
+        PrevSuccessfulDagRunResponse {
+            data_interval_start: d.data_interval_start.map(timestamp),
+            data_interval_end: d.data_interval_end.map(timestamp),
+            start_date: d.start_date.map(timestamp),
+            end_date: d.end_date.map(timestamp),
+        }
+    }
+}
+
+/// `InactiveAssetsResponse`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct InactiveAssetsResponse {
+    /// The task's inlets and outlets that are not active assets.
+    pub inactive_assets: Vec<AssetProfile>,
+}
+
 
 #[cfg(test)]
 mod tests {

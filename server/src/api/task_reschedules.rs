@@ -2,7 +2,7 @@
 //! reschedule mode was first rescheduled.
 
 /// The routes (a plain router in Airflow: execution tokens, `ti:self`).
-#[policy_macros::execution_router(prefix = "/execution/task-reschedules")]
+#[policy_macros::execution_router(parent = super::execution, prefix = "/task-reschedules")]
 pub mod routes {
     use actix_web::{HttpResponse, web};
     use policy_macros::execution_route;

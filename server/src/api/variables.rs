@@ -1,31 +1,61 @@
 //! `/variables/{variable_key}`: Airflow variables, read as Airflow reads them
-//! (the environment's `AIRFLOW_VAR_<KEY>` first, then the metastore).
+//! (the environment's `AIRFLOW_VAR_<KEY>` first, then the metastore), and
+//! `/variables/keys`, the metastore's keys.
+//!
+//! As Airflow's `{variable_key:path}`, a key may contain `/`; `/keys` is declared
+//! first, so a variable named `keys` cannot be read here (nor in Airflow).
 
+use actix_web::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
+use super::ApiError;
 use super::fields::required_nullable;
 use crate::store;
 
 /// The routes.
-#[policy_macros::execution_router(prefix = "/execution/variables")]
+#[policy_macros::execution_router(parent = super::execution, prefix = "/variables")]
 pub mod routes {
     use actix_web::http::StatusCode;
     use actix_web::{HttpResponse, web};
     use policy_macros::execution_route;
 
-    use super::{VariablePostBody, VariableResponse};
+    use super::{VariableKeysResponse, VariablePostBody, VariableResponse, require_key};
     use crate::api::fields::MessageResponse;
+    use crate::api::query::QueryParams;
     use crate::api::{ApiError, Payload};
     use crate::store::{Store, StoreError};
 
+    /// Lists the metastore's variable keys in key order, those starting with `prefix`
+    /// when given (`%`, `_` and `/` match themselves), a page of `limit` (1 to 10000,
+    /// default 1000) from `offset`, with the number of matching keys in all.
+    #[execution_route(get, "/keys")]
+    pub async fn get_variable_keys(
+        req: actix_web::HttpRequest,
+        store: web::Data<Store>,
+    ) -> Result<HttpResponse, ApiError> {
+        let mut params = QueryParams::of(&req);
+        let prefix = params.optional("prefix");
+        let limit = params.bounded("limit", 1000, 1, Some(10_000));
+        let offset = params.bounded("offset", 0, 0, None);
+        params.finish()?;
+        let (keys, total_entries) = store
+            .variable_keys(prefix.as_deref(), limit, offset)
+            .await?;
+        Ok(HttpResponse::Ok().json(VariableKeysResponse {
+            keys,
+            total_entries,
+        }))
+    }
+
     /// Reads a variable: `VariableResponse`, or 404. A stored value that does
     /// not decrypt is logged and answered 404, as Airflow does.
-    #[execution_route(get, "/{variable_key}")]
+    #[execution_route(get, "/{variable_key:.*}")]
     pub async fn get_variable(
         store: web::Data<Store>,
         key: web::Path<String>,
     ) -> Result<HttpResponse, ApiError> {
-        let key = key.as_str();
+        let key = require_key(&key)?;
         let not_found = || ApiError::not_found(format!("Variable with key '{key}' not found"));
         if let Ok(value) = std::env::var(format!("AIRFLOW_VAR_{}", key.to_uppercase())) {
             return Ok(HttpResponse::Ok().json(VariableResponse {
@@ -44,15 +74,16 @@ pub mod routes {
         }
     }
 
-    /// Creates or replaces a variable: 201.
-    #[execution_route(put, "/{variable_key}")]
+    /// Creates or replaces a variable (`val`, or `value`, may be `null`): 201.
+    #[execution_route(put, "/{variable_key:.*}")]
     pub async fn put_variable(
         store: web::Data<Store>,
         key: web::Path<String>,
         body: Payload<VariablePostBody>,
     ) -> Result<HttpResponse, ApiError> {
+        let key = require_key(&key)?;
         store
-            .put_variable(&key, body.val.as_deref(), body.description.as_deref())
+            .put_variable(key, body.val.as_deref(), body.description.as_deref())
             .await?;
         Ok(
             HttpResponse::build(StatusCode::CREATED).json(MessageResponse {
@@ -62,12 +93,12 @@ pub mod routes {
     }
 
     /// Deletes a variable: 204, whether or not it existed (as Airflow).
-    #[execution_route(delete, "/{variable_key}")]
+    #[execution_route(delete, "/{variable_key:.*}")]
     pub async fn delete_variable(
         store: web::Data<Store>,
         key: web::Path<String>,
     ) -> Result<HttpResponse, ApiError> {
-        store.delete_variable(&key).await?;
+        store.delete_variable(require_key(&key)?).await?;
         Ok(HttpResponse::NoContent().finish())
     }
 }
@@ -90,12 +121,38 @@ impl From<store::Variable> for VariableResponse {
     }
 }
 
+/// The path's key, which Airflow requires to be non-empty (`Path(min_length=1)`).
+fn require_key(key: &str) -> Result<&str, ApiError> {
+    if key.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!([{
+                "type": "string_too_short",
+                "loc": ["path", "variable_key"],
+                "msg": "String should have at least 1 character",
+                "input": "",
+                "ctx": {"min_length": 1},
+            }]),
+        ));
+    }
+    Ok(key)
+}
+
+/// `VariableKeysResponse`: `GET /variables/keys`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct VariableKeysResponse {
+    /// A page of keys, in key order.
+    pub keys: Vec<String>,
+    /// How many keys match in all.
+    pub total_entries: i64,
+}
+
 /// `VariablePostBody`: `PUT /variables/{key}` body.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VariablePostBody {
-    /// The value (required, may be `null`).
-    #[serde(deserialize_with = "required_nullable")]
+    /// The value (required, may be `null`); Airflow's model takes it as `val` or `value`.
+    #[serde(alias = "value", deserialize_with = "required_nullable")]
     pub val: Option<String>,
     /// Optional description.
     #[serde(default)]
@@ -114,5 +171,11 @@ mod tests {
         let body: VariablePostBody =
             serde_json::from_str(r#"{"val": "v", "description": "d"}"#).unwrap();
         assert_eq!(body.val.as_deref(), Some("v"));
+        // Airflow's model also takes the field's own name, `value`, but not both.
+        let body: VariablePostBody = serde_json::from_str(r#"{"value": "w"}"#).unwrap();
+        assert_eq!(body.val.as_deref(), Some("w"));
+        let body: VariablePostBody = serde_json::from_str(r#"{"value": null}"#).unwrap();
+        assert_eq!(body.val, None);
+        assert!(serde_json::from_str::<VariablePostBody>(r#"{"val": "a", "value": "b"}"#).is_err());
     }
 }

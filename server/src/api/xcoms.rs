@@ -1,59 +1,177 @@
 //! `/xcoms/{dag_id}/{run_id}/{task_id}/{key}`: XComs, stored as Airflow stores
 //! them (JSON text, numbers kept exactly as sent).
+//!
+//! The key is a path (`{key:path}` in Airflow: it may contain `/`), and the
+//! routes are declared in Airflow's order: `.../item/{offset}` and
+//! `.../slice` before the plain `.../{key}` routes, so a key ending in
+//! `/slice` can never be read, as in Airflow.
 
+use actix_web::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::store::XComKey;
+use crate::api::ApiError;
+use crate::store::{XComKey, XComSeries};
 
 /// The routes.
-#[policy_macros::execution_router(prefix = "/execution/xcoms")]
+#[policy_macros::execution_router(parent = super::execution, prefix = "/xcoms")]
 pub mod routes {
     use actix_web::http::StatusCode;
     use actix_web::{HttpResponse, web};
     use policy_macros::execution_route;
     use serde_json::Value;
+    use serde_json::json;
     use serde_json::value::RawValue;
 
-    use super::{XComPath, XComQuery, XComResponse};
+    use super::{
+        ItemPath, SliceQuery, XComGetQuery, XComPath, XComQuery, XComResponse, python_slice,
+        raw_json, raw_json_array,
+    };
     use crate::api::ApiError;
     use crate::api::fields::MessageResponse;
-    use crate::store::{Store, XComWrite};
+    use crate::store::{Store, TaskMapLength, XComPick, XComWrite};
 
-    /// Reads an XCom: `{"key": ..., "value": ...}`, or 404.
-    #[execution_route(get, "/{dag_id}/{run_id}/{task_id}/{key}")]
-    pub async fn get_xcom(
+    /// Get a single XCom value from a mapped task by sequence index.
+    ///
+    /// The value at `offset` over the run's XComs ordered by map index
+    /// (negative counts from the end), as a bare JSON value; 404 if none.
+    #[execution_route(get, "/{dag_id}/{run_id}/{task_id}/{key:.*}/item/{offset}")]
+    pub async fn get_mapped_xcom_by_index(
         store: web::Data<Store>,
-        path: web::Path<XComPath>,
-        query: web::Query<XComQuery>,
+        path: web::Path<ItemPath>,
     ) -> Result<HttpResponse, ApiError> {
-        let at = path.at(&query);
-        match store.xcom(at).await? {
-            Some(value) => {
-                let value = RawValue::from_string(value).map_err(|e| {
-                    ApiError::internal(format!("stored XCom value is not JSON: {e}"))
-                })?;
-                Ok(HttpResponse::Ok().json(XComResponse {
-                    key: path.key.clone(),
-                    value,
-                }))
-            }
+        let series = path.series()?;
+        match store.xcom_item(series, path.offset).await? {
+            Some(value) => Ok(HttpResponse::Ok()
+                .content_type("application/json")
+                .body(raw_json(value)?.get().to_owned())),
             None => Err(ApiError::not_found(format!(
-                "XCom with key='{}' map_index={} not found for task '{}' in DAG run '{}' of '{}'",
-                at.key, at.map_index, at.task_id, at.run_id, at.dag_id
+                "XCom with key='{}' offset={} not found for task '{}' in DAG run '{}' of '{}'",
+                path.key, path.offset, path.task_id, path.run_id, path.dag_id
             ))),
         }
     }
 
-    /// Stores an XCom (any JSON value; an empty body is `null`): 201, or 404
-    /// when the DAG run does not exist.
-    #[execution_route(post, "/{dag_id}/{run_id}/{task_id}/{key}")]
+    /// Get XCom values from a mapped task by sequence slice.
+    ///
+    /// `?start&stop&step` slice the values ordered by map index as a Python
+    /// slice does (`step=0` counts as 1, as in Airflow); a JSON array.
+    #[execution_route(get, "/{dag_id}/{run_id}/{task_id}/{key:.*}/slice")]
+    pub async fn get_mapped_xcom_by_slice(
+        store: web::Data<Store>,
+        path: web::Path<XComPath>,
+        query: web::Query<SliceQuery>,
+    ) -> Result<HttpResponse, ApiError> {
+        let values = store
+            .xcom_values(path.series()?, query.include_prior_dates.unwrap_or(false))
+            .await?;
+        let step = match query.step {
+            None | Some(0) => 1,
+            Some(step) => step,
+        };
+        let picked = python_slice(&values, query.start, query.stop, step);
+        Ok(HttpResponse::Ok()
+            .content_type("application/json")
+            .body(raw_json_array(&picked)?))
+    }
+
+    /// Returns the count of mapped XCom values found in the `Content-Range` response header.
+    ///
+    /// 200 with `Content-Range: map_indexes N`, N over every map index; 400 if
+    /// `map_index` is given.
+    #[execution_route(head, "/{dag_id}/{run_id}/{task_id}/{key:.*}")]
+    pub async fn head_xcom(
+        store: web::Data<Store>,
+        path: web::Path<XComPath>,
+        query: web::Query<XComQuery>,
+    ) -> Result<HttpResponse, ApiError> {
+        let series = path.series()?;
+        if query.map_index.is_some() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                json!({
+                    "reason": "invalid_request",
+                    "message": "Cannot specify map_index in a HEAD request",
+                }),
+            ));
+        }
+        let count = store.xcom_count(series).await?;
+        Ok(HttpResponse::Ok()
+            .insert_header(("Content-Range", format!("map_indexes {count}")))
+            .finish())
+    }
+
+    /// Get a single XCom Value.
+    ///
+    /// `{"key": ..., "value": ...}` for `?map_index=` (default -1), or for the
+    /// `?offset=`th non-NULL value by map index; `?include_prior_dates=true`
+    /// also reads earlier runs of the DAG. 404 if none.
+    #[execution_route(get, "/{dag_id}/{run_id}/{task_id}/{key:.*}")]
+    pub async fn get_xcom(
+        store: web::Data<Store>,
+        path: web::Path<XComPath>,
+        query: web::Query<XComGetQuery>,
+    ) -> Result<HttpResponse, ApiError> {
+        let series = path.series()?;
+        let map_index = query.map_index.unwrap_or(-1);
+        let pick = match query.offset {
+            Some(offset) => XComPick::Offset(offset),
+            None => XComPick::MapIndex(map_index),
+        };
+        let include_prior_dates = query.include_prior_dates.unwrap_or(false);
+        match store.xcom_pick(series, pick, include_prior_dates).await? {
+            Some(value) => Ok(HttpResponse::Ok().json(XComResponse {
+                key: path.key.clone(),
+                value: raw_json(value)?,
+            })),
+            None => {
+                let which = match query.offset {
+                    Some(offset) => format!("offset={offset}"),
+                    None => format!("map_index={map_index}"),
+                };
+                Err(ApiError::not_found(format!(
+                    "XCom with key='{}' {which} not found for task '{}' in DAG run '{}' of '{}'",
+                    path.key, path.task_id, path.run_id, path.dag_id
+                )))
+            }
+        }
+    }
+
+    /// Set an Airflow XCom.
+    ///
+    /// Stores the body (any JSON value; an empty body is `null`) verbatim: 201.
+    /// `?mapped_length=N` also records the task's `task_map` row (400 past
+    /// `[core] max_map_length`); 404 when the DAG run does not exist.
+    #[execution_route(post, "/{dag_id}/{run_id}/{task_id}/{key:.*}")]
     pub async fn set_xcom(
         store: web::Data<Store>,
         path: web::Path<XComPath>,
         query: web::Query<XComQuery>,
         body: web::Bytes,
     ) -> Result<HttpResponse, ApiError> {
+        path.series()?;
+        let mapped_length = match query.mapped_length {
+            None => None,
+            Some(length) if length < 0 => {
+                // Airflow's CHECK constraint refuses it with a 500; a 422 here.
+                return Err(ApiError::validation(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    vec!["query".into(), "mapped_length".into()],
+                    "Input should be greater than or equal to 0",
+                    "greater_than_equal",
+                ));
+            }
+            Some(length) if u64::try_from(length).unwrap_or(u64::MAX) > store.max_map_length() => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    json!({
+                        "reason": "unmappable_return_value_length",
+                        "message": "pushed value is too large to map as a downstream's dependency",
+                    }),
+                ));
+            }
+            Some(length) => Some(TaskMapLength(length)),
+        };
         // Stored verbatim, as Airflow does: numbers stay exact.
         let value: &str = if body.iter().all(u8::is_ascii_whitespace) {
             "null"
@@ -69,7 +187,10 @@ pub mod routes {
             raw.get()
         };
         let dag_result = query.dag_result.unwrap_or(false);
-        match store.set_xcom(path.at(&query), value, dag_result).await? {
+        match store
+            .set_xcom(path.at(&query), value, dag_result, mapped_length)
+            .await?
+        {
             XComWrite::Stored => Ok(HttpResponse::build(StatusCode::CREATED).json(
                 MessageResponse {
                     message: "XCom successfully set".into(),
@@ -92,13 +213,16 @@ pub mod routes {
         }
     }
 
-    /// Deletes an XCom: 200 whether or not it existed (as Airflow).
-    #[execution_route(delete, "/{dag_id}/{run_id}/{task_id}/{key}")]
+    /// Delete a single XCom Value.
+    ///
+    /// 200 whether or not it existed (as Airflow).
+    #[execution_route(delete, "/{dag_id}/{run_id}/{task_id}/{key:.*}")]
     pub async fn delete_xcom(
         store: web::Data<Store>,
         path: web::Path<XComPath>,
         query: web::Query<XComQuery>,
     ) -> Result<HttpResponse, ApiError> {
+        path.series()?;
         store.delete_xcom(path.at(&query)).await?;
         Ok(HttpResponse::Ok().json(MessageResponse {
             message: format!("XCom with key: {} successfully deleted.", path.key),
@@ -115,24 +239,66 @@ pub struct XComPath {
     pub run_id: String,
     /// Task id.
     pub task_id: String,
-    /// XCom key.
+    /// XCom key (may contain `/`).
     pub key: String,
 }
 
-/// The query: `?map_index=N` (default -1); other parameters the SDK sends are accepted.
+/// The path of `.../{key}/item/{offset}`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ItemPath {
+    /// DAG id.
+    pub dag_id: String,
+    /// Run id.
+    pub run_id: String,
+    /// Task id.
+    pub task_id: String,
+    /// XCom key (may contain `/`).
+    pub key: String,
+    /// Index over the map indexes; negative counts from the end.
+    pub offset: i64,
+}
+
+/// The query of POST, DELETE and HEAD: `?map_index=N` (default -1) and the
+/// write options; other parameters are ignored, as FastAPI ignores them.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct XComQuery {
-    /// Map index, `-1` for an unmapped task.
+    /// Map index, `-1` for an unmapped task (HEAD refuses it).
     pub map_index: Option<i64>,
-    /// Accepted for compatibility; this server keeps no prior dates apart.
-    pub include_prior_dates: Option<bool>,
-    /// Accepted for compatibility.
+    /// Whether the XCom is the DAG's result (POST).
     pub dag_result: Option<bool>,
-    /// Accepted for compatibility.
+    /// How many mapped tasks the value expands into (POST): recorded in `task_map`.
     pub mapped_length: Option<i64>,
 }
 
+/// The query of `GET .../{key}`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct XComGetQuery {
+    /// Map index (default -1); ignored when `offset` is given.
+    pub map_index: Option<i64>,
+    /// Also read earlier runs of the DAG.
+    pub include_prior_dates: Option<bool>,
+    /// Index over the non-NULL values by map index; negative counts from the end.
+    pub offset: Option<i64>,
+}
+
+/// The query of `.../slice`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SliceQuery {
+    /// First index (Python slice `start`).
+    pub start: Option<i64>,
+    /// End index, exclusive (Python slice `stop`).
+    pub stop: Option<i64>,
+    /// Stride (Python slice `step`; 0 counts as 1).
+    pub step: Option<i64>,
+    /// Also read earlier runs of the DAG.
+    pub include_prior_dates: Option<bool>,
+}
+
 impl XComPath {
+    fn series(&self) -> Result<XComSeries<'_>, ApiError> {
+        series(&self.dag_id, &self.run_id, &self.task_id, &self.key)
+    }
+
     fn at(&self, query: &XComQuery) -> XComKey<'_> {
         XComKey {
             dag_id: &self.dag_id,
@@ -144,6 +310,85 @@ impl XComPath {
     }
 }
 
+impl ItemPath {
+    fn series(&self) -> Result<XComSeries<'_>, ApiError> {
+        series(&self.dag_id, &self.run_id, &self.task_id, &self.key)
+    }
+}
+
+/// The series of a path; an empty key is refused as FastAPI's
+/// `Path(min_length=1)` refuses it.
+fn series<'a>(
+    dag_id: &'a str,
+    run_id: &'a str,
+    task_id: &'a str,
+    key: &'a str,
+) -> Result<XComSeries<'a>, ApiError> {
+    if key.is_empty() {
+        return Err(ApiError::validation(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            vec!["path".into(), "key".into()],
+            "String should have at least 1 character",
+            "string_too_short",
+        ));
+    }
+    Ok(XComSeries {
+        dag_id,
+        run_id,
+        task_id,
+        key,
+    })
+}
+
+/// A stored value as a JSON value to send unchanged.
+fn raw_json(value: String) -> Result<Box<RawValue>, ApiError> {
+    RawValue::from_string(value)
+        .map_err(|e| ApiError::internal(format!("stored XCom value is not JSON: {e}")))
+}
+
+/// Stored values as one JSON array, each sent unchanged.
+fn raw_json_array(values: &[&String]) -> Result<String, ApiError> {
+    let mut out = String::from("[");
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(raw_json((*value).clone())?.get());
+    }
+    out.push(']');
+    Ok(out)
+}
+
+/// `items[start:stop:step]` as Python computes it (`step` is not 0).
+fn python_slice<T>(items: &[T], start: Option<i64>, stop: Option<i64>, step: i64) -> Vec<&T> {
+    let len = i64::try_from(items.len()).unwrap_or(i64::MAX);
+    let mut picked = Vec::new();
+    if step > 0 {
+        let clamp = |i: i64| {
+            if i < 0 { (i + len).max(0) } else { i.min(len) }
+        };
+        let (mut i, stop) = (start.map_or(0, clamp), stop.map_or(len, clamp));
+        while i < stop {
+            picked.push(&items[i as usize]);
+            i += step;
+        }
+    } else {
+        let clamp = |i: i64| {
+            if i < 0 {
+                (i + len).max(-1)
+            } else {
+                i.min(len - 1)
+            }
+        };
+        let (mut i, stop) = (start.map_or(len - 1, clamp), stop.map_or(-1, clamp));
+        while i > stop {
+            picked.push(&items[i as usize]);
+            i += step;
+        }
+    }
+    picked
+}
+
 /// `XComResponse`.
 #[derive(Clone, Debug, Serialize)]
 pub struct XComResponse {
@@ -151,4 +396,42 @@ pub struct XComResponse {
     pub key: String,
     /// The stored JSON value, as stored (numbers stay exact).
     pub value: Box<RawValue>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_as_python_does() {
+        let items: Vec<i64> = (0..7).collect();
+        let slice = |start, stop, step| -> Vec<i64> {
+            python_slice(&items, start, stop, step)
+                .into_iter()
+                .copied()
+                .collect()
+        };
+        // Expected values from CPython's `list(range(7))[start:stop:step]`.
+        assert_eq!(slice(None, None, 1), vec![0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(slice(Some(2), Some(5), 1), vec![2, 3, 4]);
+        assert_eq!(slice(Some(-3), None, 1), vec![4, 5, 6]);
+        assert_eq!(slice(None, Some(-2), 1), vec![0, 1, 2, 3, 4]);
+        assert_eq!(slice(Some(1), None, 2), vec![1, 3, 5]);
+        assert_eq!(slice(None, None, -1), vec![6, 5, 4, 3, 2, 1, 0]);
+        assert_eq!(slice(Some(5), Some(1), -2), vec![5, 3]);
+        assert_eq!(slice(Some(-1), Some(-4), -1), vec![6, 5, 4]);
+        assert_eq!(slice(Some(2), None, -1), vec![2, 1, 0]);
+        assert_eq!(slice(Some(100), None, -3), vec![6, 3, 0]);
+        assert_eq!(slice(Some(-100), Some(100), 3), vec![0, 3, 6]);
+        assert_eq!(slice(Some(5), Some(2), 1), Vec::<i64>::new());
+        assert_eq!(slice(Some(1), Some(-10), -1), vec![1, 0]);
+        assert_eq!(python_slice::<i64>(&[], Some(-1), None, -1).len(), 0);
+    }
+
+    #[test]
+    fn an_empty_key_is_refused() {
+        let err = series("d", "r", "t", "").unwrap_err();
+        assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(series("d", "r", "t", "a/b").is_ok());
+    }
 }

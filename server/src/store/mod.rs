@@ -17,6 +17,7 @@
 
 mod asset_changes;
 mod connections;
+mod dag_runs;
 mod heartbeats;
 pub mod pyjson;
 mod rtif;
@@ -24,6 +25,7 @@ pub mod schema;
 mod serialized_dag;
 pub(crate) mod sql;
 mod state;
+mod task_instance_queries;
 mod task_instances;
 mod task_reschedules;
 mod triggers;
@@ -40,18 +42,25 @@ use time::OffsetDateTime;
 use crate::crypto::{CryptoError, Fernet};
 pub use asset_changes::{AssetOutlets, AssetProfile};
 pub use connections::{Connection, NewConnection};
+pub use dag_runs::{
+    ClearOutcome, Dag, DagRunFilter, DagTriggerInfo, NeedsPython, NewDagRun, NewRunTask,
+    TriggerOutcome, plan_task_instances,
+};
 pub use heartbeats::Beat;
 pub use rtif::RtifOutcome;
 pub use schema::{DatabaseKind, SchemaError};
 pub use serialized_dag::{AssetKey, AssetLike, SerializedDag, SerializedTask, TaskGroup};
 use sql::Backend;
 pub use state::{TiState, UnknownState};
+pub use task_instance_queries::{
+    Breadcrumb, PreviousTaskInstance, RunDates, TiFilter, TiPlace, TiStateRow,
+};
 pub use task_instances::{
     DagRun, Deferral, HeartbeatOutcome, NewTaskInstance, RunContext, StartOutcome, StartRequest,
     StateChange, StateOutcome, TaskInstance, TerminalState, TriggerKwargs,
 };
 pub use variables::Variable;
-pub use xcoms::{XComKey, XComWrite};
+pub use xcoms::{TaskMapLength, XComKey, XComPick, XComSeries, XComWrite};
 
 /// Where the data lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -231,6 +240,8 @@ pub struct Store {
     kind: DatabaseKind,
     fernet: Fernet,
     transitions: TransitionSettings,
+    /// `[core] max_map_length`: the largest `mapped_length` an XCom may record.
+    max_map_length: u64,
 }
 
 /// How the store treats what it reads and writes.
@@ -347,6 +358,7 @@ impl Store {
             kind: detected.clone(),
             fernet: settings.fernet,
             transitions: TransitionSettings::default(),
+            max_map_length: 1024,
         };
         if detected == DatabaseKind::Empty {
             store.kind = store.create_embedded().await?;
@@ -361,6 +373,17 @@ impl Store {
     pub fn with_transitions(mut self, transitions: TransitionSettings) -> Store {
         self.transitions = transitions;
         self
+    }
+
+    /// Sets `[core] max_map_length` (default 1024, Airflow's).
+    pub fn with_max_map_length(mut self, max_map_length: u64) -> Store {
+        self.max_map_length = max_map_length;
+        self
+    }
+
+    /// `[core] max_map_length`: the largest `mapped_length` an XCom may record.
+    pub fn max_map_length(&self) -> u64 {
+        self.max_map_length
     }
 
     /// Which backend this is: `"sqlite"` or `"postgres"`.

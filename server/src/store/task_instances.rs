@@ -399,7 +399,9 @@ macro_rules! dag_run_columns {
     };
 }
 
-fn dag_run_from_row(row: &AnyRow) -> Result<DagRun, StoreError> {
+pub(super) use dag_run_columns;
+
+pub(super) fn dag_run_from_row(row: &AnyRow) -> Result<DagRun, StoreError> {
     Ok(DagRun {
         dag_id: row.try_get("dag_id")?,
         run_id: row.try_get("run_id")?,

@@ -96,6 +96,51 @@ impl Store {
     }
 }
 
+/// Escapes `%`, `_` and the escape character `/` for `LIKE ... ESCAPE '/'` (SQLAlchemy's
+/// `startswith(..., autoescape=True)`).
+fn like_prefix(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '/') {
+            out.push('/');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+impl Store {
+    /// `GET /variables/keys`: a page of the metastore's keys in key order, optionally those
+    /// starting with `prefix`, and how many match in all.
+    pub async fn variable_keys(
+        &self,
+        prefix: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<String>, i64), StoreError> {
+        let pattern = prefix.map(like_prefix);
+        let total: i64 = sqlx::query_scalar(sql!(
+            self.backend,
+            "SELECT COUNT(*) FROM variable WHERE $1 IS NULL OR key LIKE $1 ESCAPE '/'"
+        ))
+        .bind(pattern.clone())
+        .fetch_one(&self.pool)
+        .await?;
+        let keys: Vec<String> = sqlx::query_scalar(sql!(
+            self.backend,
+            "SELECT key FROM variable WHERE $1 IS NULL OR key LIKE $1 ESCAPE '/' \
+             ORDER BY key LIMIT $2 OFFSET $3"
+        ))
+        .bind(pattern)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok((keys, total))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +171,59 @@ mod tests {
             assert!(store.delete_variable(&key).await.unwrap());
             assert!(!store.delete_variable(&key).await.unwrap());
             assert_eq!(store.variable(&key).await.unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn like_prefixes_escape_wildcards_with_a_slash() {
+        assert_eq!(like_prefix("a_b%c/d"), "a/_b/%c//d%");
+        assert_eq!(like_prefix(""), "%");
+    }
+
+    #[tokio::test]
+    async fn variable_keys_match_a_literal_prefix_in_key_order() {
+        for store in stores("variable_keys").await {
+            let tag = uuid::Uuid::new_v4().simple().to_string();
+            let keys = [
+                format!("{tag}/b"),
+                format!("{tag}/a_x"),
+                format!("{tag}/a%"),
+                format!("{tag}/aZ"),
+                format!("{tag}x"),
+            ];
+            for key in &keys {
+                store.set_variable(key, "v", None).await.unwrap();
+            }
+            let (page, total) = store
+                .variable_keys(Some(&format!("{tag}/a_")), 10, 0)
+                .await
+                .unwrap();
+            assert_eq!((page, total), (vec![format!("{tag}/a_x")], 1));
+            // Wildcards are literal; the order is the database's (punctuation-free here,
+            // as collations differ on it).
+            let (_, total) = store
+                .variable_keys(Some(&format!("{tag}/a%")), 10, 0)
+                .await
+                .unwrap();
+            assert_eq!(total, 1);
+            let (page, total) = store
+                .variable_keys(Some(&format!("{tag}/")), 2, 1)
+                .await
+                .unwrap();
+            assert_eq!(total, 4);
+            assert_eq!(page.len(), 2);
+            let (all, _) = store
+                .variable_keys(Some(&format!("{tag}/")), 10, 0)
+                .await
+                .unwrap();
+            assert_eq!(page[..], all[1..3]);
+            let (page, _) = store
+                .variable_keys(Some(&format!("{tag}/")), 10, 4)
+                .await
+                .unwrap();
+            assert!(page.is_empty());
+            let (_, all) = store.variable_keys(None, 1, 0).await.unwrap();
+            assert!(all >= 5);
         }
     }
 

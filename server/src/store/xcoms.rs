@@ -23,6 +23,34 @@ pub struct XComKey<'a> {
     pub map_index: i64,
 }
 
+/// The XComs one task pushed under one key in one DAG run, over all map
+/// indexes (the item, slice and count reads).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XComSeries<'a> {
+    /// DAG id.
+    pub dag_id: &'a str,
+    /// Run id.
+    pub run_id: &'a str,
+    /// Task id.
+    pub task_id: &'a str,
+    /// XCom key.
+    pub key: &'a str,
+}
+
+/// Which row a single-XCom read picks (`GET .../{key}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XComPick {
+    /// The row of this map index (`?map_index=`, default -1).
+    MapIndex(i64),
+    /// The `n`th non-NULL row by map index (`?offset=`; negative counts from
+    /// the end, as a Python index does).
+    Offset(i64),
+}
+
+/// A `?mapped_length=` to record in `task_map` with the XCom.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskMapLength(pub i64);
+
 /// What an XCom write found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum XComWrite {
@@ -59,13 +87,154 @@ impl Store {
         })
     }
 
+    /// Reads the XCom `GET .../{key}` answers with (Airflow's
+    /// `XComModel.get_many` then `.first()`): by map index, newest logical date
+    /// and timestamp first; or by offset over the map indexes. With
+    /// `include_prior_dates`, rows of every run of the DAG whose
+    /// `coalesce(logical_date, run_after)` is not after this run's count too.
+    pub async fn xcom_pick(
+        &self,
+        at: XComSeries<'_>,
+        pick: XComPick,
+        include_prior_dates: bool,
+    ) -> Result<Option<String>, StoreError> {
+        // The four shapes of one query, as SQLAlchemy renders Airflow's.
+        const BASE: &str = "SELECT CAST(xcom.value AS TEXT) FROM xcom \
+             JOIN dag_run ON xcom.dag_run_id = dag_run.id \
+             WHERE xcom.key = $1 AND xcom.task_id = $2 AND xcom.dag_id = $3 AND ";
+        const THIS_RUN: &str = "xcom.run_id = $4";
+        const PRIOR: &str = "COALESCE(dag_run.logical_date, dag_run.run_after) <= \
+             (SELECT COALESCE(prior.logical_date, prior.run_after) FROM dag_run prior \
+             WHERE prior.run_id = $4 AND prior.dag_id = xcom.dag_id)";
+        let runs = if include_prior_dates { PRIOR } else { THIS_RUN };
+        let (tail, n) = match pick {
+            XComPick::MapIndex(map_index) => (
+                " AND xcom.map_index = $5 \
+                 ORDER BY dag_run.logical_date DESC, xcom.timestamp DESC LIMIT 1",
+                map_index,
+            ),
+            XComPick::Offset(offset) if offset >= 0 => (
+                " AND xcom.value IS NOT NULL ORDER BY xcom.map_index ASC LIMIT 1 OFFSET $5",
+                offset,
+            ),
+            XComPick::Offset(offset) => (
+                " AND xcom.value IS NOT NULL ORDER BY xcom.map_index DESC LIMIT 1 OFFSET $5",
+                -1 - offset,
+            ),
+        };
+        let text = format!("{BASE}{runs}{tail}");
+        let row = sqlx::query(sqlx::AssertSqlSafe(text))
+            .bind(at.key)
+            .bind(at.task_id)
+            .bind(at.dag_id)
+            .bind(at.run_id)
+            .bind(n)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => Some(
+                row.try_get::<Option<String>, _>(0)?
+                    .unwrap_or_else(|| "null".to_owned()),
+            ),
+            None => None,
+        })
+    }
+
+    /// The value at a Python-style index over the run's XComs ordered by map
+    /// index (`GET .../{key}/item/{offset}`), SQL NULL read as `null`.
+    pub async fn xcom_item(
+        &self,
+        at: XComSeries<'_>,
+        offset: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let query = if offset >= 0 {
+            "SELECT CAST(xcom.value AS TEXT) FROM xcom JOIN dag_run ON xcom.dag_run_id = dag_run.id \
+             WHERE xcom.key = $1 AND xcom.task_id = $2 AND xcom.dag_id = $3 AND xcom.run_id = $4 \
+             ORDER BY xcom.map_index ASC LIMIT 1 OFFSET $5"
+        } else {
+            "SELECT CAST(xcom.value AS TEXT) FROM xcom JOIN dag_run ON xcom.dag_run_id = dag_run.id \
+             WHERE xcom.key = $1 AND xcom.task_id = $2 AND xcom.dag_id = $3 AND xcom.run_id = $4 \
+             ORDER BY xcom.map_index DESC LIMIT 1 OFFSET $5"
+        };
+        let skip = if offset >= 0 { offset } else { -1 - offset };
+        let row = sqlx::query(query)
+            .bind(at.key)
+            .bind(at.task_id)
+            .bind(at.dag_id)
+            .bind(at.run_id)
+            .bind(skip)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => Some(
+                row.try_get::<Option<String>, _>(0)?
+                    .unwrap_or_else(|| "null".to_owned()),
+            ),
+            None => None,
+        })
+    }
+
+    /// Every value of the series ordered by map index (SQL NULL read as
+    /// `null`), of this run or, with `include_prior_dates`, of this and
+    /// earlier runs of the DAG: what `.../slice` slices.
+    pub async fn xcom_values(
+        &self,
+        at: XComSeries<'_>,
+        include_prior_dates: bool,
+    ) -> Result<Vec<String>, StoreError> {
+        let query = if include_prior_dates {
+            "SELECT CAST(xcom.value AS TEXT) FROM xcom JOIN dag_run ON xcom.dag_run_id = dag_run.id \
+             WHERE xcom.key = $1 AND xcom.task_id = $2 AND xcom.dag_id = $3 \
+             AND COALESCE(dag_run.logical_date, dag_run.run_after) <= \
+             (SELECT COALESCE(prior.logical_date, prior.run_after) FROM dag_run prior \
+             WHERE prior.run_id = $4 AND prior.dag_id = xcom.dag_id) \
+             ORDER BY xcom.map_index ASC"
+        } else {
+            "SELECT CAST(xcom.value AS TEXT) FROM xcom JOIN dag_run ON xcom.dag_run_id = dag_run.id \
+             WHERE xcom.key = $1 AND xcom.task_id = $2 AND xcom.dag_id = $3 AND xcom.run_id = $4 \
+             ORDER BY xcom.map_index ASC"
+        };
+        let rows = sqlx::query(query)
+            .bind(at.key)
+            .bind(at.task_id)
+            .bind(at.dag_id)
+            .bind(at.run_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(row
+                    .try_get::<Option<String>, _>(0)?
+                    .unwrap_or_else(|| "null".to_owned()))
+            })
+            .collect()
+    }
+
+    /// How many XComs the series has, over all map indexes (`HEAD .../{key}`).
+    pub async fn xcom_count(&self, at: XComSeries<'_>) -> Result<i64, StoreError> {
+        Ok(sqlx::query(
+            "SELECT COUNT(*) FROM xcom JOIN dag_run ON xcom.dag_run_id = dag_run.id \
+             WHERE xcom.key = $1 AND xcom.task_id = $2 AND xcom.dag_id = $3 AND xcom.run_id = $4",
+        )
+        .bind(at.key)
+        .bind(at.task_id)
+        .bind(at.dag_id)
+        .bind(at.run_id)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?)
+    }
+
     /// Stores an XCom: `value` is JSON text, kept as sent. As Airflow does, the
-    /// old row goes and a new one (with a new timestamp) comes.
+    /// old row goes and a new one (with a new timestamp) comes. With
+    /// `mapped_length`, the task's `task_map` row is merged too (`length`,
+    /// `keys` JSON null), in the same transaction.
     pub async fn set_xcom(
         &self,
         at: XComKey<'_>,
         value: &str,
         dag_result: bool,
+        mapped_length: Option<TaskMapLength>,
     ) -> Result<XComWrite, StoreError> {
         let b = self.backend;
         let mut tx = self.begin_write().await?;
@@ -96,6 +265,23 @@ impl Store {
         .try_get(0)?;
         if has_ti == 0 {
             return Ok(XComWrite::NoTaskInstance);
+        }
+        if let Some(TaskMapLength(length)) = mapped_length {
+            // `session.merge(TaskMap(...))`: one row per task instance.
+            sqlx::query(sql!(
+                b,
+                "INSERT INTO task_map (dag_id, task_id, run_id, map_index, length, keys) \
+                 VALUES ($1, $2, $3, $4, $5, 'null'::jsonb) \
+                 ON CONFLICT (dag_id, task_id, run_id, map_index) \
+                 DO UPDATE SET length = excluded.length, keys = excluded.keys"
+            ))
+            .bind(at.dag_id)
+            .bind(at.task_id)
+            .bind(at.run_id)
+            .bind(at.map_index)
+            .bind(length)
+            .execute(&mut *tx)
+            .await?;
         }
         sqlx::query(sql!(
             b,
@@ -180,7 +366,7 @@ mod tests {
             let value =
                 r#"{"rows": [1, 2, 3], "ok": true, "none": null, "big": 18446744073709551616}"#;
             assert_eq!(
-                store.set_xcom(at, value, false).await.unwrap(),
+                store.set_xcom(at, value, false, None).await.unwrap(),
                 XComWrite::Stored
             );
             let got = store.xcom(at).await.unwrap().unwrap();
@@ -188,12 +374,12 @@ mod tests {
             // Integers past 64 bits stay exact.
             assert!(got.contains("18446744073709551616"), "{got}");
             assert_eq!(
-                store.set_xcom(at, "null", false).await.unwrap(),
+                store.set_xcom(at, "null", false, None).await.unwrap(),
                 XComWrite::Stored
             );
             assert_eq!(store.xcom(at).await.unwrap().as_deref(), Some("null"));
             assert_eq!(
-                store.set_xcom(at, "10", false).await.unwrap(),
+                store.set_xcom(at, "10", false, None).await.unwrap(),
                 XComWrite::Stored
             );
             assert_eq!(store.xcom(at).await.unwrap().as_deref(), Some("10"));
@@ -204,7 +390,7 @@ mod tests {
                 ..at
             };
             assert_eq!(
-                store.set_xcom(other_run, "1", false).await.unwrap(),
+                store.set_xcom(other_run, "1", false, None).await.unwrap(),
                 XComWrite::NoDagRun
             );
             let other_task = XComKey {
@@ -212,9 +398,130 @@ mod tests {
                 ..at
             };
             assert_eq!(
-                store.set_xcom(other_task, "1", false).await.unwrap(),
+                store.set_xcom(other_task, "1", false, None).await.unwrap(),
                 XComWrite::NoTaskInstance
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn mapped_series_read_by_item_slice_count_and_prior_dates() {
+        for store in stores("mapped_series").await {
+            let dag = format!("dag_{}", uuid::Uuid::new_v4().simple());
+            for (run, map_index) in [("r1", 0), ("r1", 1), ("r1", 2), ("r2", 0), ("r2", 1)] {
+                store
+                    .create_task_instance(&NewTaskInstance {
+                        run_id: Some(run.into()),
+                        map_index,
+                        ..NewTaskInstance::new(&dag, "t")
+                    })
+                    .await
+                    .unwrap();
+            }
+            let at = |run_id, map_index| XComKey {
+                dag_id: &dag,
+                run_id,
+                task_id: "t",
+                key: "a/b",
+                map_index,
+            };
+            for (run, map_index, value) in [
+                ("r1", 2, "\"r1-2\""),
+                ("r1", 0, "\"r1-0\""),
+                ("r1", 1, "null"),
+                ("r2", 1, "\"r2-1\""),
+            ] {
+                let length = (map_index == 0).then_some(TaskMapLength(3));
+                assert_eq!(
+                    store
+                        .set_xcom(at(run, map_index), value, false, length)
+                        .await
+                        .unwrap(),
+                    XComWrite::Stored
+                );
+            }
+            let r1 = XComSeries {
+                dag_id: &dag,
+                run_id: "r1",
+                task_id: "t",
+                key: "a/b",
+            };
+            let r2 = XComSeries { run_id: "r2", ..r1 };
+            assert_eq!(store.xcom_count(r1).await.unwrap(), 3);
+            assert_eq!(store.xcom_count(r2).await.unwrap(), 1);
+            assert_eq!(
+                store.xcom_values(r1, false).await.unwrap(),
+                ["\"r1-0\"", "null", "\"r1-2\""]
+            );
+            assert_eq!(store.xcom_item(r1, 0).await.unwrap().unwrap(), "\"r1-0\"");
+            assert_eq!(store.xcom_item(r1, -1).await.unwrap().unwrap(), "\"r1-2\"");
+            assert_eq!(store.xcom_item(r1, 3).await.unwrap(), None);
+            // JSON null is a value (only SQL NULL is skipped by offset reads).
+            assert_eq!(
+                store
+                    .xcom_pick(r1, XComPick::Offset(1), false)
+                    .await
+                    .unwrap()
+                    .unwrap(),
+                "null"
+            );
+            assert_eq!(
+                store
+                    .xcom_pick(r1, XComPick::MapIndex(2), false)
+                    .await
+                    .unwrap()
+                    .unwrap(),
+                "\"r1-2\""
+            );
+            // r2 is the later run: with prior dates it sees r1's map index 2.
+            assert_eq!(
+                store
+                    .xcom_pick(r2, XComPick::MapIndex(2), false)
+                    .await
+                    .unwrap(),
+                None
+            );
+            assert_eq!(
+                store
+                    .xcom_pick(r2, XComPick::MapIndex(2), true)
+                    .await
+                    .unwrap()
+                    .unwrap(),
+                "\"r1-2\""
+            );
+            assert_eq!(store.xcom_values(r2, true).await.unwrap().len(), 4);
+            assert_eq!(
+                store
+                    .xcom_pick(r1, XComPick::MapIndex(1), true)
+                    .await
+                    .unwrap()
+                    .unwrap(),
+                "null"
+            );
+            // task_map: merged, keys JSON null.
+            let rows = sqlx::query(
+                "SELECT run_id, map_index, length, CAST(keys AS TEXT) FROM task_map \
+                 WHERE dag_id = $1 ORDER BY run_id, map_index",
+            )
+            .bind(&dag)
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+            assert_eq!(rows.len(), 1);
+            assert_eq!(rows[0].try_get::<i64, _>(2).unwrap(), 3);
+            assert_eq!(rows[0].try_get::<String, _>(3).unwrap(), "null");
+            store
+                .set_xcom(at("r1", 0), "1", false, Some(TaskMapLength(5)))
+                .await
+                .unwrap();
+            let length: i64 = sqlx::query("SELECT length FROM task_map WHERE dag_id = $1")
+                .bind(&dag)
+                .fetch_one(&store.pool)
+                .await
+                .unwrap()
+                .try_get(0)
+                .unwrap();
+            assert_eq!(length, 5);
         }
     }
 }

@@ -48,6 +48,7 @@ def main(argv):
         api(args)
     elif command == "sql":
         sql(args[0])
+
     else:
         raise SystemExit(f"unknown command {command}")
 

@@ -1,0 +1,206 @@
+//! Every route of Airflow 3.3.2's Execution API, with Airflow's policy, at every API version:
+//! checked against Airflow's own app (`airflow/routes_probe.py` reads its router and its
+//! per-version OpenAPI documents through the virtualenv `.ci/airflow-env` makes).
+//!
+//! - the newest version: the same method+path pairs, the same token types and bindings per
+//!   route, and, where two routes could match one request, Airflow's order;
+//! - every older version: the same method+path pairs as Airflow's document for that version.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use execution_api_server::versions::{ApiVersion, exists, route_key};
+use serde_json::Value;
+
+/// The probe's answer, run once for both tests.
+fn airflow_routes() -> &'static Value {
+    static PROBE: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    PROBE.get_or_init(probe)
+}
+
+fn probe() -> Value {
+    let venv = std::env::var("EXECUTION_API_TEST_AIRFLOW_VENV")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "EXECUTION_API_TEST_AIRFLOW_VENV is unset: run `source .ci/airflow-env` first (`.ci/test` does)"
+            )
+        });
+    let probe = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/airflow/routes_probe.py");
+    let home = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("routes-probe-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut command = Command::new(format!("{venv}/bin/python"));
+    command.arg(probe).env("AIRFLOW_HOME", &home);
+    for version in ApiVersion::ALL {
+        command.arg(version.as_str());
+    }
+    let output = command.output().expect("run routes_probe.py");
+    assert!(
+        output.status.success(),
+        "routes_probe.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("probe prints JSON")
+}
+
+/// Ours: (method, path under /execution) in registration order, with the policy as scopes.
+fn ours() -> Vec<(String, String, BTreeSet<String>)> {
+    execution_api_server::app::routes()
+        .iter()
+        .map(|route| {
+            let mut scopes: BTreeSet<String> = route
+                .policy
+                .bindings()
+                .iter()
+                .map(|b| b.scope().to_owned())
+                .collect();
+            scopes.extend(
+                route
+                    .policy
+                    .allowed_tokens()
+                    .iter()
+                    .map(|t| format!("token:{}", t.as_str())),
+            );
+            (route.method.to_owned(), route_key(route.path), scopes)
+        })
+        .collect()
+}
+
+/// Airflow's scopes as a policy: no `token:*` scope means execution tokens only.
+fn policy(scopes: &[Value]) -> BTreeSet<String> {
+    let mut set: BTreeSet<String> = scopes
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .filter(|s| s.starts_with("token:") || s == "ti:self" || s == "ct:self")
+        .collect();
+    if !set.iter().any(|s| s.starts_with("token:")) {
+        set.insert("token:execution".into());
+    }
+    set
+}
+
+/// Whether one request could match both patterns (same segment count; each pair of segments
+/// equal or one a parameter). `{key}` of XComs spans segments in Airflow (`{key:path}`), which
+/// only matters for the routes with a tail after the key: those are compared by hand below.
+fn overlap(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.split('/').collect(), b.split('/').collect());
+    a.len() == b.len()
+        && a.iter()
+            .zip(&b)
+            .all(|(x, y)| x == y || x.starts_with('{') || y.starts_with('{'))
+}
+
+#[test]
+fn every_route_of_airflow_with_its_policy_and_order() {
+    let airflow = airflow_routes();
+    // The newest version's routes (Airflow's router also holds the routes of older versions).
+    let at_head: BTreeSet<(&str, &str)> = airflow["versions"][ApiVersion::HEAD.as_str()]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| (pair[0].as_str().unwrap(), pair[1].as_str().unwrap()))
+        .collect();
+    let head: Vec<(String, String, BTreeSet<String>)> = airflow["head"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| at_head.contains(&(r["method"].as_str().unwrap(), r["path"].as_str().unwrap())))
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap().to_owned(),
+                r["path"].as_str().unwrap().to_owned(),
+                policy(r["scopes"].as_array().unwrap()),
+            )
+        })
+        .collect();
+    let ours: Vec<_> = ours()
+        .into_iter()
+        .filter(|(m, p, _)| exists(ApiVersion::HEAD, m, p))
+        .collect();
+
+    let theirs_set: BTreeSet<(&str, &str)> = head
+        .iter()
+        .map(|(m, p, _)| (m.as_str(), p.as_str()))
+        .collect();
+    let ours_set: BTreeSet<(&str, &str)> = ours
+        .iter()
+        .map(|(m, p, _)| (m.as_str(), p.as_str()))
+        .collect();
+    let missing: Vec<_> = theirs_set.difference(&ours_set).collect();
+    let extra: Vec<_> = ours_set.difference(&theirs_set).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "routes differ from Airflow 3.3.2's at {}:\n  missing here: {missing:?}\n  not in Airflow: {extra:?}",
+        ApiVersion::HEAD
+    );
+    assert_eq!(
+        head.len(),
+        55,
+        "Airflow's head version has 55 method+path pairs"
+    );
+
+    for (method, path, scopes) in &head {
+        let (_, _, mine) = ours
+            .iter()
+            .find(|(m, p, _)| m == method && p == path)
+            .unwrap();
+        assert_eq!(mine, scopes, "policy of {method} {path}");
+    }
+
+    // Order: for two routes of one method that could match the same request, Airflow's first
+    // must be ours first.
+    let position = |m: &str, p: &str| ours.iter().position(|(om, op, _)| om == m && op == p);
+    for (i, (m1, p1, _)) in head.iter().enumerate() {
+        for (m2, p2, _) in &head[i + 1..] {
+            if m1 == m2 && overlap(p1, p2) {
+                assert!(
+                    position(m1, p1) < position(m2, p2),
+                    "{m1} {p1} must be declared before {m2} {p2}, as in Airflow"
+                );
+            }
+        }
+    }
+    // `{key:path}` spans segments: these tails must be matched before the plain key.
+    let xcom = "/xcoms/{dag_id}/{run_id}/{task_id}/{key}";
+    for tail in ["/item/{offset}", "/slice"] {
+        assert!(
+            position("GET", &format!("{xcom}{tail}")) < position("GET", xcom),
+            "GET {xcom}{tail} must be declared before GET {xcom}, as in Airflow"
+        );
+    }
+}
+
+#[test]
+fn every_version_has_airflows_routes() {
+    let airflow = airflow_routes();
+    let all = ours();
+    for version in ApiVersion::ALL {
+        let theirs: BTreeSet<(String, String)> = airflow["versions"][version.as_str()]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pair| {
+                (
+                    pair[0].as_str().unwrap().to_owned(),
+                    pair[1].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let mine: BTreeSet<(String, String)> = all
+            .iter()
+            .filter(|(m, p, _)| exists(version, m, p))
+            .map(|(m, p, _)| (m.clone(), p.clone()))
+            .collect();
+        assert_eq!(
+            mine.difference(&theirs).collect::<Vec<_>>(),
+            Vec::<&(String, String)>::new(),
+            "routes we serve at {version} that Airflow does not"
+        );
+        assert_eq!(
+            theirs.difference(&mine).collect::<Vec<_>>(),
+            Vec::<&(String, String)>::new(),
+            "routes Airflow serves at {version} that we do not"
+        );
+    }
+}
