@@ -477,6 +477,9 @@ impl Store {
             .fetch_all(&mut *conn)
             .await?)?;
         }
+        if self.transitions.multi_team && !dags.is_empty() {
+            dags = self.filter_by_team(conn, ti, change.asset_id, dags).await?;
+        }
         let partitioned: Vec<&str> = dags.iter().filter(|d| d.1).map(|d| d.0.as_str()).collect();
         if !partitioned.is_empty() {
             if change.partition_key.is_some() {
@@ -535,6 +538,113 @@ impl Store {
     }
 }
 
+impl Store {
+    /// `AssetManager._filter_dags_by_team` for an event a task produced (`[core]
+    /// multi_team`): the consumer accepts the producer's team (same team, a
+    /// teamless consumer, `allow_producer_teams`, or `allow_global_producers` for a
+    /// teamless producer), and the producer's outlet allows the consumer's team
+    /// (`allow_consumer_teams`, `allow_global_consumers`).
+    async fn filter_by_team(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        ti: &TaskInstance,
+        asset_id: i64,
+        dags: Vec<(String, bool)>,
+    ) -> Result<Vec<(String, bool)>, StoreError> {
+        let source_team = team_of(conn, &ti.dag_id).await?;
+        let outlet = sqlx::query(
+            "SELECT CAST(allow_consumer_teams AS TEXT), \
+             CAST(CASE WHEN allow_global_consumers THEN 1 ELSE 0 END AS BIGINT) \
+             FROM task_outlet_asset_reference WHERE dag_id = $1 AND task_id = $2 AND asset_id = $3",
+        )
+        .bind(&ti.dag_id)
+        .bind(&ti.task_id)
+        .bind(asset_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let (allow_consumer_teams, allow_global_consumers) = match outlet {
+            Some(row) => (
+                team_list(row.try_get::<Option<String>, _>(0)?)?,
+                row.try_get::<i64, _>(1)? != 0,
+            ),
+            None => (None, true),
+        };
+        let consumer_filter = allow_consumer_teams.is_some() || !allow_global_consumers;
+        let mut kept = Vec::new();
+        for dag in dags {
+            let consumer_team = team_of(conn, &dag.0).await?;
+            let reference = sqlx::query(
+                "SELECT CAST(allow_producer_teams AS TEXT), \
+                 CAST(CASE WHEN allow_global_producers THEN 1 ELSE 0 END AS BIGINT) \
+                 FROM dag_schedule_asset_reference WHERE asset_id = $1 AND dag_id = $2",
+            )
+            .bind(asset_id)
+            .bind(&dag.0)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let (allow_producer_teams, allow_global_producers) = match reference {
+                Some(row) => (
+                    team_list(row.try_get::<Option<String>, _>(0)?)?.unwrap_or_default(),
+                    row.try_get::<i64, _>(1)? != 0,
+                ),
+                None => (Vec::new(), true),
+            };
+            let producer_pass = match (&consumer_team, &source_team) {
+                (None, _) => true,
+                (Some(_), None) => allow_global_producers,
+                (Some(consumer), Some(source)) => {
+                    consumer == source || allow_producer_teams.contains(source)
+                }
+            };
+            if !producer_pass {
+                continue;
+            }
+            if consumer_filter {
+                match &consumer_team {
+                    None if !allow_global_consumers => continue,
+                    Some(consumer)
+                        if source_team.as_ref() != Some(consumer)
+                            && allow_consumer_teams
+                                .as_ref()
+                                .is_some_and(|allowed| !allowed.contains(consumer)) =>
+                    {
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            kept.push(dag);
+        }
+        Ok(kept)
+    }
+}
+
+/// A DAG's team: `dag -> dag_bundle_team` (`DagModel.get_team_name`).
+async fn team_of(
+    conn: &mut sqlx::AnyConnection,
+    dag_id: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(sqlx::query(
+        "SELECT dbt.team_name FROM dag JOIN dag_bundle_team dbt \
+         ON dbt.dag_bundle_name = dag.bundle_name WHERE dag.dag_id = $1",
+    )
+    .bind(dag_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|row| row.try_get(0))
+    .transpose()?)
+}
+
+/// A JSON list of team names (`None` for SQL NULL or JSON null).
+fn team_list(text: Option<String>) -> Result<Option<Vec<String>>, StoreError> {
+    match text.as_deref().map(str::trim) {
+        None | Some("null") => Ok(None),
+        Some(text) => serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("team list `{text}`: {e}"))),
+    }
+}
+
 /// One `register_asset_change` call.
 struct Change<'a> {
     asset_id: i64,
@@ -572,6 +682,123 @@ mod tests {
                 .unwrap_err(),
             "partition_key in outlet event must be at most 250 characters; got 251."
         );
+    }
+
+    #[tokio::test]
+    async fn multi_team_queues_only_the_consumers_teams_allow() {
+        use crate::store::testing::stores;
+        use crate::store::{NewTaskInstance, StartRequest, TransitionSettings};
+        for store in stores("multi_team_queues_only_the_consumers_teams_allow").await {
+            let store = store.with_transitions(TransitionSettings {
+                multi_team: true,
+                ..TransitionSettings::default()
+            });
+            let tag = &uuid::Uuid::new_v4().simple().to_string()[..10];
+            let dag = |name: &str| format!("{name}_{tag}");
+            let id = store
+                .create_task_instance(&NewTaskInstance::new(dag("producer"), "emit"))
+                .await
+                .unwrap();
+            for consumer in ["other_team", "teamless", "same_team", "allowed"] {
+                store
+                    .create_task_instance(&NewTaskInstance::new(dag(consumer), "c"))
+                    .await
+                    .unwrap();
+            }
+            let (team_a, team_b) = (format!("a{tag}"), format!("b{tag}"));
+            let asset = format!("asset_{tag}");
+            let mut statements = vec![
+                format!("INSERT INTO team (name) VALUES ('{team_a}'), ('{team_b}')"),
+                format!(
+                    "INSERT INTO asset (name, uri, \"group\", extra, created_at, updated_at) \
+                     VALUES ('{asset}', 's3://{asset}', 'asset', '{{}}', \
+                     '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+                ),
+                format!("INSERT INTO asset_active (name, uri) VALUES ('{asset}', 's3://{asset}')"),
+            ];
+            for (name, team) in [
+                ("producer", Some(&team_a)),
+                ("other_team", Some(&team_b)),
+                ("teamless", None),
+                ("same_team", Some(&team_a)),
+                ("allowed", Some(&team_b)),
+            ] {
+                let bundle = dag(&format!("bundle_{name}"));
+                statements.push(format!(
+                    "INSERT INTO dag_bundle (name, active) VALUES ('{bundle}', true)"
+                ));
+                statements.push(format!(
+                    "UPDATE dag SET bundle_name = '{bundle}' WHERE dag_id = '{}'",
+                    dag(name)
+                ));
+                if let Some(team) = team {
+                    statements.push(format!(
+                        "INSERT INTO dag_bundle_team (dag_bundle_name, team_name) \
+                         VALUES ('{bundle}', '{team}')"
+                    ));
+                }
+                if name != "producer" {
+                    let allow = if name == "allowed" {
+                        format!("'[\"{team_a}\"]'")
+                    } else {
+                        "NULL".into()
+                    };
+                    statements.push(format!(
+                        "INSERT INTO dag_schedule_asset_reference (asset_id, dag_id, \
+                         allow_producer_teams, allow_global_producers, created_at, updated_at) \
+                         SELECT id, '{}', {allow}, true, '2026-01-01 00:00:00', \
+                         '2026-01-01 00:00:00' FROM asset WHERE name = '{asset}'",
+                        dag(name)
+                    ));
+                }
+            }
+            for statement in &statements {
+                sqlx::query(sqlx::AssertSqlSafe(statement.clone()))
+                    .execute(&store.pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{statement}: {e}"));
+            }
+            let start = StartRequest {
+                hostname: "h".into(),
+                unixname: "u".into(),
+                pid: 1,
+                start_date: time::OffsetDateTime::now_utc(),
+            };
+            store.start_task_instance(id, &start).await.unwrap();
+            let change = crate::store::StateChange::Success {
+                end_date: time::OffsetDateTime::now_utc(),
+                rendered_map_index: None,
+                outlets: AssetOutlets {
+                    task_outlets: vec![AssetProfile {
+                        name: Some(asset.clone()),
+                        uri: Some(format!("s3://{asset}")),
+                        kind: "Asset".into(),
+                    }],
+                    outlet_events: Vec::new(),
+                },
+            };
+            assert_eq!(
+                store.update_task_instance_state(id, &change).await.unwrap(),
+                StateOutcome::Updated
+            );
+            let queued: Vec<String> = sqlx::query(
+                "SELECT q.target_dag_id FROM asset_dag_run_queue q JOIN asset a \
+                 ON a.id = q.asset_id WHERE a.name = $1 ORDER BY q.target_dag_id",
+            )
+            .bind(&asset)
+            .fetch_all(&store.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.try_get(0).unwrap())
+            .collect();
+            assert_eq!(
+                queued,
+                [dag("allowed"), dag("same_team"), dag("teamless")],
+                "{}",
+                store.backend_name()
+            );
+        }
     }
 
     #[test]
