@@ -443,6 +443,10 @@ mod tests {
         let doc = document();
         for route in crate::api::routes() {
             let path = openapi_path(route.path.strip_prefix(BASE_PATH).unwrap());
+            if !crate::versions::exists(crate::versions::ApiVersion::HEAD, route.method, &path) {
+                // An older version's route: in that version's document.
+                continue;
+            }
             let op = &doc["paths"][&path][route.method.to_ascii_lowercase()];
             assert_ne!(
                 route.summary(),

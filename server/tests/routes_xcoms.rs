@@ -85,8 +85,11 @@ fn r1_values() -> Vec<&'static str> {
     ]
 }
 
+/// `start`, `stop`, `step` and the indexes CPython's slice picks.
+type SliceCase = (Option<i64>, Option<i64>, Option<i64>, Vec<usize>);
+
 /// `list[start:stop:step]` cases, with CPython's answers over five items.
-fn slice_cases() -> Vec<(Option<i64>, Option<i64>, Option<i64>, Vec<usize>)> {
+fn slice_cases() -> Vec<SliceCase> {
     vec![
         (None, None, None, vec![0, 1, 2, 3, 4]),
         (Some(1), Some(3), None, vec![1, 2]),
