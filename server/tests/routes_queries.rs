@@ -169,6 +169,15 @@ impl Deployment {
         self.side(&["sql", statement]).pop().expect("a row")
     }
 
+    /// Statements through Airflow's own engine in one transaction: each one's first row.
+    fn sql_all(&self, statements: &[String]) -> Vec<Value> {
+        let mut args = vec!["sql"];
+        args.extend(statements.iter().map(String::as_str));
+        let rows = self.side(&args);
+        assert_eq!(rows.len(), statements.len(), "{rows:?}");
+        rows
+    }
+
     /// Airflow's own Execution API's answers to `GET path` for each path.
     fn airflow_answers(&self, paths: &[String]) -> Vec<Value> {
         let mut args = vec!["api"];
@@ -457,52 +466,63 @@ fn routes_answer_as_airflow_does(deployment: &Deployment) {
     deployment.trigger(&fail_fast, &runs[0], "2024-01-01T00:00:00+00:00");
     // The scheduler's part: states, durations, run outcomes. (The mapped task over a
     // literal list was expanded by Airflow when the runs were made: map indexes 0 to 2.)
-    let sql = |statement: String| deployment.sql(&statement);
-    sql(format!(
-        "UPDATE task_instance SET state = 'success', duration = 1.5, \
+    deployment.sql_all(&[
+        format!(
+            "UPDATE task_instance SET state = 'success', duration = 1.5, \
          start_date = '2024-01-01 00:01:00', end_date = '2024-01-01 00:01:01.5' \
          WHERE dag_id = '{id}' AND run_id = '{}'",
-        runs[0]
-    ));
-    sql(format!(
-        "UPDATE task_instance SET state = 'failed', duration = 2 WHERE dag_id = '{id}' \
+            runs[0]
+        ),
+        format!(
+            "UPDATE task_instance SET state = 'failed', duration = 2 WHERE dag_id = '{id}' \
          AND run_id = '{}' AND task_id IN ('extract', 'group.first')",
-        runs[1]
-    ));
-    sql(format!(
-        "UPDATE task_instance SET state = 'skipped' WHERE dag_id = '{id}' \
+            runs[1]
+        ),
+        format!(
+            "UPDATE task_instance SET state = 'skipped' WHERE dag_id = '{id}' \
          AND run_id = '{}' AND task_id = 'group.double' AND map_index = 1",
-        runs[1]
-    ));
-    sql(format!(
-        "UPDATE task_instance SET state = 'running' WHERE dag_id = '{id}' \
+            runs[1]
+        ),
+        format!(
+            "UPDATE task_instance SET state = 'running' WHERE dag_id = '{id}' \
          AND run_id = '{}' AND task_id = 'setup'",
-        runs[1]
-    ));
-    sql(format!(
-        "UPDATE dag_run SET state = 'success', start_date = '2024-01-01 00:00:30', \
+            runs[1]
+        ),
+        format!(
+            "UPDATE dag_run SET state = 'success', start_date = '2024-01-01 00:00:30', \
          end_date = '2024-01-01 00:05:00' WHERE dag_id = '{id}' AND run_id = '{}'",
-        runs[0]
-    ));
-    sql(format!(
-        "UPDATE dag_run SET state = 'failed' WHERE dag_id = '{id}' AND run_id = '{}'",
-        runs[1]
-    ));
-    // One asset the scheduler has since retired.
-    sql(format!(
-        "DELETE FROM asset_active WHERE name = '{id}_retired'"
-    ));
-    let ti = |run: &str, task: &str| -> Uuid {
-        let row = deployment.sql(&format!(
-            "SELECT id FROM task_instance WHERE dag_id = '{id}' AND run_id = '{run}' \
-             AND task_id = '{task}' ORDER BY map_index LIMIT 1"
-        ));
-        row[0].as_str().unwrap().parse().unwrap()
+            runs[0]
+        ),
+        format!(
+            "UPDATE dag_run SET state = 'failed' WHERE dag_id = '{id}' AND run_id = '{}'",
+            runs[1]
+        ),
+        // One asset the scheduler has since retired.
+        format!("DELETE FROM asset_active WHERE name = '{id}_retired'"),
+    ]);
+    let places = [
+        (&runs[2], "extract"),
+        (&runs[0], "extract"),
+        (&runs[1], "group.inner.second"),
+        (&runs[2], "setup"),
+    ];
+    let statements: Vec<String> = places
+        .iter()
+        .map(|(run, task)| {
+            format!(
+                "SELECT id FROM task_instance WHERE dag_id = '{id}' AND run_id = '{run}' \
+                 AND task_id = '{task}'"
+            )
+        })
+        .collect();
+    let ids: Vec<Uuid> = deployment
+        .sql_all(&statements)
+        .iter()
+        .map(|row| row[0].as_str().unwrap().parse().unwrap())
+        .collect();
+    let [extract3, extract1, second2, setup3] = ids[..] else {
+        panic!("{ids:?}")
     };
-    let extract3 = ti(&runs[2], "extract");
-    let extract1 = ti(&runs[0], "extract");
-    let second2 = ti(&runs[1], "group.inner.second");
-    let setup3 = ti(&runs[2], "setup");
     let missing = Uuid::new_v4();
     let any = Uuid::new_v4();
 
@@ -553,6 +573,7 @@ fn routes_answer_as_airflow_does(deployment: &Deployment) {
         format!("{previous}/extract?state=bogus"),
         format!("{previous}/extract?logical_date=2024-01-03"),
         format!("{previous}/extract?map_index=x"),
+        format!("{previous}%2Fx/extract"),
     ]
     .into_iter()
     .map(|path| (path, any))
@@ -617,19 +638,21 @@ fn task_instance_queries_answer_as_airflow_on_postgres() {
 /// Airflow's answers; `PUT` with `value` (Airflow's field name) read back by Airflow's CLI.
 fn variables_and_connections_answer_as_airflow_does(deployment: &Deployment) {
     let id = deployment.dag_id.clone();
-    for key in [
+    let keys = [
         format!("{id}/a"),
         format!("{id}/b_c"),
         format!("{id}/bxc"),
         format!("{id}/dir/sub"),
         format!("{id}_x"),
         format!("{id}%y"),
-    ] {
-        deployment.airflow(
-            "airflow",
-            &["variables", "set", &key, &format!("value of {key}")],
-        );
+    ];
+    let mut args = vec!["variables".to_owned()];
+    for key in keys {
+        args.push(format!("value of {key}"));
+        args.insert(args.len() - 1, key);
     }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    deployment.side(&args);
     let conn = format!("{id}_conn");
     deployment.airflow(
         "airflow",
@@ -1057,6 +1080,28 @@ fn embedded_databases_answer_the_queries(database_url: Option<String>) {
     assert_eq!(body["detail"][0]["ctx"], json!({"le": 10000}));
     let (status, _) = get("/variables/", &any);
     assert_eq!(status, 422);
+    // Only GET has its own `/keys` route: other methods reach the variable named `keys`.
+    let put = http(
+        server.addr,
+        "PUT",
+        "/execution/variables/keys",
+        Some(&any),
+        Some(r#"{"val": "a variable"}"#),
+    );
+    assert_eq!(put.status, 201, "{}", put.body);
+    let listed = |body: Value| body["keys"].as_array().unwrap().contains(&json!("keys"));
+    let (_, body) = get("/variables/keys?prefix=keys&limit=10000", &any);
+    assert!(listed(body.clone()), "{body}");
+    let delete = http(
+        server.addr,
+        "DELETE",
+        "/execution/variables/keys",
+        Some(&any),
+        None,
+    );
+    assert_eq!(delete.status, 204, "{}", delete.body);
+    let (_, body) = get("/variables/keys?prefix=keys&limit=10000", &any);
+    assert!(!listed(body.clone()), "{body}");
 
     let (status, log) = server.terminate();
     assert!(status.success(), "{log}");

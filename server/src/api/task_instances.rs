@@ -338,6 +338,13 @@ pub mod routes {
         path: web::Path<(String, String)>,
     ) -> Result<HttpResponse, ApiError> {
         let (dag_id, task_id) = path.into_inner();
+        // Airflow matches one segment of the decoded path: `%2F` matches no route there.
+        if dag_id.contains('/') || task_id.contains('/') {
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::NOT_FOUND,
+                "Not Found".into(),
+            ));
+        }
         let mut params = QueryParams::of(&req);
         let logical_date = params.datetime("logical_date");
         let map_index = params.integer("map_index").unwrap_or(-1);

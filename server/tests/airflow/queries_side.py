@@ -6,7 +6,10 @@ AIRFLOW__DATABASE__SQL_ALCHEMY_CONN and the rest, is the server's). Prints JSON 
     queries_side.py api PATH...      -> per path, {"status": N, "body": JSON} as Airflow's own
                                         Execution API answers `GET PATH` (in process, so without
                                         JWT checks: the routes' logic alone)
-    queries_side.py sql STATEMENT    -> the first row (or [] when none), through Airflow's engine
+    queries_side.py sql STATEMENT... -> per statement, its first row (or [] when none), through
+                                        Airflow's engine, in one transaction
+    queries_side.py variables KEY VALUE [KEY VALUE...]
+                                     -> sets each variable with Airflow's `Variable.set`
 """
 
 import json
@@ -28,16 +31,25 @@ def api(paths):
             print(json.dumps({"status": response.status_code, "body": body}))
 
 
-def sql(statement):
+def sql(statements):
     from sqlalchemy import text
 
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        result = session.execute(text(statement))
-        row = result.first() if result.returns_rows else None
-        values = [] if row is None else list(row)
-        print(json.dumps([v if v is None or isinstance(v, (int, float, str, bool)) else str(v) for v in values]))
+        for statement in statements:
+            result = session.execute(text(statement))
+            row = result.first() if result.returns_rows else None
+            values = [] if row is None else list(row)
+            print(json.dumps([v if v is None or isinstance(v, (int, float, str, bool)) else str(v) for v in values]))
+
+
+def variables(pairs):
+    from airflow.models.variable import Variable
+
+    for key, value in zip(pairs[::2], pairs[1::2]):
+        Variable.set(key, value)
+    print(json.dumps({"ok": True}))
 
 
 def main(argv):
@@ -47,7 +59,9 @@ def main(argv):
     if command == "api":
         api(args)
     elif command == "sql":
-        sql(args[0])
+        sql(args)
+    elif command == "variables":
+        variables(args)
 
     else:
         raise SystemExit(f"unknown command {command}")
