@@ -253,6 +253,28 @@ const LIFETIMES: &[(&str, &str, ApiVersion, Option<ApiVersion>)] = &[
     ),
 ];
 
+/// Routes that, at versions without them, are another route's path: where that
+/// other route exists, the handler answers as it (`GET /variables/keys` is the
+/// variable named `keys` before 2026-06-30; `GET /dag-runs/{dag_id}/previous`
+/// the run named `previous` from 2026-04-06, as in Airflow), so the request is
+/// not refused.
+const ANSWERED_AS_ANOTHER_ROUTE: &[(&str, &str, &str)] = &[
+    ("GET", "/variables/keys", "/variables/{variable_key}"),
+    (
+        "GET",
+        "/dag-runs/{dag_id}/previous",
+        "/dag-runs/{dag_id}/{run_id}",
+    ),
+];
+
+/// Whether a request for `method path`, which does not exist at `version`, is
+/// answered as another route that does.
+fn answered_as_another_route(version: ApiVersion, method: &str, path: &str) -> bool {
+    ANSWERED_AS_ANOTHER_ROUTE
+        .iter()
+        .any(|(m, p, other)| *m == method && *p == path && exists(version, method, other))
+}
+
 /// Whether `method path` (a route pattern under `/execution`, without regex
 /// parts: `/variables/{variable_key}`) exists at `version`.
 pub fn exists(version: ApiVersion, method: &str, path: &str) -> bool {
@@ -436,6 +458,7 @@ pub async fn negotiate<B: MessageBody + 'static>(
     let method = req.method().clone();
     if let Some(route) = &route
         && !exists(version, method.as_str(), route)
+        && !answered_as_another_route(version, method.as_str(), route)
     {
         let response = not_at(version, req.path(), method.as_str());
         return Ok(req.into_response(response).map_into_right_body());

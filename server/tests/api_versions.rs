@@ -83,6 +83,103 @@ fn versions_pick_routes_and_shapes() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.header("airflow-api-version"), Some("2025-12-01"));
 
+    // `/variables/keys` came in 2026-06-30; before, it is the variable named `keys`.
+    let reply = call(
+        addr,
+        "GET",
+        "/execution/variables/keys",
+        &any,
+        Some("2026-06-30"),
+        None,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.json()["keys"].is_array(), "{}", reply.body);
+    let reply = call(
+        addr,
+        "GET",
+        "/execution/variables/keys",
+        &any,
+        Some("2026-04-06"),
+        None,
+    );
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    assert_eq!(
+        reply.json()["detail"]["message"],
+        "Variable with key 'keys' not found"
+    );
+    cli(
+        dir.path(),
+        None,
+        &["variable", "set", "keys", "named keys"],
+        &[],
+    );
+    let reply = call(
+        addr,
+        "GET",
+        "/execution/variables/keys",
+        &any,
+        Some("2025-11-05"),
+        None,
+    );
+    assert_eq!(reply.json()["value"], "named keys", "{}", reply.body);
+
+    // A route that came later is not there for older clients: 404, or 405 where the path
+    // has other methods (the dag-run detail beside the trigger).
+    let reply = call(
+        addr,
+        "GET",
+        "/execution/dags/d",
+        &any,
+        Some("2025-11-05"),
+        None,
+    );
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    let reply = call(
+        addr,
+        "GET",
+        "/execution/dags/d",
+        &any,
+        Some("2026-04-06"),
+        None,
+    );
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    assert_eq!(
+        reply.json()["detail"]["reason"],
+        "not_found",
+        "{}",
+        reply.body
+    );
+    let reply = call(
+        addr,
+        "GET",
+        "/execution/dag-runs/d/r",
+        &any,
+        Some("2025-11-05"),
+        None,
+    );
+    assert_eq!(reply.status, 405, "{}", reply.body);
+    assert_eq!(reply.header("allow"), Some("POST"));
+
+    // The legacy previous-run route: only 2025-08-10 to before 2026-04-06; before, the path
+    // has only the trigger (405); from 2026-04-06 on, it is the run named `previous` (404 here).
+    let previous = "/execution/dag-runs/d/previous?logical_date=2026-01-01T00:00:00Z";
+    let reply = call(addr, "GET", previous, &any, Some("2025-11-05"), None);
+    assert_eq!((reply.status, reply.body.as_str()), (200, "null"));
+    let reply = call(addr, "GET", previous, &any, Some("2025-05-20"), None);
+    assert_eq!(reply.status, 405, "{}", reply.body);
+    for version in ["2026-04-06", "2026-06-30"] {
+        let reply = call(addr, "GET", previous, &any, Some(version), None);
+        assert_eq!(reply.status, 404, "{version}: {}", reply.body);
+        assert!(
+            reply.json()["detail"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("'previous' was not found"),
+            "{version}: {}",
+            reply.body
+        );
+    }
+
     // `/run` shaped per version: one task instance per client version.
     let shapes = [
         // (version, team_name, note, triggering_user_name, upstream_map_indexes)

@@ -832,7 +832,7 @@ fn routes_prints_every_route_with_its_merged_policy() {
 
     let variables = stdout
         .lines()
-        .filter(|line| line.contains("/execution/variables/{variable_key}"))
+        .filter(|line| line.contains("/execution/variables/{variable_key"))
         .count();
     assert_eq!(variables, 3, "GET, PUT, DELETE variables:\n{stdout}");
 }

@@ -165,10 +165,26 @@ fn reads_on(backend: &Backend) {
         422
     );
     assert_eq!(get(&format!("/dag-runs/previous?dag_id={dag}")).status, 422);
-    // The legacy route, declared first as in Airflow: datetimes with +00:00.
-    let legacy = ok(&format!(
-        "/dag-runs/{dag}/previous?logical_date=2024-01-03T00:00:00Z"
-    ));
+    // The legacy route, declared first as in Airflow, for the versions that have it
+    // (2025-08-10 to before 2026-04-06): datetimes with +00:00. At the newest version the
+    // path is the run named `previous`.
+    let legacy_path =
+        format!("/execution/dag-runs/{dag}/previous?logical_date=2024-01-03T00:00:00Z");
+    let auth = format!("Bearer {token}");
+    let legacy = common::request(
+        server.addr,
+        "GET",
+        &legacy_path,
+        &[
+            ("Authorization", &auth),
+            ("Airflow-API-Version", "2025-11-05"),
+        ],
+        None,
+    )
+    .unwrap();
+    assert_eq!(legacy.status, 200, "{}: {}", backend.name, legacy.body);
+    let legacy = legacy.json();
+    assert_eq!(get(&legacy_path["/execution".len()..]).status, 404);
     assert_eq!(legacy["run_id"], "b");
     assert!(
         legacy["logical_date"].as_str().unwrap().ends_with("+00:00"),

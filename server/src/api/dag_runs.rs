@@ -35,13 +35,22 @@ pub mod routes {
     ///
     /// Only in API versions 2025-08-10 to 2025-11-05 (declared first, as in
     /// Airflow, so it is not shadowed by `/{dag_id}/{run_id}`): the newest
-    /// run before `logical_date`, or `null`; datetimes as `+00:00`.
+    /// run before `logical_date`, or `null`; datetimes as `+00:00`. From
+    /// 2026-04-06 on, this path is the run named `previous`, as in Airflow.
     #[execution_route(get, "/{dag_id}/previous")]
     pub async fn get_previous_dagrun_compat(
         store: web::Data<Store>,
         dag_id: web::Path<String>,
         query: web::Query<Vec<(String, String)>>,
+        version: crate::versions::ApiVersion,
     ) -> Result<HttpResponse, ApiError> {
+        if version >= crate::versions::ApiVersion::V2026_04_06 {
+            return get_dag_run(
+                store,
+                web::Path::from((dag_id.into_inner(), "previous".to_owned())),
+            )
+            .await;
+        }
         let params = Params(&query);
         let logical_date = params.required_time("logical_date")?;
         let state = params.dag_run_state()?;

@@ -25,15 +25,22 @@ pub mod routes {
     use crate::api::query::QueryParams;
     use crate::api::{ApiError, Payload};
     use crate::store::{Store, StoreError};
+    use crate::versions::ApiVersion;
 
     /// Lists the metastore's variable keys in key order, those starting with `prefix`
     /// when given (`%`, `_` and `/` match themselves), a page of `limit` (1 to 10000,
     /// default 1000) from `offset`, with the number of matching keys in all.
+    ///
+    /// Before API version 2026-06-30 this path is the variable named `keys`, as in Airflow.
     #[execution_route(get, "/keys")]
     pub async fn get_variable_keys(
         req: actix_web::HttpRequest,
         store: web::Data<Store>,
+        version: ApiVersion,
     ) -> Result<HttpResponse, ApiError> {
+        if version < ApiVersion::V2026_06_30 {
+            return read_variable(&store, "keys").await;
+        }
         let mut params = QueryParams::of(&req);
         let prefix = params.optional("prefix");
         let limit = params.bounded("limit", 1000, 1, Some(10_000));
@@ -55,7 +62,11 @@ pub mod routes {
         store: web::Data<Store>,
         key: web::Path<String>,
     ) -> Result<HttpResponse, ApiError> {
-        let key = require_key(&key)?;
+        read_variable(&store, require_key(&key)?).await
+    }
+
+    /// `AIRFLOW_VAR_<KEY>` first, then the metastore.
+    async fn read_variable(store: &Store, key: &str) -> Result<HttpResponse, ApiError> {
         let not_found = || ApiError::not_found(format!("Variable with key '{key}' not found"));
         if let Ok(value) = std::env::var(format!("AIRFLOW_VAR_{}", key.to_uppercase())) {
             return Ok(HttpResponse::Ok().json(VariableResponse {

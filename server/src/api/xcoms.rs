@@ -18,6 +18,7 @@ use crate::store::{XComKey, XComSeries};
 pub mod routes {
     use actix_web::http::StatusCode;
     use actix_web::{HttpResponse, web};
+    use policy_core::Token;
     use policy_macros::execution_route;
     use serde_json::Value;
     use serde_json::json;
@@ -39,7 +40,9 @@ pub mod routes {
     pub async fn get_mapped_xcom_by_index(
         store: web::Data<Store>,
         path: web::Path<ItemPath>,
+        token: Token,
     ) -> Result<HttpResponse, ApiError> {
+        check_access(&store, &token, &path.dag_id, false).await?;
         let series = path.series()?;
         match store.xcom_item(series, path.offset).await? {
             Some(value) => Ok(HttpResponse::Ok()
@@ -60,8 +63,10 @@ pub mod routes {
     pub async fn get_mapped_xcom_by_slice(
         store: web::Data<Store>,
         path: web::Path<XComPath>,
+        token: Token,
         query: web::Query<SliceQuery>,
     ) -> Result<HttpResponse, ApiError> {
+        check_access(&store, &token, &path.dag_id, false).await?;
         let values = store
             .xcom_values(path.series()?, query.include_prior_dates.unwrap_or(false))
             .await?;
@@ -83,8 +88,10 @@ pub mod routes {
     pub async fn head_xcom(
         store: web::Data<Store>,
         path: web::Path<XComPath>,
+        token: Token,
         query: web::Query<XComQuery>,
     ) -> Result<HttpResponse, ApiError> {
+        check_access(&store, &token, &path.dag_id, false).await?;
         let series = path.series()?;
         if query.map_index.is_some() {
             return Err(ApiError::new(
@@ -110,8 +117,10 @@ pub mod routes {
     pub async fn get_xcom(
         store: web::Data<Store>,
         path: web::Path<XComPath>,
+        token: Token,
         query: web::Query<XComGetQuery>,
     ) -> Result<HttpResponse, ApiError> {
+        check_access(&store, &token, &path.dag_id, false).await?;
         let series = path.series()?;
         let map_index = query.map_index.unwrap_or(-1);
         let pick = match query.offset {
@@ -146,9 +155,11 @@ pub mod routes {
     pub async fn set_xcom(
         store: web::Data<Store>,
         path: web::Path<XComPath>,
+        token: Token,
         query: web::Query<XComQuery>,
         body: web::Bytes,
     ) -> Result<HttpResponse, ApiError> {
+        check_access(&store, &token, &path.dag_id, true).await?;
         path.series()?;
         let mapped_length = match query.mapped_length {
             None => None,
@@ -220,13 +231,35 @@ pub mod routes {
     pub async fn delete_xcom(
         store: web::Data<Store>,
         path: web::Path<XComPath>,
+        token: Token,
         query: web::Query<XComQuery>,
     ) -> Result<HttpResponse, ApiError> {
+        check_access(&store, &token, &path.dag_id, true).await?;
         path.series()?;
         store.delete_xcom(path.at(&query)).await?;
         Ok(HttpResponse::Ok().json(MessageResponse {
             message: format!("XCom with key: {} successfully deleted.", path.key),
         }))
+    }
+
+    /// `[core] multi_team`: 403 when the token's task may not reach this DAG's
+    /// XComs (Airflow's `has_xcom_access`; writes stay within the team).
+    async fn check_access(
+        store: &Store,
+        token: &Token,
+        dag_id: &str,
+        write: bool,
+    ) -> Result<(), ApiError> {
+        if store.xcom_access(token.sub(), dag_id, write).await? {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            serde_json::json!({
+                "reason": "access_denied",
+                "message": "Task does not have access to this XCom in multi-team mode",
+            }),
+        ))
     }
 }
 

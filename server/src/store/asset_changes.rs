@@ -620,7 +620,7 @@ impl Store {
 }
 
 /// A DAG's team: `dag -> dag_bundle_team` (`DagModel.get_team_name`).
-async fn team_of(
+pub(super) async fn team_of(
     conn: &mut sqlx::AnyConnection,
     dag_id: &str,
 ) -> Result<Option<String>, StoreError> {

@@ -32,6 +32,7 @@ mod state_stores;
 mod task_instance_queries;
 mod task_instances;
 mod task_reschedules;
+mod teams;
 mod triggers;
 mod variables;
 mod xcoms;
