@@ -10,7 +10,7 @@
 //!   method), see [`exists`];
 //! - **the shape of some responses**: fields added later are taken out of
 //!   `TIRunContext`, `DagRun` and `AssetEventsResponse`, or given the value older
-//!   clients expect, see [`downgrade`].
+//!   clients expect, see `downgrade`.
 //!
 //! A date between two versions means the newest version not after it; a date
 //! after the newest means the newest; a date before the first version makes
