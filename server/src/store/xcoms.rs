@@ -78,13 +78,7 @@ impl Store {
         .bind(at.key)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(match row {
-            Some(row) => Some(
-                row.try_get::<Option<String>, _>(0)?
-                    .unwrap_or_else(|| "null".to_owned()),
-            ),
-            None => None,
-        })
+        row.map(|row| value_text(&row)).transpose()
     }
 
     /// Reads the XCom `GET .../{key}` answers with (Airflow's
@@ -131,13 +125,7 @@ impl Store {
             .bind(n)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(match row {
-            Some(row) => Some(
-                row.try_get::<Option<String>, _>(0)?
-                    .unwrap_or_else(|| "null".to_owned()),
-            ),
-            None => None,
-        })
+        row.map(|row| value_text(&row)).transpose()
     }
 
     /// The value at a Python-style index over the run's XComs ordered by map
@@ -147,17 +135,18 @@ impl Store {
         at: XComSeries<'_>,
         offset: i64,
     ) -> Result<Option<String>, StoreError> {
-        let query = if offset >= 0 {
-            "SELECT CAST(xcom.value AS TEXT) FROM xcom JOIN dag_run ON xcom.dag_run_id = dag_run.id \
-             WHERE xcom.key = $1 AND xcom.task_id = $2 AND xcom.dag_id = $3 AND xcom.run_id = $4 \
-             ORDER BY xcom.map_index ASC LIMIT 1 OFFSET $5"
+        // A negative offset counts from the end: the same query, read backwards.
+        let (direction, skip) = if offset >= 0 {
+            ("ASC", offset)
         } else {
+            ("DESC", -1 - offset)
+        };
+        let query = format!(
             "SELECT CAST(xcom.value AS TEXT) FROM xcom JOIN dag_run ON xcom.dag_run_id = dag_run.id \
              WHERE xcom.key = $1 AND xcom.task_id = $2 AND xcom.dag_id = $3 AND xcom.run_id = $4 \
-             ORDER BY xcom.map_index DESC LIMIT 1 OFFSET $5"
-        };
-        let skip = if offset >= 0 { offset } else { -1 - offset };
-        let row = sqlx::query(query)
+             ORDER BY xcom.map_index {direction} LIMIT 1 OFFSET $5"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(query))
             .bind(at.key)
             .bind(at.task_id)
             .bind(at.dag_id)
@@ -165,13 +154,7 @@ impl Store {
             .bind(skip)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(match row {
-            Some(row) => Some(
-                row.try_get::<Option<String>, _>(0)?
-                    .unwrap_or_else(|| "null".to_owned()),
-            ),
-            None => None,
-        })
+        row.map(|row| value_text(&row)).transpose()
     }
 
     /// Every value of the series ordered by map index (SQL NULL read as
@@ -201,13 +184,7 @@ impl Store {
             .bind(at.run_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(row
-                    .try_get::<Option<String>, _>(0)?
-                    .unwrap_or_else(|| "null".to_owned()))
-            })
-            .collect()
+        rows.iter().map(value_text).collect()
     }
 
     /// How many XComs the series has, over all map indexes (`HEAD .../{key}`).
@@ -332,6 +309,13 @@ impl Store {
         .await?;
         Ok(done.rows_affected() > 0)
     }
+}
+
+/// An XCom value column as JSON text, SQL NULL read as `null`.
+fn value_text(row: &sqlx::any::AnyRow) -> Result<String, StoreError> {
+    Ok(row
+        .try_get::<Option<String>, _>(0)?
+        .unwrap_or_else(|| "null".to_owned()))
 }
 
 #[cfg(test)]
