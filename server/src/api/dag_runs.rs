@@ -705,8 +705,8 @@ pub struct DagRun {
     pub conf: Option<Box<RawValue>>,
     /// Who triggered the run.
     pub triggering_user_name: Option<String>,
-    /// Asset events that triggered the run.
-    pub consumed_asset_events: Vec<serde_json::Value>,
+    /// Asset events that triggered the run (loaded by `/run` only, as in Airflow).
+    pub consumed_asset_events: Vec<AssetEventDagRunReference>,
     /// Partition key.
     pub partition_key: Option<String>,
     /// Partition date.
@@ -715,6 +715,80 @@ pub struct DagRun {
     pub note: Option<String>,
     /// Team of the DAG in multi-team mode.
     pub team_name: Option<String>,
+}
+
+/// `AssetEventDagRunReference`: an asset event a DAG run consumed.
+#[derive(Clone, Debug, Serialize)]
+pub struct AssetEventDagRunReference {
+    /// Its asset.
+    pub asset: AssetReferenceAssetEventDagRun,
+    /// The event's `extra` object.
+    pub extra: Box<RawValue>,
+    /// Task that emitted it.
+    pub source_task_id: Option<String>,
+    /// DAG of that task.
+    pub source_dag_id: Option<String>,
+    /// Run of that task.
+    pub source_run_id: Option<String>,
+    /// Map index of that task.
+    pub source_map_index: Option<i64>,
+    /// Aliases it was emitted through.
+    pub source_aliases: Vec<AssetAliasReferenceAssetEventDagRun>,
+    /// When it happened.
+    pub timestamp: String,
+    /// Partition key.
+    pub partition_key: Option<String>,
+}
+
+/// `AssetReferenceAssetEventDagRun`: the asset of a consumed event.
+#[derive(Clone, Debug, Serialize)]
+pub struct AssetReferenceAssetEventDagRun {
+    /// Name.
+    pub name: String,
+    /// URI.
+    pub uri: String,
+    /// The asset's `extra` object.
+    pub extra: Box<RawValue>,
+}
+
+/// `AssetAliasReferenceAssetEventDagRun`: an alias of a consumed event.
+#[derive(Clone, Debug, Serialize)]
+pub struct AssetAliasReferenceAssetEventDagRun {
+    /// Alias name.
+    pub name: String,
+}
+
+/// A stored JSON object column as the wire's `dict` (`{}` for NULL or `null`,
+/// which Airflow's non-null `extra` columns never hold but a hand-edited row may).
+fn json_object(text: Option<String>) -> Result<Box<RawValue>, serde_json::Error> {
+    RawValue::from_string(text.unwrap_or_else(|| "{}".to_owned()))
+}
+
+impl AssetEventDagRunReference {
+    /// The wire form of a consumed event.
+    pub fn from_store(
+        event: store::ConsumedAssetEvent,
+    ) -> Result<AssetEventDagRunReference, serde_json::Error> {
+        Ok(AssetEventDagRunReference {
+            asset: AssetReferenceAssetEventDagRun {
+                name: event.asset_name,
+                uri: event.asset_uri,
+                extra: json_object(event.asset_extra)?,
+            },
+            extra: json_object(event.extra)?,
+            source_task_id: event.source_task_id,
+            source_dag_id: event.source_dag_id,
+            source_run_id: event.source_run_id,
+            source_map_index: event.source_map_index,
+            source_aliases: event
+                .source_aliases
+                .into_iter()
+                .map(|name| AssetAliasReferenceAssetEventDagRun { name })
+                .collect(),
+            timestamp: timestamp(event.timestamp),
+            partition_key: event.partition_key,
+        })
+    }
 }
 
 impl DagRun {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
-use super::dag_runs::DagRun;
+use super::dag_runs::{AssetEventDagRunReference, DagRun};
 use super::fields::{integer, present};
 use super::{connections::ConnectionResponse, variables::VariableResponse};
 use crate::store::pyjson::PyJson;
@@ -898,7 +898,14 @@ impl TIRunContext {
             None => (None, None, None),
         };
         Ok(TIRunContext {
-            dag_run: DagRun::from_store(ctx.dag_run)?,
+            dag_run: DagRun {
+                consumed_asset_events: ctx
+                    .consumed_asset_events
+                    .into_iter()
+                    .map(AssetEventDagRunReference::from_store)
+                    .collect::<Result<_, _>>()?,
+                ..DagRun::from_store(ctx.dag_run)?
+            },
             task_reschedule_count: ctx.task_reschedule_count,
             max_tries: ctx.max_tries,
             variables: Vec::new(),

@@ -282,3 +282,93 @@ fn asset_from_row(row: &AnyRow) -> Result<Asset, StoreError> {
         extra: json_or_none(row.try_get("extra")?),
     })
 }
+
+/// An asset event a DAG run consumed (`dagrun_asset_event`), as `/run` gives it
+/// in the run's `consumed_asset_events`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConsumedAssetEvent {
+    /// Its asset's name.
+    pub asset_name: String,
+    /// Its asset's URI.
+    pub asset_uri: String,
+    /// Its asset's `extra`, JSON text (`None` for JSON `null`).
+    pub asset_extra: Option<String>,
+    /// The event's `extra`, JSON text (`None` for JSON `null`).
+    pub extra: Option<String>,
+    /// Task that emitted it.
+    pub source_task_id: Option<String>,
+    /// DAG of that task.
+    pub source_dag_id: Option<String>,
+    /// Run of that task.
+    pub source_run_id: Option<String>,
+    /// Map index of that task.
+    pub source_map_index: Option<i64>,
+    /// Names of the aliases it was emitted through.
+    pub source_aliases: Vec<String>,
+    /// When it happened.
+    pub timestamp: OffsetDateTime,
+    /// Partition key.
+    pub partition_key: Option<String>,
+}
+
+/// The asset events the DAG run `(dag_id, run_id)` consumed, oldest first, read
+/// on `conn` (the caller's transaction): what Airflow's `/run` loads with
+/// `joinedload(DagRun.consumed_asset_events)`. One query, and a second for the
+/// aliases only when there are events.
+pub(crate) async fn consumed_asset_events(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    dag_id: &str,
+    run_id: &str,
+) -> Result<Vec<ConsumedAssetEvent>, StoreError> {
+    let rows = sqlx::query(sql!(
+        backend,
+        "SELECT e.id, CAST(e.timestamp AS TEXT) AS timestamp, CAST(e.extra AS TEXT) AS extra, \
+         e.source_task_id, e.source_dag_id, e.source_run_id, e.source_map_index, \
+         e.partition_key, a.name, a.uri, CAST(a.extra AS TEXT) AS asset_extra \
+         FROM dag_run dr JOIN dagrun_asset_event dae ON dae.dag_run_id = dr.id \
+         JOIN asset_event e ON e.id = dae.event_id JOIN asset a ON a.id = e.asset_id \
+         WHERE dr.dag_id = $1 AND dr.run_id = $2 ORDER BY e.timestamp, e.id"
+    ))
+    .bind(dag_id)
+    .bind(run_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let aliases = sqlx::query(
+        "SELECT aae.event_id, al.name FROM dag_run dr \
+         JOIN dagrun_asset_event dae ON dae.dag_run_id = dr.id \
+         JOIN asset_alias_asset_event aae ON aae.event_id = dae.event_id \
+         JOIN asset_alias al ON al.id = aae.alias_id \
+         WHERE dr.dag_id = $1 AND dr.run_id = $2 ORDER BY al.name",
+    )
+    .bind(dag_id)
+    .bind(run_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: i64 = row.try_get("id")?;
+        let source_aliases = aliases
+            .iter()
+            .filter(|a| a.try_get::<i64, _>("event_id").ok() == Some(id))
+            .map(|a| a.try_get::<String, _>("name"))
+            .collect::<Result<_, _>>()?;
+        events.push(ConsumedAssetEvent {
+            asset_name: row.try_get("name")?,
+            asset_uri: row.try_get("uri")?,
+            asset_extra: json_or_none(row.try_get("asset_extra")?),
+            extra: json_or_none(row.try_get("extra")?),
+            source_task_id: row.try_get("source_task_id")?,
+            source_dag_id: row.try_get("source_dag_id")?,
+            source_run_id: row.try_get("source_run_id")?,
+            source_map_index: row.try_get("source_map_index")?,
+            source_aliases,
+            timestamp: parse_time(&row.try_get::<String, _>("timestamp")?)?,
+            partition_key: row.try_get("partition_key")?,
+        });
+    }
+    Ok(events)
+}

@@ -46,7 +46,7 @@ use time::OffsetDateTime;
 
 use crate::crypto::{CryptoError, Fernet};
 pub use asset_changes::{AssetOutlets, AssetProfile};
-pub use assets::{Asset, AssetEvent, EventDagRun, EventQuery, EventSource};
+pub use assets::{Asset, AssetEvent, ConsumedAssetEvent, EventDagRun, EventQuery, EventSource};
 pub use connection_tests::{ConnectionTestFetch, ConnectionTestFinish, ConnectionTestResult};
 pub use connections::{Connection, NewConnection};
 pub use dag_runs::{

@@ -145,6 +145,8 @@ pub struct Resume {
 pub struct RunContext {
     /// The task instance's DAG run.
     pub dag_run: DagRun,
+    /// The asset events that DAG run consumed, oldest first.
+    pub consumed_asset_events: Vec<super::ConsumedAssetEvent>,
     /// How often the task instance was rescheduled.
     pub task_reschedule_count: i64,
     /// Maximum number of tries.
@@ -809,6 +811,8 @@ impl Store {
             return Ok(StartOutcome::NotFound);
         };
         let dag_run = dag_run_from_row(&dag_run)?;
+        let consumed_asset_events =
+            super::assets::consumed_asset_events(&mut tx, b, &ti.dag_id, &ti.run_id).await?;
         let xcom_keys_to_clear: Vec<String> = if locked.next_method.is_some() {
             Vec::new()
         } else {
@@ -842,6 +846,7 @@ impl Store {
         });
         Ok(StartOutcome::Started(Box::new(RunContext {
             dag_run,
+            consumed_asset_events,
             task_reschedule_count,
             max_tries: ti.max_tries,
             xcom_keys_to_clear,
