@@ -547,6 +547,15 @@ class Deployment:
                     self.failures.append(f"the fault run killed the server only {self.kills} times (want >= 3)")
                 else:
                     log(f"the server was killed {self.kills} times with SIGKILL while DAGs ran")
+            if self.args.fault:
+                # The workers' retries of calls the kills cut off (tenacity's retry log line,
+                # written by the task supervisors into the scheduler's log).
+                retried = (self.logs / "scheduler.log").read_text(errors="replace").count(
+                    "Starting call to 'airflow.sdk.api.client.Client.request'"
+                )
+                log(f"workers retried {retried} calls the kills cut off")
+                if retried == 0:
+                    self.failures.append("no worker call was cut off by a kill: the fault run proved nothing")
             self.verify()
         except Exception as exc:
             self.failures.append(f"{type(exc).__name__}: {exc}")

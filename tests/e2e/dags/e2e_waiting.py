@@ -4,7 +4,7 @@ human-in-the-loop resolved by its timeout default.
 Waits are long enough that the scheduler sees a worker's exit before the task is queued
 again: Airflow 3.3.2's scheduler fails a task whose earlier exit it processes after
 re-queueing the same try (scheduler_job_runner._process_executor_events), a race of its own
-that a 2-second reschedule or trigger can hit on a busy 2-core machine, whichever API
+that a reschedule or trigger of a few seconds can hit on a busy 2-core machine, whichever API
 server the workers use."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pendulum
 
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.providers.standard.sensors.python import PythonSensor
-from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
+from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from airflow.sdk import BaseOperator, Variable, dag, task
 
@@ -42,11 +42,13 @@ class DeferThenReturn(BaseOperator):
 
 @dag(dag_id="e2e_waiting", schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False)
 def e2e_waiting():
-    PythonSensor(task_id="reschedule_sensor", python_callable=_poke, mode="reschedule", poke_interval=6, timeout=300)
+    PythonSensor(task_id="reschedule_sensor", python_callable=_poke, mode="reschedule", poke_interval=12, timeout=300)
 
-    # Counted from the run's start (run_after for a manual run): it defers, and the
-    # triggerer wakes it.
-    TimeDeltaSensor(task_id="deferred_sensor", delta=timedelta(seconds=25), deferrable=True)
+    # Ten seconds after the task starts: it defers, and the triggerer wakes it.
+    DateTimeSensorAsync(
+        task_id="deferred_sensor",
+        target_time="{{ (macros.datetime.utcnow() + macros.timedelta(seconds=10)).isoformat() }}",
+    )
 
     DeferThenReturn(task_id="defer_then_return")
 
