@@ -640,7 +640,7 @@ mod tests {
             [
                 "a route has one method; `get` is already given",
                 "a route has one path; `/a` is already given",
-                "unknown argument `scope`; expected `scopes`",
+                "unknown argument `scope`; expected `scopes`, `body`, `query` or `responses`",
                 "`scopes` takes a list of string literals, e.g. `scopes = [\"ti:self\"]`",
             ]
         );
@@ -668,6 +668,25 @@ mod tests {
                 "`routers` takes a list of router modules, e.g. `routers = [super::variables::routes]`",
             ]
         );
+    }
+
+    #[test]
+    fn body_query_and_responses_are_types() {
+        let args: RouteArgs = syn::parse2(quote!(
+            put,
+            "/p",
+            body = Payload<'static>,
+            query = Vec<(String, String)>,
+            responses = [201 => Option<Message>, 404]
+        ))
+        .unwrap();
+        assert!(args.body.is_some() && args.query.is_some());
+        assert_eq!(args.responses.len(), 2);
+        assert!(args.responses[0].body.is_some() && args.responses[1].body.is_none());
+        let error = syn::parse2::<RouteArgs>(quote!(body = A, body = B))
+            .err()
+            .unwrap();
+        assert_eq!(error.to_string(), "`body` is given twice");
     }
 
     #[test]
