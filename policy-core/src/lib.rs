@@ -50,6 +50,14 @@
 //! | `ti:self` and `sub` differs | 403 | `Token subject does not match task instance ID` |
 //! | JWKS: `kid` unknown while the refresh it asked for is pending (the SDK retries 5xx) | 503, `Retry-After: 1` | `Token signing keys are being refreshed; retry` |
 //!
+//! ## API documents
+//!
+//! [`RouteInfo`] records, besides method, path and policy, a [`Describe`]
+//! function that the macros write from the handler's extractors and the
+//! attribute's `body`, `query` and `responses`; with the `openapi` feature it
+//! fills an [`Operation`] with JSON Schemas made from the wire types by
+//! `schemars` (see [`openapi`]).
+//!
 //! ## Example
 //!
 //! ```
@@ -134,6 +142,8 @@ mod jwks;
 #[cfg(feature = "runtime")]
 mod keys;
 #[cfg(feature = "runtime")]
+pub mod openapi;
+#[cfg(feature = "runtime")]
 mod registry;
 #[cfg(feature = "runtime")]
 mod reissue;
@@ -158,6 +168,7 @@ pub use {
     jsonwebtoken::Algorithm,
     jwks::{JwksConfig, JwksLocation, parse_jwks},
     keys::{KeyError, KeySet, MIN_SECRET_LEN, SigningKey, VerifyingKey},
+    openapi::{Describe, Operation},
     registry::{ExecutionRoute, RouteInfo},
     reissue::{REFRESHED_TOKEN_HEADER, Reissue, needs_reissue},
     validate::{KeySource, MAX_TOKEN_BYTES, TokenValidator},
@@ -167,5 +178,28 @@ pub use {
 #[cfg(feature = "runtime")]
 #[doc(hidden)]
 pub mod __private {
+    #[cfg(feature = "openapi")]
+    pub use crate::openapi::arg;
     pub use actix_web;
+}
+
+/// `Some(describe)` with the `openapi` feature, `None` without: generated
+/// code describes routes only when the schemas can be made. Not a public API.
+#[cfg(feature = "openapi")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __describe {
+    ($describe:expr) => {
+        ::core::option::Option::Some($describe)
+    };
+}
+
+/// `Some(describe)` with the `openapi` feature, `None` without. Not a public API.
+#[cfg(not(feature = "openapi"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __describe {
+    ($describe:expr) => {
+        ::core::option::Option::None
+    };
 }

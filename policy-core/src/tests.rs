@@ -699,6 +699,7 @@ fn route_info_is_const_constructible() {
             handler: "heartbeat",
             policy: TI_SELF,
             doc: "Records that a running task instance is alive.\n\nMore.",
+            describe: None,
         };
     }
     assert_eq!(

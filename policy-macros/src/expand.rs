@@ -7,7 +7,7 @@ use quote::quote;
 use syn::{Attribute, Ident, LitStr, Meta};
 
 use crate::parse::Key;
-use crate::validate::{Member, Route, Router, Shape, service_ident};
+use crate::validate::{Api, Member, Route, Router, Shape, service_ident};
 
 /// The `const` expression of a policy computed by the macro, built only from
 /// policy-core's `const fn`s.
@@ -40,6 +40,7 @@ pub(crate) fn route_info(
     handler: &Ident,
     policy: TokenStream,
     doc: &str,
+    describe: TokenStream,
 ) -> TokenStream {
     let handler = handler_name(handler);
     quote! {
@@ -49,6 +50,33 @@ pub(crate) fn route_info(
             handler: #handler,
             policy: #policy,
             doc: #doc,
+            describe: #describe,
+        }
+    }
+}
+
+impl Api {
+    /// `describe: ...`: a function filling an `Operation`, through
+    /// `::policy_core::__describe!`, which drops it when policy-core is built
+    /// without its `openapi` feature. Each argument type describes itself if
+    /// it is a request part; then the declared body, query and responses.
+    fn describe(&self) -> TokenStream {
+        let arguments = &self.arguments;
+        let body = self.body.iter();
+        let query = self.query.iter();
+        let responses = self.responses.iter().map(|(status, body)| match body {
+            Some(body) => quote!(__operation.set_response::<#body>(#status);),
+            None => quote!(__operation.set_response_schema(#status, ::core::option::Option::None);),
+        });
+        quote! {
+            ::policy_core::__describe!(|__operation: &mut ::policy_core::Operation<'_>| {
+                #[allow(unused_imports)]
+                use ::policy_core::__private::arg::{DescribeArg as _, SkipArg as _};
+                #((&::policy_core::__private::arg::Arg::<#arguments>::new()).describe_arg(__operation);)*
+                #(__operation.set_body::<#body>();)*
+                #(__operation.set_query::<#query>();)*
+                #(#responses)*
+            })
         }
     }
 }
@@ -119,6 +147,7 @@ impl Route {
                     handler,
                     policy,
                     &doc_text(&function.attrs),
+                    self.api.describe(),
                 );
                 let doc = format!(
                     "The actix-web service of `{name}`: `{http} {}` ({}). \
@@ -172,6 +201,7 @@ impl Route {
                     handler,
                     policy,
                     &doc_text(&self.function.attrs),
+                    self.api.describe(),
                 );
                 quote! {
                     #function

@@ -30,6 +30,7 @@ pub(crate) fn route(handler: &Handler, combined: bool) -> TokenStream {
         &name,
         quote!(::policy_core::RoutePolicy::AUTHENTICATED),
         "",
+        quote!(::core::option::Option::None),
     );
     if combined {
         let vis = &function.vis;

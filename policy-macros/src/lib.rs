@@ -72,6 +72,19 @@ use proc_macro::TokenStream;
 /// Inside an [`macro@execution_router`] the router's scopes are merged in (a
 /// union) and its prefix is put in front of the path.
 ///
+/// For API documents a route may also say what it answers and, when no
+/// extractor in its signature says it, what it reads:
+///
+/// ```text
+/// #[execution_route(put, "/path", body = Type, query = Type,
+///                   responses = [201 => BodyType, 204, 404])]
+/// ```
+///
+/// `RouteInfo::describe` then fills an `Operation` (policy-core's `openapi`
+/// feature): first from each argument type that implements
+/// `policy_core::openapi::RequestPart` (`web::Json<T>`, `web::Query<T>`, or
+/// the application's own extractors), then from these arguments.
+///
 /// # What it generates
 ///
 /// - Above an actix attribute: that attribute again, with an extra

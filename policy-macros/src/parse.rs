@@ -5,7 +5,7 @@
 use proc_macro2::{Span, TokenStream, TokenTree};
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
-use syn::{Attribute, Expr, Ident, ItemFn, ItemMod, LitStr, Meta, Token};
+use syn::{Attribute, Expr, Ident, ItemFn, ItemMod, LitInt, LitStr, Meta, Token, Type};
 
 use crate::errors::Errors;
 
@@ -28,11 +28,20 @@ pub(crate) enum Key {
     /// Hidden, added when a parent router hands its scopes and prefix to a
     /// router that names it with `parent`.
     ViaParent,
+    /// `body = Type`: the JSON request body, when no extractor says it.
+    Body,
+    /// `query = Type`: the query parameters, when no extractor says them.
+    Query,
+    /// `responses = [201 => Type, 404]`: statuses and JSON bodies.
+    Responses,
 }
 
 impl Key {
-    const ALL: [Key; 7] = [
+    const ALL: [Key; 10] = [
         Key::Scopes,
+        Key::Body,
+        Key::Query,
+        Key::Responses,
         Key::Prefix,
         Key::InheritedScopes,
         Key::InheritedPrefix,
@@ -55,6 +64,9 @@ impl Key {
             Key::Parent => "parent",
             Key::Routers => "routers",
             Key::ViaParent => "__via_parent",
+            Key::Body => "body",
+            Key::Query => "query",
+            Key::Responses => "responses",
         }
     }
 
@@ -70,12 +82,41 @@ const ACTIX_ROUTE_ATTRIBUTES: [&str; 11] = [
     "routes",
 ];
 
-/// One comma-separated argument: `patch`, `"/path"` or `key = value` (the
-/// key as written, and which one it is if known).
+/// One comma-separated argument: `patch`, `"/path"`, `key = value` (the
+/// key as written, and which one it is if known), `body = Type`,
+/// `query = Type` or `responses = [...]`.
 enum Arg {
     Flag(Ident),
     Path(LitStr),
     Named(Ident, Option<Key>, Expr),
+    Type(Ident, Key, Box<Type>),
+    Responses(Ident, Vec<ResponseArg>),
+}
+
+/// One entry of `responses = [...]`: `404`, or `201 => MessageResponse` for a
+/// response with a JSON body.
+pub(crate) struct ResponseArg {
+    /// The status code as written.
+    pub(crate) status: LitInt,
+    /// The body's type, if the response has one.
+    pub(crate) body: Option<Type>,
+}
+
+impl Parse for ResponseArg {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let status: LitInt = input.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "a response is a status, e.g. `404`, or a status and its body type, e.g. `200 => TIRunContext`",
+            )
+        })?;
+        let body = if input.parse::<Option<Token![=>]>>()?.is_some() {
+            Some(input.parse()?)
+        } else {
+            None
+        };
+        Ok(ResponseArg { status, body })
+    }
 }
 
 impl Parse for Arg {
@@ -87,7 +128,18 @@ impl Parse for Arg {
             let ident: Ident = input.parse()?;
             input.parse::<Token![=]>()?;
             let key = Key::of(&ident);
-            return Ok(Arg::Named(ident, key, input.parse()?));
+            return match key {
+                Some(key @ (Key::Body | Key::Query)) => {
+                    Ok(Arg::Type(ident, key, Box::new(input.parse()?)))
+                }
+                Some(Key::Responses) => {
+                    let content;
+                    syn::bracketed!(content in input);
+                    let list = Punctuated::<ResponseArg, Token![,]>::parse_terminated(&content)?;
+                    Ok(Arg::Responses(ident, list.into_iter().collect()))
+                }
+                _ => Ok(Arg::Named(ident, key, input.parse()?)),
+            };
         }
         if input.peek(Ident) {
             return input.parse().map(Arg::Flag);
@@ -127,6 +179,12 @@ pub(crate) struct RouteArgs {
     pub(crate) scopes: Vec<LitStr>,
     /// What enclosing routers passed down.
     pub(crate) inherited: Inherited,
+    /// `body = Type`.
+    pub(crate) body: Option<Type>,
+    /// `query = Type`.
+    pub(crate) query: Option<Type>,
+    /// `responses = [...]`.
+    pub(crate) responses: Vec<ResponseArg>,
 }
 
 impl Parse for RouteArgs {
@@ -138,8 +196,21 @@ impl Parse for RouteArgs {
             path: None,
             scopes: Vec::new(),
             inherited: Inherited::default(),
+            body: None,
+            query: None,
+            responses: Vec::new(),
         };
         let mut seen_scopes: Option<Ident> = None;
+        let mut seen: Vec<Ident> = Vec::new();
+        let mut once = |key: &Ident, errors: &mut Errors| {
+            if seen.contains(key) {
+                errors.push(syn::Error::new_spanned(
+                    key,
+                    format!("`{key}` is given twice"),
+                ));
+            }
+            seen.push(key.clone());
+        };
         for arg in args {
             match arg {
                 Arg::Flag(method) => match &route.method {
@@ -168,9 +239,22 @@ impl Parse for RouteArgs {
                     } else if !route.inherited.take(which, &key, &value, &mut errors) {
                         errors.push(syn::Error::new_spanned(
                             &key,
-                            format!("unknown argument `{key}`; expected `scopes`"),
+                            format!(
+                                "unknown argument `{key}`; expected `scopes`, `body`, `query` or `responses`"
+                            ),
                         ));
                     }
+                }
+                Arg::Type(key, which, ty) => {
+                    once(&key, &mut errors);
+                    match which {
+                        Key::Body => route.body = Some(*ty),
+                        _ => route.query = Some(*ty),
+                    }
+                }
+                Arg::Responses(key, responses) => {
+                    once(&key, &mut errors);
+                    route.responses = responses;
                 }
             }
         }
@@ -212,6 +296,13 @@ impl Parse for RouterArgs {
         for arg in args {
             let (key, which, value) = match arg {
                 Arg::Named(key, which, value) => (key, which, value),
+                Arg::Type(key, ..) | Arg::Responses(key, _) => {
+                    errors.push(syn::Error::new_spanned(
+                        &key,
+                        format!("`{key}` describes a route; put it on `#[execution_route]`"),
+                    ));
+                    continue;
+                }
                 Arg::Flag(ident) => {
                     errors.push(syn::Error::new_spanned(
                         &ident,
@@ -549,7 +640,7 @@ mod tests {
             [
                 "a route has one method; `get` is already given",
                 "a route has one path; `/a` is already given",
-                "unknown argument `scope`; expected `scopes`",
+                "unknown argument `scope`; expected `scopes`, `body`, `query` or `responses`",
                 "`scopes` takes a list of string literals, e.g. `scopes = [\"ti:self\"]`",
             ]
         );
@@ -577,6 +668,25 @@ mod tests {
                 "`routers` takes a list of router modules, e.g. `routers = [super::variables::routes]`",
             ]
         );
+    }
+
+    #[test]
+    fn body_query_and_responses_are_types() {
+        let args: RouteArgs = syn::parse2(quote!(
+            put,
+            "/p",
+            body = Payload<'static>,
+            query = Vec<(String, String)>,
+            responses = [201 => Option<Message>, 404]
+        ))
+        .unwrap();
+        assert!(args.body.is_some() && args.query.is_some());
+        assert_eq!(args.responses.len(), 2);
+        assert!(args.responses[0].body.is_some() && args.responses[1].body.is_none());
+        let error = syn::parse2::<RouteArgs>(quote!(body = A, body = B))
+            .err()
+            .unwrap();
+        assert_eq!(error.to_string(), "`body` is given twice");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use policy_core::path::path_params;
 use policy_core::{Binding, RoutePolicy, Scope, ScopeError};
 use proc_macro2::Span;
-use syn::{Attribute, Ident, Item, ItemFn, ItemMod, LitStr};
+use syn::{Attribute, FnArg, Ident, Item, ItemFn, ItemMod, LitStr, Type};
 
 use crate::errors::Errors;
 use crate::parse::{self, Inherited, RouteArgs, RouteInput, RouterArgs, RouterInput};
@@ -213,6 +213,22 @@ pub(crate) struct Route {
     pub(crate) full_path: String,
     /// The route's scopes merged with its routers'.
     pub(crate) policy: RoutePolicy,
+    /// What the route reads and answers, for API documents.
+    pub(crate) api: Api,
+}
+
+/// A route's request and responses: the handler's argument types (each
+/// describes itself if it is a request part), then what the attribute
+/// declares, which wins.
+pub(crate) struct Api {
+    /// The types of the handler's arguments.
+    pub(crate) arguments: Vec<Type>,
+    /// `body = Type`.
+    pub(crate) body: Option<Type>,
+    /// `query = Type`.
+    pub(crate) query: Option<Type>,
+    /// `responses = [...]`: status and body type.
+    pub(crate) responses: Vec<(u16, Option<Type>)>,
 }
 
 impl RouteInput<'_> {
@@ -241,6 +257,7 @@ impl RouteInput<'_> {
             check_bindings(&own, &inherited, &full_path, &params, handler, &mut errors);
             full = full_path;
         }
+        let api = self.api(&mut errors);
         // Every branch leaving `shape` empty has pushed an error.
         errors.finish(shape).and_then(|shape| {
             let shape = shape.ok_or_else(|| {
@@ -251,8 +268,54 @@ impl RouteInput<'_> {
                 shape,
                 full_path: full,
                 policy,
+                api,
             })
         })
+    }
+
+    /// The declared responses checked (a status from 100 to 599, each once)
+    /// and the argument types read off the signature. A generic handler's
+    /// argument types cannot be named outside it: they describe nothing.
+    fn api(&self, errors: &mut Errors) -> Api {
+        let mut responses: Vec<(u16, Option<Type>)> = Vec::new();
+        for response in &self.args.responses {
+            match response.status.base10_parse::<u16>() {
+                Ok(status) if (100..=599).contains(&status) => {
+                    if responses.iter().any(|(s, _)| *s == status) {
+                        errors.spanned(&response.status, format!("status {status} is given twice"));
+                    }
+                    responses.push((status, response.body.clone()));
+                }
+                _ => errors.spanned(
+                    &response.status,
+                    format!(
+                        "`{}` is not an HTTP status; expected a number from 100 to 599",
+                        response.status
+                    ),
+                ),
+            }
+        }
+        let signature = &self.handler.function.sig;
+        let arguments = if signature.generics.params.is_empty() {
+            signature
+                .inputs
+                .iter()
+                .filter_map(|input| match input {
+                    FnArg::Typed(arg) if !matches!(*arg.ty, Type::ImplTrait(_)) => {
+                        Some((*arg.ty).clone())
+                    }
+                    _ => None,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Api {
+            arguments,
+            body: self.args.body.clone(),
+            query: self.args.query.clone(),
+            responses,
+        }
     }
 
     /// Which spelling is used, and the route's own path (when readable).

@@ -716,6 +716,7 @@ mod tests {
                     Bindings::TASK_INSTANCE,
                 ),
                 doc: "",
+                describe: None,
             },
             RouteInfo {
                 method: "GET",
@@ -723,6 +724,7 @@ mod tests {
                 handler: "get",
                 policy: RoutePolicy::AUTHENTICATED,
                 doc: "",
+                describe: None,
             },
         ];
         let table = format_routes(&routes);

@@ -3,93 +3,181 @@
 //! Paths, methods and security come from [`crate::api::routes`], so the
 //! document cannot list a route that does not exist or miss one that does;
 //! each operation carries `x-token-policy` (`token_types`, `bindings`), the
-//! policy the macros merged. Request and response schemas follow the Task
-//! SDK's models (`extra="forbid"` becomes `additionalProperties: false`).
+//! policy the macros merged. Request bodies, query parameters and responses
+//! come from each route's declaration ([`policy_core::RouteInfo::describe`]:
+//! the handler's `Payload<T>`/`web::Json<T>`/`web::Query<T>` arguments and
+//! the attribute's `body`, `query` and `responses`), their schemas from the
+//! wire types themselves (`#[derive(JsonSchema)]`: serde's renames, defaults
+//! and `deny_unknown_fields`, which becomes `additionalProperties: false`).
+//! The error responses every route shares follow from its policy and from
+//! what it reads.
 
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use schemars::generate::{Contract, SchemaSettings};
+use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
 use crate::app::BASE_PATH;
+
+/// Where schemas of named types go.
+const COMPONENTS: &str = "#/components/schemas/";
 
 /// The document of the newest version.
 pub fn document() -> Value {
     document_for(crate::versions::ApiVersion::HEAD)
 }
 
+/// A generator of JSON Schema 2020-12 (OpenAPI 3.1's dialect) whose named
+/// types are `$ref`s into `components/schemas`.
+fn generator(contract: Contract) -> SchemaGenerator {
+    let mut settings = SchemaSettings::draft2020_12();
+    settings.definitions_path = COMPONENTS.into();
+    settings.meta_schema = None;
+    settings.contract = contract;
+    settings.into_generator()
+}
+
+/// `{"status": "healthy"}`, the body of `GET /health`.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct HealthResponse {
+    /// Always `healthy`.
+    status: Healthy,
+}
+
+/// The one status of `/health`.
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum Healthy {
+    /// `healthy`.
+    Healthy,
+}
+
+/// `GET /health/ping`: what answers and what does not.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct PingResponse {
+    /// The checks that passed (`database`).
+    ok: Vec<String>,
+    /// The checks that failed, with why.
+    failing: BTreeMap<String, String>,
+}
+
+/// `{"detail": ...}`: every refusal (a message, or pydantic's error list for 422).
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct HTTPExceptionResponse {
+    /// What went wrong.
+    detail: Detail,
+}
+
+/// A message or a structured detail.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum Detail {
+    /// A message.
+    Message(String),
+    /// A structured detail.
+    Object(Map<String, Value>),
+}
+
+/// `{"detail": [...]}`: a 422 with pydantic's error list.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct HTTPValidationError {
+    /// One entry per invalid input.
+    detail: Vec<ValidationError>,
+}
+
+/// One invalid input.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct ValidationError {
+    /// Where: `body`, `query` or `path`, then field names and indexes.
+    loc: Vec<Location>,
+    /// What is wrong.
+    msg: String,
+    /// pydantic's error type, e.g. `missing`.
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// A field name or an index.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum Location {
+    /// A field name.
+    Name(String),
+    /// An index.
+    Index(i64),
+}
+
 /// The document served at `/execution/openapi.json?version=...`: the routes
 /// that exist at `version`.
 pub fn document_for(version: crate::versions::ApiVersion) -> Value {
+    let mut requests = generator(Contract::Deserialize);
+    let mut responses = generator(Contract::Serialize);
     let mut paths = Map::new();
-    paths.insert(
-        "/health".into(),
-        json!({"get": {
-            "operationId": "health",
-            "summary": "The process answers (no token needed, no database access)",
-            "responses": {
-                "200": {"description": "Healthy",
-                        "content": json_content(json!({"type": "object", "properties": {"status": {"type": "string", "enum": ["healthy"]}}, "required": ["status"]}))}
-            }
-        }}),
+    let mut unprotected = |path: &str, id: &str, summary: &str, body: Value, extra: Value| {
+        let mut answers =
+            json!({"200": {"description": "Successful Response", "content": json_content(body)}});
+        if let (Some(answers), Value::Object(extra)) = (answers.as_object_mut(), extra) {
+            answers.extend(extra);
+        }
+        paths.insert(
+            path.into(),
+            json!({"get": {"operationId": id, "summary": summary, "responses": answers}}),
+        );
+    };
+    unprotected(
+        "/health",
+        "health",
+        "The process answers (no token needed, no database access)",
+        responses.subschema_for::<HealthResponse>().to_value(),
+        json!({}),
     );
-    paths.insert(
-        "/health/ping".into(),
-        json!({"get": {
-            "operationId": "health_ping",
-            "summary": "Liveness and database check (no token needed)",
-            "responses": {
-                "200": {"description": "Healthy", "content": json_content(schema_ref("PingResponse"))},
-                "503": {"description": "Database unavailable", "headers": retry_after(),
-                        "content": json_content(schema_ref("PingResponse"))}
-            }
-        }}),
+    let ping = responses.subschema_for::<PingResponse>().to_value();
+    unprotected(
+        "/health/ping",
+        "health_ping",
+        "Liveness and database check (no token needed)",
+        ping.clone(),
+        json!({"503": {"description": "Database unavailable", "headers": retry_after(), "content": json_content(ping)}}),
     );
-    paths.insert(
-        "/openapi.json".into(),
-        json!({"get": {
-            "operationId": "openapi",
-            "summary": "This document",
-            "responses": {"200": {"description": "OpenAPI document",
-                                  "content": json_content(json!({"type": "object"}))}}
-        }}),
+    unprotected(
+        "/openapi.json",
+        "openapi",
+        "This document",
+        json!({"type": "object"}),
+        json!({}),
     );
+    let error = responses
+        .subschema_for::<HTTPExceptionResponse>()
+        .to_value();
+    let invalid = responses.subschema_for::<HTTPValidationError>().to_value();
     for route in crate::api::routes() {
         let path = openapi_path(route.path.strip_prefix(BASE_PATH).unwrap_or(route.path));
         if !crate::versions::exists(version, route.method, &path) {
             continue;
         }
-        let tokens: Vec<&str> = route
-            .policy
-            .allowed_tokens()
-            .iter()
-            .map(|t| t.as_str())
-            .collect();
-        let bindings: Vec<&str> = route.policy.bindings().iter().map(|b| b.scope()).collect();
-        let mut op = operation(route.method, &path);
-        // The handler's doc comment: first line the summary, the rest its description.
-        op.entry("summary")
-            .or_insert_with(|| json!(route.summary()));
-        if !route.doc.is_empty() {
-            op.insert("description".into(), json!(route.doc));
+        let mut operation = policy_core::Operation::new(&mut requests, &mut responses);
+        if let Some(describe) = route.describe {
+            describe(&mut operation);
         }
-        op.insert("operationId".into(), json!(route.handler));
-        op.insert("security".into(), json!([{"HTTPBearer": []}]));
-        op.insert(
-            "x-token-policy".into(),
-            json!({"token_types": tokens, "bindings": bindings}),
-        );
-        let responses = op
-            .entry("responses")
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-            .expect("responses is an object");
-        add_common_responses(responses);
+        let op = operation_of(&route, &path, &operation, &error, &invalid);
         let entry = paths.entry(path).or_insert_with(|| json!({}));
         entry[route.method.to_ascii_lowercase()] = Value::Object(op);
     }
-    json!({
+    let mut document = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Airflow Task Execution API",
-            "description": "The subset of Airflow 3.3's Execution API used by the Task SDK, with each route's token policy in `x-token-policy`.",
+            "description": "Airflow 3.3's Execution API used by the Task SDK, with each route's token policy in `x-token-policy`.",
             "version": version.as_str()
         },
         "servers": [{"url": BASE_PATH}],
@@ -98,9 +186,198 @@ pub fn document_for(version: crate::versions::ApiVersion) -> Value {
             "securitySchemes": {
                 "HTTPBearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             },
-            "schemas": schemas()
         }
-    })
+    });
+    document["components"]["schemas"] = Value::Object(merge_definitions(
+        requests.take_definitions(true),
+        responses.take_definitions(true),
+        &mut document["paths"],
+    ));
+    document
+}
+
+/// One operation: parameters, body and responses as the route declares them,
+/// the errors its policy and inputs imply, its summary, policy and security.
+fn operation_of(
+    route: &policy_core::RouteInfo,
+    path: &str,
+    operation: &policy_core::Operation<'_>,
+    error: &Value,
+    invalid: &Value,
+) -> Map<String, Value> {
+    let mut op = Map::new();
+    op.insert("summary".into(), json!(route.summary()));
+    if !route.doc.is_empty() {
+        op.insert("description".into(), json!(route.doc));
+    }
+    op.insert("operationId".into(), json!(route.handler));
+    let mut parameters = path_params(path);
+    parameters.extend(query_params(operation.query()));
+    let reads_input = !parameters.is_empty() || operation.body().is_some();
+    if !parameters.is_empty() {
+        op.insert("parameters".into(), Value::Array(parameters));
+    }
+    if let Some(body) = operation.body() {
+        op.insert(
+            "requestBody".into(),
+            json!({"required": true, "content": json_content(body.clone())}),
+        );
+    }
+    let mut answers = Map::new();
+    for (status, body) in operation.responses() {
+        let reason = StatusCode::from_u16(*status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Response");
+        let (description, body) = match (body, *status < 400) {
+            (Some(body), _) => (reason, Some(body.clone())),
+            (None, true) => (reason, None),
+            (None, false) => (reason, Some(error.clone())),
+        };
+        let description = if *status < 300 {
+            "Successful Response"
+        } else {
+            description
+        };
+        let mut answer = json!({"description": description});
+        if let Some(body) = body {
+            answer["content"] = json_content(body);
+        }
+        answers.insert(status.to_string(), answer);
+    }
+    let error_response = |description: &str| json!({"description": description, "content": json_content(error.clone())});
+    // What every protected route may answer, from its policy and what it reads.
+    let mut shared = vec![
+        ("401", error_response("Missing auth token")),
+        (
+            "403",
+            error_response("Invalid token, token type not allowed, or subject mismatch"),
+        ),
+    ];
+    if reads_input {
+        shared.push((
+            "422",
+            json!({"description": "Validation Error", "content": json_content(invalid.clone())}),
+        ));
+    }
+    if operation.body().is_some() {
+        shared.push(("413", error_response("Body too large")));
+        shared.push(("415", error_response("Body is not `application/json`")));
+    }
+    shared.push(("500", error_response("Internal error")));
+    shared.push((
+        "503",
+        json!({"description": "Database busy or unavailable", "headers": retry_after(),
+               "content": json_content(error.clone())}),
+    ));
+    for (status, response) in shared {
+        answers.entry(status).or_insert(response);
+    }
+    op.insert("responses".into(), Value::Object(answers));
+    let tokens: Vec<&str> = route
+        .policy
+        .allowed_tokens()
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    let bindings: Vec<&str> = route.policy.bindings().iter().map(|b| b.scope()).collect();
+    op.insert("security".into(), json!([{"HTTPBearer": []}]));
+    op.insert(
+        "x-token-policy".into(),
+        json!({"token_types": tokens, "bindings": bindings}),
+    );
+    op
+}
+
+/// The query parameters of an object schema: one per property.
+fn query_params(query: Option<&Value>) -> Vec<Value> {
+    let Some(query) = query else {
+        return Vec::new();
+    };
+    let required: Vec<&str> = query["required"]
+        .as_array()
+        .map(|names| names.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    query["properties"]
+        .as_object()
+        .map(|properties| {
+            properties
+                .iter()
+                .map(|(name, schema)| {
+                    let mut schema = schema.clone();
+                    let description = schema.as_object_mut().and_then(|s| s.remove("description"));
+                    let mut param = json!({
+                        "name": name,
+                        "in": "query",
+                        "required": required.contains(&name.as_str()),
+                        "schema": schema,
+                    });
+                    if let Some(description) = description {
+                        param["description"] = description;
+                    }
+                    param
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The definitions of both generators in one map. serde may read and write a
+/// type differently; where the two schemas of one name differ, the written
+/// one is renamed `<name>-Output` (as pydantic does) and the references to it
+/// from responses and from other written schemas follow.
+fn merge_definitions(
+    requests: Map<String, Value>,
+    responses: Map<String, Value>,
+    paths: &mut Value,
+) -> Map<String, Value> {
+    let renamed: Vec<String> = responses
+        .iter()
+        .filter(|(name, schema)| requests.get(*name).is_some_and(|s| s != *schema))
+        .map(|(name, _)| name.clone())
+        .collect();
+    let rename = |value: &mut Value| {
+        for name in &renamed {
+            rename_refs(value, name);
+        }
+    };
+    let mut merged = requests;
+    for (name, mut schema) in responses {
+        rename(&mut schema);
+        let name = if renamed.contains(&name) {
+            format!("{name}-Output")
+        } else {
+            name
+        };
+        merged.insert(name, schema);
+    }
+    if let Some(paths) = paths.as_object_mut() {
+        for operation in paths.values_mut().filter_map(Value::as_object_mut) {
+            for op in operation.values_mut() {
+                rename(&mut op["responses"]);
+            }
+        }
+    }
+    merged
+}
+
+/// Points every `$ref` to `name` at `<name>-Output`.
+fn rename_refs(value: &mut Value, name: &str) {
+    let target = format!("{COMPONENTS}{name}");
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                match value {
+                    Value::String(reference) if key == "$ref" && *reference == target => {
+                        *reference = format!("{target}-Output");
+                    }
+                    _ => rename_refs(value, name),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| rename_refs(v, name)),
+        _ => {}
+    }
 }
 
 /// `{name:regex}` -> `{name}`.
@@ -131,10 +408,6 @@ fn openapi_path(pattern: &str) -> String {
     out
 }
 
-fn schema_ref(name: &str) -> Value {
-    json!({"$ref": format!("#/components/schemas/{name}")})
-}
-
 fn json_content(schema: Value) -> Value {
     json!({"application/json": {"schema": schema}})
 }
@@ -143,295 +416,22 @@ fn retry_after() -> Value {
     json!({"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}})
 }
 
-fn error(description: &str) -> Value {
-    json!({"description": description, "content": json_content(schema_ref("HTTPExceptionResponse"))})
-}
-
-fn add_common_responses(responses: &mut Map<String, Value>) {
-    let common = [
-        ("401", error("Missing auth token")),
-        (
-            "403",
-            error("Invalid token, token type not allowed, or subject mismatch"),
-        ),
-        ("404", error("Not found")),
-        ("413", error("Body too large")),
-        ("415", error("Body is not `application/json`")),
-        (
-            "422",
-            json!({"description": "Invalid request", "content": json_content(schema_ref("HTTPValidationError"))}),
-        ),
-        ("500", error("Internal error")),
-        (
-            "503",
-            json!({"description": "Database busy or unavailable", "headers": retry_after(),
-                   "content": json_content(schema_ref("HTTPExceptionResponse"))}),
-        ),
-    ];
-    for (status, response) in common {
-        responses.entry(status).or_insert(response);
-    }
-}
-
-fn path_param(name: &str, schema: Value) -> Value {
-    json!({"name": name, "in": "path", "required": true, "schema": schema})
-}
-
-fn query_param(name: &str, schema: Value) -> Value {
-    json!({"name": name, "in": "query", "required": false, "schema": schema})
-}
-
-fn string() -> Value {
-    json!({"type": "string", "minLength": 1})
-}
-
-fn body(schema: Value, required: bool) -> Value {
-    json!({"required": required, "content": json_content(schema)})
-}
-
-/// Parameters, body and responses of one operation.
-fn operation(method: &str, path: &str) -> Map<String, Value> {
-    let ti = || {
-        path_param(
-            "task_instance_id",
-            json!({"type": "string", "format": "uuid"}),
-        )
-    };
-    let xcom_params = |extra: &[(&str, Value)]| {
-        let mut params = vec![
-            path_param("dag_id", string()),
-            path_param("run_id", string()),
-            path_param("task_id", string()),
-            path_param("key", string()),
-            query_param(
-                "map_index",
-                json!({"type": "integer", "default": -1, "minimum": i64::MIN, "maximum": i64::MAX}),
-            ),
-        ];
-        params.extend(extra.iter().map(|(n, s)| query_param(n, s.clone())));
-        params
-    };
-    let conflict = || error("Task instance not in a state allowing this");
-    let op = match (method, path) {
-        ("PATCH", "/task-instances/{task_instance_id}/run") => json!({
-            "summary": "Start a queued task instance",
-            "parameters": [ti()],
-            "requestBody": body(schema_ref("TIEnterRunningPayload"), true),
-            "responses": {
-                "200": {"description": "Run context; a workload token gets an execution token in `Refreshed-API-Token`",
-                        "headers": {"Refreshed-API-Token": {"schema": {"type": "string"}}},
-                        "content": json_content(schema_ref("TIRunContext"))},
-                "409": conflict()
-            }
-        }),
-        ("PATCH", "/task-instances/{task_instance_id}/state") => json!({
-            "summary": "Move a running task instance to a terminal, retry or reschedule state",
-            "parameters": [ti()],
-            "requestBody": body(schema_ref("TIStateUpdate"), true),
-            "responses": {
-                "200": {"description": "Already in the requested state"},
-                "204": {"description": "State updated"},
-                "409": conflict()
-            }
-        }),
-        ("PUT", "/task-instances/{task_instance_id}/heartbeat") => json!({
-            "summary": "Heartbeat of a running task instance",
-            "parameters": [ti()],
-            "requestBody": body(schema_ref("TIHeartbeatInfo"), true),
-            "responses": {
-                "204": {"description": "Heartbeat recorded"},
-                "409": conflict()
-            }
-        }),
-        ("GET", "/variables/{variable_key}") => json!({
-            "summary": "Get a variable",
-            "parameters": [path_param("variable_key", string())],
-            "responses": {"200": {"description": "The variable", "content": json_content(schema_ref("VariableResponse"))}}
-        }),
-        ("PUT", "/variables/{variable_key}") => json!({
-            "summary": "Set a variable",
-            "parameters": [path_param("variable_key", string())],
-            "requestBody": body(schema_ref("VariablePostBody"), true),
-            "responses": {"201": {"description": "Set", "content": json_content(schema_ref("MessageResponse"))}}
-        }),
-        ("DELETE", "/variables/{variable_key}") => json!({
-            "summary": "Delete a variable",
-            "parameters": [path_param("variable_key", string())],
-            "responses": {"204": {"description": "Deleted (or absent)"}}
-        }),
-        ("GET", "/connections/{connection_id}") => json!({
-            "summary": "Get a connection",
-            "parameters": [path_param("connection_id", string())],
-            "responses": {"200": {"description": "The connection", "content": json_content(schema_ref("ConnectionResponse"))}}
-        }),
-        ("GET", "/xcoms/{dag_id}/{run_id}/{task_id}/{key}") => json!({
-            "summary": "Get an XCom value",
-            "parameters": xcom_params(&[("include_prior_dates", json!({"type": "boolean"}))]),
-            "responses": {"200": {"description": "The XCom", "content": json_content(schema_ref("XComResponse"))}}
-        }),
-        ("POST", "/xcoms/{dag_id}/{run_id}/{task_id}/{key}") => json!({
-            "summary": "Set an XCom value (any JSON value; the DAG run must exist)",
-            "parameters": xcom_params(&[
-                ("dag_result", json!({"type": "boolean"})),
-                (
-                    "mapped_length",
-                    json!({"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX}),
-                ),
-            ]),
-            "requestBody": body(json!({}), false),
-            "responses": {"201": {"description": "Set", "content": json_content(schema_ref("MessageResponse"))}}
-        }),
-        ("DELETE", "/xcoms/{dag_id}/{run_id}/{task_id}/{key}") => json!({
-            "summary": "Delete an XCom value",
-            "parameters": xcom_params(&[]),
-            "responses": {"200": {"description": "Deleted (or absent)", "content": json_content(schema_ref("MessageResponse"))}}
-        }),
-        // Described by the route alone: its path parameters, from the template.
-        _ => json!({
-            "parameters": path_params(path),
-            "responses": {"200": {"description": "OK"}}
-        }),
-    };
-    match op {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
-}
-
 /// The `{name}` parameters of a path template, as strings (`task_instance_id`
 /// and `connection_test_id` as UUIDs).
 fn path_params(path: &str) -> Vec<Value> {
     path.split('{')
         .skip(1)
         .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
-        .map(|name| match name {
-            "task_instance_id" | "connection_test_id" => {
-                path_param(name, json!({"type": "string", "format": "uuid"}))
-            }
-            _ => path_param(name, string()),
+        .map(|name| {
+            let schema = match name {
+                "task_instance_id" | "connection_test_id" => {
+                    json!({"type": "string", "format": "uuid"})
+                }
+                _ => json!({"type": "string", "minLength": 1}),
+            };
+            json!({"name": name, "in": "path", "required": true, "schema": schema})
         })
         .collect()
-}
-
-fn nullable(schema: Value) -> Value {
-    json!({"anyOf": [schema, {"type": "null"}]})
-}
-
-fn date_time() -> Value {
-    json!({"type": "string", "format": "date-time"})
-}
-
-fn object(properties: Value, required: &[&str]) -> Value {
-    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
-}
-
-fn terminal(state: &[&str]) -> Value {
-    object(
-        json!({
-            "state": {"type": "string", "enum": state},
-            "end_date": date_time(),
-            "rendered_map_index": nullable(json!({"type": "string"}))
-        }),
-        &["state", "end_date"],
-    )
-}
-
-fn schemas() -> Value {
-    let s = || json!({"type": "string"});
-    let ns = || nullable(json!({"type": "string"}));
-    let int = || json!({"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX});
-    json!({
-        "TIEnterRunningPayload": object(json!({
-            "state": {"type": "string", "enum": ["running"], "default": "running"},
-            "hostname": s(), "unixname": s(), "pid": int(), "start_date": date_time()
-        }), &["hostname", "unixname", "pid", "start_date"]),
-        "TIHeartbeatInfo": object(json!({"hostname": s(), "pid": int()}), &["hostname", "pid"]),
-        "TISuccessStatePayload": object(json!({
-            "state": {"type": "string", "enum": ["success"]},
-            "end_date": date_time(),
-            "task_outlets": nullable(json!({"type": "array", "items": {"type": "object"}})),
-            "outlet_events": nullable(json!({"type": "array", "items": {"type": "object"}})),
-            "rendered_map_index": ns()
-        }), &["state", "end_date"]),
-        "TITerminalStatePayload": terminal(&["failed", "skipped", "removed", "upstream_failed"]),
-        "TIRetryStatePayload": object(json!({
-            "state": {"type": "string", "enum": ["up_for_retry"]},
-            "end_date": date_time(),
-            "rendered_map_index": ns(),
-            "retry_delay_seconds": nullable(json!({"type": "number"})),
-            "retry_reason": ns()
-        }), &["state", "end_date"]),
-        "TIRescheduleStatePayload": object(json!({
-            "state": {"type": "string", "enum": ["up_for_reschedule"]},
-            "reschedule_date": date_time(),
-            "end_date": date_time()
-        }), &["state", "reschedule_date", "end_date"]),
-        "TIStateUpdate": {
-            "description": "Discriminated by `state`. `deferred` and `awaiting_input` are refused with 422 (no triggerer here).",
-            "oneOf": [
-                schema_ref("TISuccessStatePayload"),
-                schema_ref("TITerminalStatePayload"),
-                schema_ref("TIRetryStatePayload"),
-                schema_ref("TIRescheduleStatePayload")
-            ]
-        },
-        "DagRun": object(json!({
-            "dag_id": s(), "run_id": s(),
-            "logical_date": nullable(date_time()),
-            "data_interval_start": nullable(date_time()),
-            "data_interval_end": nullable(date_time()),
-            "run_after": date_time(),
-            "start_date": nullable(date_time()),
-            "end_date": nullable(date_time()),
-            "clear_number": {"type": "integer"},
-            "run_type": {"type": "string", "enum": ["backfill", "scheduled", "manual", "operator_triggered", "asset_triggered", "asset_materialization"]},
-            "state": {"type": "string", "enum": ["queued", "running", "success", "failed"]},
-            "conf": nullable(json!({"type": "object"})),
-            "triggering_user_name": ns(),
-            "consumed_asset_events": {"type": "array", "items": {"type": "object"}},
-            "partition_key": ns()
-        }), &["dag_id", "run_id", "logical_date", "data_interval_start", "data_interval_end", "run_after", "start_date", "end_date", "run_type", "state", "consumed_asset_events", "partition_key"]),
-        "TIRunContext": object(json!({
-            "dag_run": schema_ref("DagRun"),
-            "task_reschedule_count": {"type": "integer"},
-            "max_tries": {"type": "integer"},
-            "variables": {"type": "array", "items": schema_ref("VariableResponse")},
-            "connections": {"type": "array", "items": schema_ref("ConnectionResponse")},
-            "xcom_keys_to_clear": {"type": "array", "items": s()},
-            "should_retry": {"type": "boolean"}
-        }), &["dag_run", "max_tries"]),
-        "VariableResponse": object(json!({"key": s(), "value": ns()}), &["key", "value"]),
-        "VariablePostBody": object(json!({"val": ns(), "description": ns()}), &["val"]),
-        "ConnectionResponse": object(json!({
-            "conn_id": s(), "conn_type": s(), "host": ns(), "schema": ns(), "login": ns(),
-            "password": ns(), "port": nullable(json!({"type": "integer"})), "extra": ns()
-        }), &["conn_id", "conn_type", "host", "schema", "login", "password", "port", "extra"]),
-        "XComResponse": object(json!({"key": s(), "value": {}}), &["key", "value"]),
-        "MessageResponse": object(json!({"message": s()}), &["message"]),
-        "PingResponse": object(json!({
-            "ok": {"type": "array", "items": s()},
-            "failing": {"type": "object", "additionalProperties": s()}
-        }), &["ok", "failing"]),
-        "HTTPExceptionResponse": {
-            "type": "object",
-            "properties": {"detail": {"anyOf": [s(), {"type": "object"}]}},
-            "required": ["detail"]
-        },
-        "HTTPValidationError": {
-            "type": "object",
-            "properties": {"detail": {"type": "array", "items": schema_ref("ValidationError")}},
-            "required": ["detail"]
-        },
-        "ValidationError": {
-            "type": "object",
-            "properties": {
-                "loc": {"type": "array", "items": {"anyOf": [s(), {"type": "integer"}]}},
-                "msg": s(),
-                "type": s()
-            },
-            "required": ["loc", "msg", "type"]
-        }
-    })
 }
 
 #[cfg(test)]
@@ -475,12 +475,106 @@ mod tests {
         let doc = document();
         let text = doc.to_string();
         for piece in text.split("#/components/schemas/").skip(1) {
-            let name: String = piece.chars().take_while(|c| c.is_alphanumeric()).collect();
+            let name: String = piece
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                .collect();
             assert!(
                 doc["components"]["schemas"][&name].is_object(),
                 "missing schema {name}"
             );
         }
+    }
+
+    /// Every operation with a JSON body has its schema; every 2xx answer is
+    /// declared, and one with a body has its schema; every declared
+    /// error has the shared `detail` schema.
+    #[test]
+    fn every_body_and_answer_has_a_schema() {
+        let doc = document();
+        for route in crate::api::routes() {
+            let path = openapi_path(route.path.strip_prefix(BASE_PATH).unwrap());
+            if !crate::versions::exists(crate::versions::ApiVersion::HEAD, route.method, &path) {
+                continue;
+            }
+            let method = route.method.to_ascii_lowercase();
+            let op = &doc["paths"][&path][&method];
+            let at = format!("{} {path}", route.method);
+            if let Some(body) = op.get("requestBody") {
+                assert!(
+                    body["content"]["application/json"]["schema"].is_object()
+                        || body["content"]["application/json"]["schema"].is_boolean(),
+                    "{at}: request body without a schema"
+                );
+            }
+            let responses = op["responses"].as_object().unwrap();
+            let successes: Vec<(&String, &Value)> = responses
+                .iter()
+                .filter(|(status, _)| status.starts_with('2'))
+                .collect();
+            assert!(!successes.is_empty(), "{at}: no success declared");
+            for (status, answer) in responses {
+                if status == "204" || (route.method == "HEAD" && status.starts_with('2')) {
+                    assert!(answer.get("content").is_none(), "{at} {status}: a body");
+                    continue;
+                }
+                if status.starts_with('2') && route.method != "HEAD" {
+                    assert!(
+                        !answer["content"]["application/json"]["schema"].is_null(),
+                        "{at} {status}: a body without a schema"
+                    );
+                }
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert!(
+                        answer["content"]["application/json"]["schema"]["$ref"]
+                            .as_str()
+                            .is_some_and(|r| r.ends_with("HTTPExceptionResponse")
+                                || r.ends_with("HTTPValidationError")),
+                        "{at} {status}: not the shared error schema"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn request_schemas_follow_serde() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        // `deny_unknown_fields` -> no other property.
+        let heartbeat = &schemas["TIHeartbeatInfo"];
+        assert_eq!(heartbeat["additionalProperties"], json!(false));
+        assert_eq!(heartbeat["required"], json!(["hostname", "pid"]));
+        // A field read with `required_nullable`: required, may be null.
+        let variable = &schemas["VariablePostBody"];
+        assert_eq!(variable["required"], json!(["val"]));
+        let body = &doc["paths"]["/variables/{variable_key}"]["put"]["requestBody"];
+        assert_eq!(
+            body["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/VariablePostBody"
+        );
+        // The state union is discriminated by `state`.
+        let update = &schemas["TIStateUpdate"];
+        let states: Vec<&Value> = update["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| &v["properties"]["state"])
+            .collect();
+        assert!(states.len() >= 9, "{update}");
+        // A query type's fields are the parameters.
+        let slice = &doc["paths"]["/xcoms/{dag_id}/{run_id}/{task_id}/{key}/slice"]["get"];
+        let names: Vec<&str> = slice["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"start") && names.contains(&"stop"),
+            "{names:?}"
+        );
     }
 
     #[test]

@@ -206,3 +206,69 @@ fn every_version_has_airflows_routes() {
         );
     }
 }
+
+/// The field names of a body schema in our document, with whether each is
+/// required: through `$ref` and the members of `oneOf`/`anyOf` (a field is
+/// required when every member that has it requires it).
+fn fields(doc: &Value, schema: &Value) -> std::collections::BTreeMap<String, bool> {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.rsplit('/').next().unwrap();
+        return fields(doc, &doc["components"]["schemas"][name]);
+    }
+    let mut found = std::collections::BTreeMap::new();
+    for key in ["oneOf", "anyOf"] {
+        for member in schema[key].as_array().into_iter().flatten() {
+            for (name, required) in fields(doc, member) {
+                let entry = found.entry(name).or_insert(true);
+                *entry = *entry && required;
+            }
+        }
+    }
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for name in schema["properties"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k)
+    {
+        found.insert(name.clone(), required.contains(&name.as_str()));
+    }
+    found
+}
+
+/// Our request schemas of the key routes accept and require the field names
+/// Airflow's head-version document does.
+#[test]
+fn request_bodies_have_airflows_fields() {
+    let theirs = &airflow_routes()["bodies"];
+    let ours = execution_api_server::openapi::document();
+    for (method, path) in [
+        ("PATCH", "/task-instances/{task_instance_id}/run"),
+        ("PATCH", "/task-instances/{task_instance_id}/state"),
+        ("PUT", "/task-instances/{task_instance_id}/heartbeat"),
+        (
+            "PATCH",
+            "/task-instances/{task_instance_id}/skip-downstream",
+        ),
+        ("PUT", "/variables/{variable_key}"),
+        ("POST", "/dag-runs/{dag_id}/{run_id}"),
+        ("PATCH", "/connection-tests/{connection_test_id}"),
+    ] {
+        let schema = &ours["paths"][path][method.to_ascii_lowercase()]["requestBody"]["content"]["application/json"]
+            ["schema"];
+        assert!(!schema.is_null(), "{method} {path}: no request schema");
+        let mut ours = fields(&ours, schema);
+        let theirs: std::collections::BTreeMap<String, bool> =
+            serde_json::from_value(theirs[format!("{method} {path}")].clone())
+                .unwrap_or_else(|_| panic!("{method} {path}: not in Airflow's document"));
+        // Airflow's document marks `state` required, but its model defaults it
+        // to `running` (and so do we): our document says what is accepted.
+        if path.ends_with("/run") {
+            ours.insert("state".into(), true);
+        }
+        assert_eq!(ours, theirs, "{method} {path}: fields (name: required)");
+    }
+}

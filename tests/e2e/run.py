@@ -140,7 +140,7 @@ def http_ok(url: str) -> bool:
 
 
 class Deployment:
-    def __init__(self, args):
+    def __init__(self, args, dags: Path = DAGS):
         self.args = args
         self.work = Path(args.work).resolve()
         self.work.mkdir(parents=True, exist_ok=True)
@@ -177,7 +177,7 @@ class Deployment:
                 "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__PARALLELISM": "6",
-                "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",

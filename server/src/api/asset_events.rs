@@ -2,6 +2,7 @@
 //! `routes/asset_events.py`), each with the DAG runs it created.
 
 use actix_web::http::StatusCode;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
@@ -24,7 +25,7 @@ pub mod routes {
 
     /// Get the events of an asset by name and/or URI: `AssetEventsResponse`.
     /// Both parameters are required; at least one must be non-empty (else 400).
-    #[execution_route(get, "/by-asset")]
+    #[execution_route(get, "/by-asset", responses = [200 => AssetEventsResponse])]
     pub async fn get_asset_event_by_asset_name_uri(
         store: web::Data<Store>,
         query: web::Query<AssetEventsQuery>,
@@ -59,7 +60,7 @@ pub mod routes {
     }
 
     /// Get the events recorded through an asset alias: `AssetEventsResponse`.
-    #[execution_route(get, "/by-asset-alias")]
+    #[execution_route(get, "/by-asset-alias", responses = [200 => AssetEventsResponse])]
     pub async fn get_asset_event_by_asset_alias(
         store: web::Data<Store>,
         query: web::Query<AliasEventsQuery>,
@@ -79,13 +80,15 @@ pub mod routes {
 }
 
 /// `/by-asset`'s query: `name` and `uri` must both be present (either may be empty).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 pub struct AssetEventsQuery {
     /// The asset's name.
     #[serde(deserialize_with = "super::fields::required_nullable")]
+    #[schemars(required)]
     pub name: Option<String>,
     /// The asset's URI.
     #[serde(deserialize_with = "super::fields::required_nullable")]
+    #[schemars(required)]
     pub uri: Option<String>,
     /// Time range, order and limit.
     #[serde(flatten)]
@@ -93,7 +96,7 @@ pub struct AssetEventsQuery {
 }
 
 /// `/by-asset-alias`'s query.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 pub struct AliasEventsQuery {
     /// The alias's name.
     pub name: String,
@@ -104,7 +107,7 @@ pub struct AliasEventsQuery {
 
 /// `after`, `before`, `ascending`, `limit` as sent (parsed by [`RawFilters::parse`],
 /// so a bad one is a 422 naming the parameter).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 pub struct RawFilters {
     /// Events at or after this time (ISO 8601 with an offset).
     pub after: Option<String>,
@@ -218,14 +221,14 @@ impl RawFilters {
 }
 
 /// `AssetEventsResponse`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct AssetEventsResponse {
     /// The events.
     pub asset_events: Vec<AssetEventResponse>,
 }
 
 /// `AssetEventResponse`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct AssetEventResponse {
     /// Event id.
     pub id: i64,
@@ -250,7 +253,7 @@ pub struct AssetEventResponse {
 }
 
 /// `DagRunAssetReference` (the SDK's model is `extra="forbid"`: no field more).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct DagRunAssetReference {
     /// Run id.
     pub run_id: String,

@@ -1,5 +1,6 @@
 //! `/assets/...`: assets by name, URI and alias (Airflow's `routes/assets.py`).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -16,7 +17,7 @@ pub mod routes {
     use crate::store::Store;
 
     /// Get an active asset by name: `AssetResponse`, or 404.
-    #[execution_route(get, "/by-name")]
+    #[execution_route(get, "/by-name", responses = [200 => AssetResponse, 404])]
     pub async fn get_asset_by_name(
         store: web::Data<Store>,
         query: web::Query<NameQuery>,
@@ -31,7 +32,7 @@ pub mod routes {
     }
 
     /// Get an active asset by URI: `AssetResponse`, or 404.
-    #[execution_route(get, "/by-uri")]
+    #[execution_route(get, "/by-uri", responses = [200 => AssetResponse, 404])]
     pub async fn get_asset_by_uri(
         store: web::Data<Store>,
         query: web::Query<UriQuery>,
@@ -46,7 +47,7 @@ pub mod routes {
     }
 
     /// Get the assets an asset alias resolves to: a list, empty for an unknown alias.
-    #[execution_route(get, "/by-alias")]
+    #[execution_route(get, "/by-alias", responses = [200 => Vec<AssetResponse>])]
     pub async fn get_assets_by_alias(
         store: web::Data<Store>,
         query: web::Query<AliasQuery>,
@@ -62,28 +63,28 @@ pub mod routes {
 }
 
 /// `?name=` (required).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 pub struct NameQuery {
     /// The asset's name.
     pub name: String,
 }
 
 /// `?uri=` (required).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 pub struct UriQuery {
     /// The asset's URI.
     pub uri: String,
 }
 
 /// `?alias_name=` (required).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 pub struct AliasQuery {
     /// The asset alias's name.
     pub alias_name: String,
 }
 
 /// `AssetResponse`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct AssetResponse {
     /// Name.
     pub name: String,

@@ -2,6 +2,7 @@
 //! (Airflow's `routes/connection_tests.py`). Only workload tokens whose subject
 //! is the test's id are accepted (`ct:self`, `token:workload`).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::store;
@@ -29,7 +30,7 @@ pub mod routes {
 
     /// Return the test request's connection data and atomically mark it RUNNING
     /// (single fetch): 404, or 409 once fetched or finished.
-    #[execution_route(get, "/{connection_test_id}/connection")]
+    #[execution_route(get, "/{connection_test_id}/connection", responses = [200 => ConnectionTestConnectionResponse, 404, 409])]
     pub async fn get_connection_test_connection(
         store: web::Data<Store>,
         id: web::Path<Uuid>,
@@ -48,7 +49,7 @@ pub mod routes {
     }
 
     /// Update the result of a connection test: 204; 404; 409 when it already ended.
-    #[execution_route(patch, "/{connection_test_id}")]
+    #[execution_route(patch, "/{connection_test_id}", responses = [204, 404, 409])]
     pub async fn patch_connection_test(
         store: web::Data<Store>,
         id: web::Path<Uuid>,
@@ -102,7 +103,7 @@ pub mod routes {
 }
 
 /// `ConnectionTestState`.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TestState {
     /// `pending`.
@@ -131,7 +132,7 @@ impl TestState {
 }
 
 /// `ConnectionTestResultBody`: `PATCH` body.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionTestResultBody {
     /// `success` or `failed` (other states are refused).
@@ -142,7 +143,7 @@ pub struct ConnectionTestResultBody {
 }
 
 /// `ConnectionTestConnectionResponse`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, JsonSchema)]
 pub struct ConnectionTestConnectionResponse {
     /// Connection id.
     pub conn_id: String,

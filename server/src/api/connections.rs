@@ -3,6 +3,7 @@
 //! Airflow's `{connection_id}` is one path segment of the *decoded* path, so an id holding
 //! `/` (sent as `%2F`) matches no route there: 404 `Not Found`, as here.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::store;
@@ -19,7 +20,7 @@ pub mod routes {
 
     /// Reads a connection: `ConnectionResponse`, or 404. A password or extra
     /// that does not decrypt is logged and answered 404 (Airflow answers 500).
-    #[execution_route(get, "/{connection_id}")]
+    #[execution_route(get, "/{connection_id}", responses = [200 => ConnectionResponse, 404])]
     pub async fn get_connection(
         store: web::Data<Store>,
         conn_id: web::Path<String>,
@@ -47,7 +48,7 @@ pub mod routes {
 }
 
 /// `ConnectionResponse`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, JsonSchema)]
 pub struct ConnectionResponse {
     /// Connection id.
     pub conn_id: String,

@@ -4,6 +4,7 @@
 //! (API versions 2025-08-10 to 2025-11-05) before `/{dag_id}/{run_id}`.
 
 use actix_web::http::StatusCode;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -37,7 +38,7 @@ pub mod routes {
     /// Airflow, so it is not shadowed by `/{dag_id}/{run_id}`): the newest
     /// run before `logical_date`, or `null`; datetimes as `+00:00`. From
     /// 2026-04-06 on, this path is the run named `previous`, as in Airflow.
-    #[execution_route(get, "/{dag_id}/previous")]
+    #[execution_route(get, "/{dag_id}/previous", responses = [200 => Option<DagRun>])]
     pub async fn get_previous_dagrun_compat(
         store: web::Data<Store>,
         dag_id: web::Path<String>,
@@ -66,7 +67,7 @@ pub mod routes {
     ///
     /// The `DagRun` (`consumed_asset_events` always `[]`, `note` always
     /// `null`, as in Airflow), or 404.
-    #[execution_route(get, "/{dag_id}/{run_id}")]
+    #[execution_route(get, "/{dag_id}/{run_id}", responses = [200 => DagRun, 404])]
     pub async fn get_dag_run(
         store: web::Data<Store>,
         path: web::Path<(String, String)>,
@@ -88,7 +89,7 @@ pub mod routes {
     /// errors, a refused run type, a bad run id, a partition key on an
     /// unpartitioned DAG, or what only Python can compute (a timetable's data
     /// interval, parameter schemas, deadline alerts); 409 if the run exists.
-    #[execution_route(post, "/{dag_id}/{run_id}")]
+    #[execution_route(post, "/{dag_id}/{run_id}", responses = [204, 400, 404, 409])]
     pub async fn trigger_dag_run(
         store: web::Data<Store>,
         token: Token,
@@ -255,7 +256,7 @@ pub mod routes {
     /// an unknown or stale DAG, an unknown run, or a run whose serialized DAG is
     /// gone; 400 for import errors, or what only Python can do (re-running on
     /// the latest version, deadline alerts).
-    #[execution_route(post, "/{dag_id}/{run_id}/clear")]
+    #[execution_route(post, "/{dag_id}/{run_id}/clear", responses = [204, 400, 404])]
     pub async fn clear_dag_run(
         store: web::Data<Store>,
         path: web::Path<(String, String)>,
@@ -337,7 +338,7 @@ pub mod routes {
     /// Get a Dag run State.
     ///
     /// `{"state": ...}`, or 404.
-    #[execution_route(get, "/{dag_id}/{run_id}/state")]
+    #[execution_route(get, "/{dag_id}/{run_id}/state", responses = [200 => serde_json::Value, 404])]
     pub async fn get_dagrun_state(
         store: web::Data<Store>,
         path: web::Path<(String, String)>,
@@ -353,7 +354,7 @@ pub mod routes {
     ///
     /// `?dag_id=` (required) and any of the repeated filters `logical_dates`,
     /// `run_ids`, `states`: a bare integer.
-    #[execution_route(get, "/count")]
+    #[execution_route(get, "/count", responses = [200 => i64])]
     pub async fn get_dr_count(
         store: web::Data<Store>,
         query: web::Query<Vec<(String, String)>>,
@@ -376,7 +377,7 @@ pub mod routes {
     ///
     /// `?dag_id=&logical_date=[&state=]`: the newest run before
     /// `logical_date`, or `null`.
-    #[execution_route(get, "/previous")]
+    #[execution_route(get, "/previous", responses = [200 => Option<DagRun>])]
     pub async fn get_previous_dagrun(
         store: web::Data<Store>,
         query: web::Query<Vec<(String, String)>>,
@@ -395,7 +396,7 @@ pub mod routes {
 }
 
 /// `TriggerDAGRunPayload` (`extra="forbid"`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerDAGRunPayload {
     /// Logical date (aware), if any.
@@ -677,7 +678,7 @@ fn legacy_json(run: DagRun) -> Value {
 }
 
 /// `DagRun` as the SDK parses it (`extra="forbid"`: no field more).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct DagRun {
     /// DAG id.
     pub dag_id: String,
@@ -718,7 +719,7 @@ pub struct DagRun {
 }
 
 /// `AssetEventDagRunReference`: an asset event a DAG run consumed.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct AssetEventDagRunReference {
     /// Its asset.
     pub asset: AssetReferenceAssetEventDagRun,
@@ -741,7 +742,7 @@ pub struct AssetEventDagRunReference {
 }
 
 /// `AssetReferenceAssetEventDagRun`: the asset of a consumed event.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct AssetReferenceAssetEventDagRun {
     /// Name.
     pub name: String,
@@ -752,7 +753,7 @@ pub struct AssetReferenceAssetEventDagRun {
 }
 
 /// `AssetAliasReferenceAssetEventDagRun`: an alias of a consumed event.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct AssetAliasReferenceAssetEventDagRun {
     /// Alias name.
     pub name: String,

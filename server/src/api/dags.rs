@@ -1,5 +1,6 @@
 //! `/dags/{dag_id}`: a DAG's metadata.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::store::{self, timestamp};
@@ -17,7 +18,7 @@ pub mod routes {
     /// Get a DAG.
     ///
     /// `DagResponse` (tags sorted), or 404.
-    #[execution_route(get, "/{dag_id}")]
+    #[execution_route(get, "/{dag_id}", responses = [200 => DagResponse, 404])]
     pub async fn get_dag(
         store: web::Data<Store>,
         dag_id: web::Path<String>,
@@ -32,7 +33,7 @@ pub mod routes {
 }
 
 /// `DagResponse`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, JsonSchema)]
 pub struct DagResponse {
     /// DAG id.
     pub dag_id: String,

@@ -1,10 +1,15 @@
 //! Field codecs shared by the wire types (pydantic's rules where serde's differ),
-//! and `MessageResponse`, the body of Airflow's write endpoints.
+//! the JSON Schemas of fields whose Rust type is not their wire form, and
+//! `MessageResponse`, the body of Airflow's write endpoints.
+
+use std::borrow::Cow;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
 use serde::{Deserialize, Serialize};
 
 /// `{"message": "..."}`, the body of Airflow's write endpoints.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, JsonSchema)]
 pub struct MessageResponse {
     /// What happened.
     pub message: String,
@@ -65,4 +70,41 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(deserializer)
+}
+
+/// The schema of a timestamp field (`OffsetDateTime` read or written as RFC 3339
+/// text): `#[schemars(with = "DateTime")]`.
+pub(crate) struct DateTime;
+
+impl JsonSchema for DateTime {
+    fn schema_name() -> Cow<'static, str> {
+        "DateTime".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "format": "date-time"})
+    }
+}
+
+/// The schema of a `timedelta` field as pydantic reads it: seconds, or an
+/// ISO 8601 duration (`PT1H30M`) or `HH:MM:SS` text:
+/// `#[schemars(with = "Option<TimeDelta>")]`.
+pub(crate) struct TimeDelta;
+
+impl JsonSchema for TimeDelta {
+    fn schema_name() -> Cow<'static, str> {
+        "TimeDelta".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"anyOf": [{"type": "number"}, {"type": "string", "format": "duration"}]})
+    }
 }

@@ -6,6 +6,7 @@
 //! it: it sends its own `"type"` tag in both bodies. So do we.
 
 use actix_web::http::StatusCode;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -37,7 +38,7 @@ pub mod routes {
 
     /// Create a Human-in-the-loop detail for a specific Task Instance: 201 with
     /// the stored request (an existing one is kept, its response cleared).
-    #[execution_route(post, "/{task_instance_id}", scopes = ["ti:self"])]
+    #[execution_route(post, "/{task_instance_id}", scopes = ["ti:self"], body = HITLDetailRequest, responses = [201 => HITLDetailRequest, 404])]
     pub async fn upsert_hitl_detail(
         store: web::Data<Store>,
         id: web::Path<Uuid>,
@@ -54,7 +55,7 @@ pub mod routes {
 
     /// Update the response part of a Human-in-the-loop detail: 200
     /// `HITLDetailResponse`, 404 without a detail, 409 when already answered.
-    #[execution_route(patch, "/{task_instance_id}", scopes = ["ti:self"])]
+    #[execution_route(patch, "/{task_instance_id}", scopes = ["ti:self"], body = UpdateHITLDetailPayload, responses = [200 => HITLDetailResponse, 404, 409])]
     pub async fn update_hitl_detail(
         store: web::Data<Store>,
         id: web::Path<Uuid>,
@@ -81,7 +82,7 @@ pub mod routes {
     }
 
     /// Get Human-in-the-loop detail for a specific Task Instance: `HITLDetailResponse`, or 404.
-    #[execution_route(get, "/{task_instance_id}", scopes = ["ti:self"])]
+    #[execution_route(get, "/{task_instance_id}", scopes = ["ti:self"], responses = [200 => HITLDetailResponse, 404])]
     pub async fn get_hitl_detail(
         store: web::Data<Store>,
         id: web::Path<Uuid>,
@@ -94,7 +95,7 @@ pub mod routes {
 }
 
 /// `HITLUser`.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 pub struct HITLUser {
     /// User id.
     pub id: String,
@@ -107,7 +108,7 @@ fn default_params() -> Box<RawValue> {
 }
 
 /// `HITLDetailRequest`: `POST` body and response.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 pub struct HITLDetailRequest {
     /// The task instance (the path's id is the one used, as in Airflow).
     pub ti_id: Uuid,
@@ -133,7 +134,7 @@ pub struct HITLDetailRequest {
 }
 
 /// `UpdateHITLDetailPayload`: `PATCH` body.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 pub struct UpdateHITLDetailPayload {
     /// The task instance (the path's id is the one used, as in Airflow).
     pub ti_id: Uuid,
@@ -145,7 +146,7 @@ pub struct UpdateHITLDetailPayload {
 }
 
 /// `HITLDetailResponse`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct HITLDetailResponse {
     /// Whether an answer was recorded.
     pub response_received: bool,

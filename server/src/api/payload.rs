@@ -57,3 +57,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for Payload<T> {
         })
     }
 }
+
+/// The body is JSON of type `T` (an object).
+impl<T: schemars::JsonSchema> policy_core::openapi::RequestPart for Payload<T> {
+    fn describe(operation: &mut policy_core::Operation<'_>) {
+        operation.set_body::<T>();
+    }
+}

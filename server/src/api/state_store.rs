@@ -7,6 +7,7 @@
 //! Python's `json.dumps` writes them, so Airflow's `json.loads` reads them back.
 
 use actix_web::http::StatusCode;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
@@ -40,7 +41,7 @@ pub mod routes {
     }
 
     /// Get value for a task state store key: `{"value": ...}`, or 404.
-    #[execution_route(get, "/ti/{task_instance_id}/{key:.+}", scopes = ["ti:self"])]
+    #[execution_route(get, "/ti/{task_instance_id}/{key:.+}", scopes = ["ti:self"], responses = [200 => TaskValueResponse, 404])]
     pub async fn get_task_state_store(
         store: web::Data<Store>,
         path: web::Path<(Uuid, String)>,
@@ -56,7 +57,7 @@ pub mod routes {
     }
 
     /// Set a task state store key, creating or updating the row: 204.
-    #[execution_route(put, "/ti/{task_instance_id}/{key:.+}", scopes = ["ti:self"])]
+    #[execution_route(put, "/ti/{task_instance_id}/{key:.+}", scopes = ["ti:self"], body = super::PutBody<'static>, responses = [204, 404])]
     pub async fn set_task_state_store(
         store: web::Data<Store>,
         path: web::Path<(Uuid, String)>,
@@ -71,7 +72,7 @@ pub mod routes {
     }
 
     /// Delete a single task state store key: 204, whether or not it existed.
-    #[execution_route(delete, "/ti/{task_instance_id}/{key:.+}", scopes = ["ti:self"])]
+    #[execution_route(delete, "/ti/{task_instance_id}/{key:.+}", scopes = ["ti:self"], responses = [204, 404])]
     pub async fn delete_task_state_store(
         store: web::Data<Store>,
         path: web::Path<(Uuid, String)>,
@@ -84,7 +85,7 @@ pub mod routes {
     }
 
     /// Delete all task state store keys for this task instance: 204.
-    #[execution_route(delete, "/ti/{task_instance_id}", scopes = ["ti:self"])]
+    #[execution_route(delete, "/ti/{task_instance_id}", scopes = ["ti:self"], responses = [204, 404])]
     pub async fn clear_task_state_store(
         store: web::Data<Store>,
         id: web::Path<Uuid>,
@@ -157,7 +158,7 @@ pub mod routes {
     }
 
     /// Get an asset state store value by asset name: `{"value": ...}`, or 404.
-    #[execution_route(get, "/asset/by-name/value")]
+    #[execution_route(get, "/asset/by-name/value", responses = [200 => AssetValueResponse, 404])]
     pub async fn get_asset_state_store_by_name(
         store: web::Data<Store>,
         query: web::Query<AssetKeyQuery<ByName>>,
@@ -167,7 +168,7 @@ pub mod routes {
     }
 
     /// Set an asset state store value by asset name: 204.
-    #[execution_route(put, "/asset/by-name/value")]
+    #[execution_route(put, "/asset/by-name/value", body = super::PutBody<'static>, responses = [204, 404])]
     pub async fn set_asset_state_store_by_name(
         store: web::Data<Store>,
         token: Token,
@@ -179,7 +180,7 @@ pub mod routes {
     }
 
     /// Delete a single asset state store key by asset name: 204.
-    #[execution_route(delete, "/asset/by-name/value")]
+    #[execution_route(delete, "/asset/by-name/value", responses = [204, 404])]
     pub async fn delete_asset_state_store_by_name(
         store: web::Data<Store>,
         query: web::Query<AssetKeyQuery<ByName>>,
@@ -189,7 +190,7 @@ pub mod routes {
     }
 
     /// Delete all state store keys for an asset by asset name: 204.
-    #[execution_route(delete, "/asset/by-name/clear")]
+    #[execution_route(delete, "/asset/by-name/clear", responses = [204, 404])]
     pub async fn clear_asset_state_store_by_name(
         store: web::Data<Store>,
         query: web::Query<ByName>,
@@ -198,7 +199,7 @@ pub mod routes {
     }
 
     /// Get an asset state store value by asset URI: `{"value": ...}`, or 404.
-    #[execution_route(get, "/asset/by-uri/value")]
+    #[execution_route(get, "/asset/by-uri/value", responses = [200 => AssetValueResponse, 404])]
     pub async fn get_asset_state_store_by_uri(
         store: web::Data<Store>,
         query: web::Query<AssetKeyQuery<ByUri>>,
@@ -208,7 +209,7 @@ pub mod routes {
     }
 
     /// Set an asset state store value by asset URI: 204.
-    #[execution_route(put, "/asset/by-uri/value")]
+    #[execution_route(put, "/asset/by-uri/value", body = super::PutBody<'static>, responses = [204, 404])]
     pub async fn set_asset_state_store_by_uri(
         store: web::Data<Store>,
         token: Token,
@@ -220,7 +221,7 @@ pub mod routes {
     }
 
     /// Delete a single asset state store key by asset URI: 204.
-    #[execution_route(delete, "/asset/by-uri/value")]
+    #[execution_route(delete, "/asset/by-uri/value", responses = [204, 404])]
     pub async fn delete_asset_state_store_by_uri(
         store: web::Data<Store>,
         query: web::Query<AssetKeyQuery<ByUri>>,
@@ -230,7 +231,7 @@ pub mod routes {
     }
 
     /// Delete all state store keys for an asset by asset URI: 204.
-    #[execution_route(delete, "/asset/by-uri/clear")]
+    #[execution_route(delete, "/asset/by-uri/clear", responses = [204, 404])]
     pub async fn clear_asset_state_store_by_uri(
         store: web::Data<Store>,
         query: web::Query<ByUri>,
@@ -251,14 +252,14 @@ fn too_short(param: &str) -> ApiError {
 }
 
 /// `?name=` (at least one character).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 pub struct ByName {
     /// The asset's name.
     pub name: String,
 }
 
 /// `?uri=` (at least one character).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 pub struct ByUri {
     /// The asset's URI.
     pub uri: String,
@@ -289,7 +290,7 @@ impl Key for ByUri {
 }
 
 /// An asset and a key (`?name=&key=` or `?uri=&key=`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 pub struct AssetKeyQuery<A> {
     /// The asset.
     #[serde(flatten)]
@@ -310,7 +311,7 @@ impl<A: Key> AssetKeyQuery<A> {
 }
 
 /// `TaskStateStoreResponse`: `{"value": ...}`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct TaskValueResponse {
     /// The stored value.
     pub value: Box<RawValue>,
@@ -329,7 +330,7 @@ impl TaskValueResponse {
 }
 
 /// `TaskStateStorePutBody` (`expires_at` allowed) or `AssetStateStorePutBody`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct PutBody<'a> {
     #[serde(borrow)]

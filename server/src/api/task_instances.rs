@@ -6,12 +6,13 @@
 //! and validate their timestamps; responses carry timestamps already rendered
 //! by [`crate::store::timestamp`].
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
 use super::dag_runs::{AssetEventDagRunReference, DagRun};
-use super::fields::{integer, present};
+use super::fields::{DateTime, TimeDelta, integer, present};
 use super::{connections::ConnectionResponse, variables::VariableResponse};
 use crate::store::pyjson::PyJson;
 use crate::store::{self, timestamp};
@@ -57,7 +58,7 @@ pub mod routes {
 
     /// Starts a queued task instance; returns its `TIRunContext`. A workload
     /// token is exchanged for an execution token in `Refreshed-API-Token`.
-    #[execution_route(patch, "/{task_instance_id}/run", scopes = ["ti:self", "token:execution", "token:workload"])]
+    #[execution_route(patch, "/{task_instance_id}/run", scopes = ["ti:self", "token:execution", "token:workload"], responses = [200 => TIRunContext, 404, 409])]
     pub async fn run(
         req: HttpRequest,
         token: Token,
@@ -101,7 +102,7 @@ pub mod routes {
 
     /// Moves a running task instance to its final (or retry) state: 204, or
     /// 200 when already in that state.
-    #[execution_route(patch, "/{task_instance_id}/state", scopes = ["ti:self"])]
+    #[execution_route(patch, "/{task_instance_id}/state", scopes = ["ti:self"], responses = [204, 404, 409])]
     pub async fn update_state(
         store: web::Data<Store>,
         id: web::Path<Uuid>,
@@ -128,7 +129,7 @@ pub mod routes {
 
     /// Skips the listed downstream task instances of this one's run (unless
     /// running or finished): 204.
-    #[execution_route(patch, "/{task_instance_id}/skip-downstream", scopes = ["ti:self"])]
+    #[execution_route(patch, "/{task_instance_id}/skip-downstream", scopes = ["ti:self"], responses = [204, 404])]
     pub async fn skip_downstream(
         store: web::Data<Store>,
         id: web::Path<Uuid>,
@@ -141,7 +142,7 @@ pub mod routes {
     }
 
     /// Stores the task instance's rendered template fields (secrets redacted): 201.
-    #[execution_route(put, "/{task_instance_id}/rtif", scopes = ["ti:self"])]
+    #[execution_route(put, "/{task_instance_id}/rtif", scopes = ["ti:self"], responses = [201 => MessageResponse, 404, 410])]
     pub async fn put_rtif(
         store: web::Data<Store>,
         id: web::Path<Uuid>,
@@ -167,7 +168,7 @@ pub mod routes {
     }
 
     /// Sets the task instance's rendered map index (the body is a JSON string): 204.
-    #[execution_route(patch, "/{task_instance_id}/rendered-map-index", scopes = ["ti:self"])]
+    #[execution_route(patch, "/{task_instance_id}/rendered-map-index", scopes = ["ti:self"], responses = [204, 404])]
     pub async fn rendered_map_index(
         store: web::Data<Store>,
         id: web::Path<Uuid>,
@@ -199,7 +200,7 @@ pub mod routes {
 
     /// Records that a running task instance is alive: 204 while running for
     /// the same host and pid, else 409.
-    #[execution_route(put, "/{task_instance_id}/heartbeat", scopes = ["ti:self"])]
+    #[execution_route(put, "/{task_instance_id}/heartbeat", scopes = ["ti:self"], responses = [204, 404, 409, 410])]
     pub async fn heartbeat(
         store: web::Data<Store>,
         id: web::Path<Uuid>,
@@ -229,7 +230,7 @@ pub mod routes {
     ///
     /// `states` may hold `"null"` for "no state" (SQL NULL); `task_group_id` needs the
     /// DAG's latest serialized version (404 when there is none, or no such group).
-    #[execution_route(get, "/count")]
+    #[execution_route(get, "/count", responses = [200 => i64, 404])]
     pub async fn get_task_instance_count(
         req: HttpRequest,
         store: web::Data<Store>,
@@ -264,7 +265,7 @@ pub mod routes {
 
     /// Reads the states of a DAG's task instances that match the filters, by run id and
     /// task id (`<task_id>_<map_index>` for a mapped task instance).
-    #[execution_route(get, "/states")]
+    #[execution_route(get, "/states", responses = [200 => TaskStatesResponse, 404])]
     pub async fn get_task_instance_states(
         req: HttpRequest,
         store: web::Data<Store>,
@@ -311,7 +312,7 @@ pub mod routes {
 
     /// Lists the finished task instances of a DAG run (task id, map index, state,
     /// operator, duration), by task id and map index.
-    #[execution_route(get, "/breadcrumbs")]
+    #[execution_route(get, "/breadcrumbs", responses = [200 => TaskBreadcrumbsResponse])]
     pub async fn get_task_instance_breadcrumbs(
         req: HttpRequest,
         store: web::Data<Store>,
@@ -331,7 +332,7 @@ pub mod routes {
 
     /// Reads the task's instance in the run with the newest logical date (before
     /// `logical_date` when given, in `state` when given): `PreviousTIResponse` or `null`.
-    #[execution_route(get, "/previous/{dag_id}/{task_id}")]
+    #[execution_route(get, "/previous/{dag_id}/{task_id}", responses = [200 => Option<PreviousTIResponse>])]
     pub async fn get_previous_task_instance(
         req: HttpRequest,
         store: web::Data<Store>,
@@ -364,7 +365,7 @@ pub mod routes {
 
     /// Reads the dates of the newest successful run of the task instance's DAG before
     /// its own run; every field `null` when there is none (never 404, as in Airflow).
-    #[execution_route(get, "/{task_instance_id}/previous-successful-dagrun", scopes = ["ti:self"])]
+    #[execution_route(get, "/{task_instance_id}/previous-successful-dagrun", scopes = ["ti:self"], responses = [200 => PrevSuccessfulDagRunResponse])]
     pub async fn get_previous_successful_dagrun(
         store: web::Data<Store>,
         id: web::Path<Uuid>,
@@ -378,7 +379,7 @@ pub mod routes {
 
     /// Lists the assets among the task's inlets and outlets that are not active, from
     /// the serialized DAG its run was created with; 404 when the task instance is missing.
-    #[execution_route(get, "/{task_instance_id}/validate-inlets-and-outlets", scopes = ["ti:self"])]
+    #[execution_route(get, "/{task_instance_id}/validate-inlets-and-outlets", scopes = ["ti:self"], responses = [200 => InactiveAssetsResponse, 404])]
     pub async fn validate_inlets_and_outlets(
         store: web::Data<Store>,
         id: web::Path<Uuid>,
@@ -451,7 +452,7 @@ pub mod routes {
 }
 
 /// `PATCH /task-instances/{id}/run` body: `TIEnterRunningPayload`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TIEnterRunningPayload {
     /// Always `running` (the default when absent).
@@ -466,11 +467,12 @@ pub struct TIEnterRunningPayload {
     pub pid: i64,
     /// When the task started, with a UTC offset.
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "DateTime")]
     pub start_date: OffsetDateTime,
 }
 
 /// The only state `/run` moves a task instance to.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunningState {
     /// `running`.
@@ -479,7 +481,7 @@ pub enum RunningState {
 }
 
 /// `PUT /task-instances/{id}/heartbeat` body: `TIHeartbeatInfo`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TIHeartbeatInfo {
     /// Host the task runs on; must match the one given to `/run`.
@@ -490,7 +492,7 @@ pub struct TIHeartbeatInfo {
 }
 
 /// `PATCH /task-instances/{id}/state` body: the SDK's union discriminated by `state`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum TIStateUpdate {
     /// `TISuccessStatePayload`.
@@ -612,11 +614,12 @@ impl TIHeartbeatInfo {
 }
 
 /// `TISuccessStatePayload` (without its `state` tag).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TISuccessStatePayload {
     /// When the task ended.
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "DateTime")]
     pub end_date: OffsetDateTime,
     /// The task's asset outlets.
     #[serde(default)]
@@ -630,11 +633,12 @@ pub struct TISuccessStatePayload {
 }
 
 /// `TITerminalStatePayload` (without its `state` tag).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TITerminalStatePayload {
     /// When the task ended.
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "DateTime")]
     pub end_date: OffsetDateTime,
     /// Rendered map index: absent leaves it, `null` clears it, a string sets it.
     #[serde(default, deserialize_with = "present")]
@@ -642,11 +646,12 @@ pub struct TITerminalStatePayload {
 }
 
 /// `TIRetryStatePayload` (without its `state` tag).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TIRetryStatePayload {
     /// When the try ended.
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "DateTime")]
     pub end_date: OffsetDateTime,
     /// Rendered map index: absent leaves it, `null` clears it, a string sets it.
     #[serde(default, deserialize_with = "present")]
@@ -660,20 +665,22 @@ pub struct TIRetryStatePayload {
 }
 
 /// `TIRescheduleStatePayload` (without its `state` tag).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TIRescheduleStatePayload {
     /// When the task should run again.
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "DateTime")]
     pub reschedule_date: OffsetDateTime,
     /// When this try ended.
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "DateTime")]
     pub end_date: OffsetDateTime,
 }
 
 /// `AssetProfile`: an outlet of the task (in `/state`), or an inactive asset
 /// (in `/validate-inlets-and-outlets`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssetProfile {
     /// Asset (or alias) name.
@@ -688,12 +695,12 @@ pub struct AssetProfile {
 }
 
 /// `TITargetStatePayload` (without its `state` tag): nothing else.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TITargetStatePayload {}
 
 /// `TIDeferredStatePayload` (without its `state` tag).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TIDeferredStatePayload {
     /// The trigger's class path.
@@ -703,6 +710,7 @@ pub struct TIDeferredStatePayload {
     pub trigger_kwargs: TriggerKwargs,
     /// How long the trigger may run (ISO 8601 duration or seconds).
     #[serde(default, deserialize_with = "timedelta")]
+    #[schemars(with = "Option<TimeDelta>")]
     pub trigger_timeout: Option<time::Duration>,
     /// The triggerer queue.
     #[serde(default)]
@@ -718,7 +726,7 @@ pub struct TIDeferredStatePayload {
 }
 
 /// `trigger_kwargs`: `dict[str, JsonValue] | str`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum TriggerKwargs {
     /// A JSON object.
@@ -734,11 +742,12 @@ impl Default for TriggerKwargs {
 }
 
 /// `TIAwaitingInputStatePayload` (without its `state` tag).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TIAwaitingInputStatePayload {
     /// Response deadline, relative (ISO 8601 duration or seconds).
     #[serde(default, deserialize_with = "timedelta")]
+    #[schemars(with = "Option<TimeDelta>")]
     pub timeout: Option<time::Duration>,
     /// Method to resume with after the input arrived.
     pub next_method: String,
@@ -751,7 +760,7 @@ pub struct TIAwaitingInputStatePayload {
 }
 
 /// `TISkippedDownstreamTasksStatePayload`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TISkippedDownstreamTasksStatePayload {
     /// Task ids (map index -1) or `[task_id, map_index]` pairs.
@@ -759,7 +768,7 @@ pub struct TISkippedDownstreamTasksStatePayload {
 }
 
 /// One entry of `tasks`: `"task_id"` or `["task_id", map_index]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum DownstreamTask {
     /// An unmapped task.
@@ -853,7 +862,7 @@ fn parse_duration(text: &str) -> Option<f64> {
 }
 
 /// `TIRunContext`: what `/run` answers.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct TIRunContext {
     /// The task instance's DAG run.
     pub dag_run: DagRun,
@@ -920,21 +929,21 @@ impl TIRunContext {
 }
 
 /// `TaskStatesResponse`: `{run_id: {task_id or "<task_id>_<map_index>": state}}`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, JsonSchema)]
 pub struct TaskStatesResponse {
     /// States by run id, then by task key.
     pub task_states: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `TaskBreadcrumbsResponse`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, JsonSchema)]
 pub struct TaskBreadcrumbsResponse {
     /// The finished task instances of the run.
     pub breadcrumbs: Vec<BreadcrumbResponse>,
 }
 
 /// One finished task instance of a run.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, JsonSchema)]
 pub struct BreadcrumbResponse {
     /// Task id.
     pub task_id: String,
@@ -961,7 +970,7 @@ impl From<store::Breadcrumb> for BreadcrumbResponse {
 }
 
 /// `PreviousTIResponse`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, JsonSchema)]
 pub struct PreviousTIResponse {
     /// Task id.
     pub task_id: String,
@@ -1003,7 +1012,7 @@ impl From<store::PreviousTaskInstance> for PreviousTIResponse {
 }
 
 /// `PrevSuccessfulDagRunResponse`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, JsonSchema)]
 pub struct PrevSuccessfulDagRunResponse {
     /// Start of its data interval.
     pub data_interval_start: Option<String>,
@@ -1027,7 +1036,7 @@ impl From<store::RunDates> for PrevSuccessfulDagRunResponse {
 }
 
 /// `InactiveAssetsResponse`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, JsonSchema)]
 pub struct InactiveAssetsResponse {
     /// The task's inlets and outlets that are not active assets.
     pub inactive_assets: Vec<AssetProfile>,

@@ -14,7 +14,7 @@ pub mod routes {
     /// Start date of the task instance's first reschedule: a datetime string,
     /// or `null` when it was never rescheduled. (The SDK's `try_number` query
     /// parameter is ignored, as in Airflow.)
-    #[execution_route(get, "/{task_instance_id}/start_date", scopes = ["ti:self"])]
+    #[execution_route(get, "/{task_instance_id}/start_date", scopes = ["ti:self"], responses = [200 => Option<String>])]
     pub async fn start_date(
         store: web::Data<Store>,
         id: web::Path<Uuid>,

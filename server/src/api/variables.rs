@@ -6,6 +6,7 @@
 //! first, so a variable named `keys` cannot be read here (nor in Airflow).
 
 use actix_web::http::StatusCode;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -32,7 +33,7 @@ pub mod routes {
     /// default 1000) from `offset`, with the number of matching keys in all.
     ///
     /// Before API version 2026-06-30 this path is the variable named `keys`, as in Airflow.
-    #[execution_route(get, "/keys")]
+    #[execution_route(get, "/keys", responses = [200 => VariableKeysResponse])]
     pub async fn get_variable_keys(
         req: actix_web::HttpRequest,
         store: web::Data<Store>,
@@ -57,7 +58,7 @@ pub mod routes {
 
     /// Reads a variable: `VariableResponse`, or 404. A stored value that does
     /// not decrypt is logged and answered 404, as Airflow does.
-    #[execution_route(get, "/{variable_key:.*}")]
+    #[execution_route(get, "/{variable_key:.*}", responses = [200 => VariableResponse, 404])]
     pub async fn get_variable(
         store: web::Data<Store>,
         key: web::Path<String>,
@@ -86,7 +87,7 @@ pub mod routes {
     }
 
     /// Creates or replaces a variable (`val`, or `value`, may be `null`): 201.
-    #[execution_route(put, "/{variable_key:.*}")]
+    #[execution_route(put, "/{variable_key:.*}", responses = [201 => MessageResponse])]
     pub async fn put_variable(
         store: web::Data<Store>,
         key: web::Path<String>,
@@ -104,7 +105,7 @@ pub mod routes {
     }
 
     /// Deletes a variable: 204, whether or not it existed (as Airflow).
-    #[execution_route(delete, "/{variable_key:.*}")]
+    #[execution_route(delete, "/{variable_key:.*}", responses = [204])]
     pub async fn delete_variable(
         store: web::Data<Store>,
         key: web::Path<String>,
@@ -115,7 +116,7 @@ pub mod routes {
 }
 
 /// `VariableResponse`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, JsonSchema)]
 pub struct VariableResponse {
     /// Variable key.
     pub key: String,
@@ -150,7 +151,7 @@ fn require_key(key: &str) -> Result<&str, ApiError> {
 }
 
 /// `VariableKeysResponse`: `GET /variables/keys`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, JsonSchema)]
 pub struct VariableKeysResponse {
     /// A page of keys, in key order.
     pub keys: Vec<String>,
@@ -159,11 +160,12 @@ pub struct VariableKeysResponse {
 }
 
 /// `VariablePostBody`: `PUT /variables/{key}` body.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VariablePostBody {
     /// The value (required, may be `null`); Airflow's model takes it as `val` or `value`.
     #[serde(alias = "value", deserialize_with = "required_nullable")]
+    #[schemars(required)]
     pub val: Option<String>,
     /// Optional description.
     #[serde(default)]

@@ -7,6 +7,7 @@
 //! `/slice` can never be read, as in Airflow.
 
 use actix_web::http::StatusCode;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -36,7 +37,7 @@ pub mod routes {
     ///
     /// The value at `offset` over the run's XComs ordered by map index
     /// (negative counts from the end), as a bare JSON value; 404 if none.
-    #[execution_route(get, "/{dag_id}/{run_id}/{task_id}/{key:.*}/item/{offset}")]
+    #[execution_route(get, "/{dag_id}/{run_id}/{task_id}/{key:.*}/item/{offset}", responses = [200 => serde_json::Value, 404])]
     pub async fn get_mapped_xcom_by_index(
         store: web::Data<Store>,
         path: web::Path<ItemPath>,
@@ -59,7 +60,7 @@ pub mod routes {
     ///
     /// `?start&stop&step` slice the values ordered by map index as a Python
     /// slice does (`step=0` counts as 1, as in Airflow); a JSON array.
-    #[execution_route(get, "/{dag_id}/{run_id}/{task_id}/{key:.*}/slice")]
+    #[execution_route(get, "/{dag_id}/{run_id}/{task_id}/{key:.*}/slice", responses = [200 => Vec<serde_json::Value>])]
     pub async fn get_mapped_xcom_by_slice(
         store: web::Data<Store>,
         path: web::Path<XComPath>,
@@ -84,7 +85,7 @@ pub mod routes {
     ///
     /// 200 with `Content-Range: map_indexes N`, N over every map index; 400 if
     /// `map_index` is given.
-    #[execution_route(head, "/{dag_id}/{run_id}/{task_id}/{key:.*}")]
+    #[execution_route(head, "/{dag_id}/{run_id}/{task_id}/{key:.*}", responses = [200, 404])]
     pub async fn head_xcom(
         store: web::Data<Store>,
         path: web::Path<XComPath>,
@@ -113,7 +114,7 @@ pub mod routes {
     /// `{"key": ..., "value": ...}` for `?map_index=` (default -1), or for the
     /// `?offset=`th non-NULL value by map index; `?include_prior_dates=true`
     /// also reads earlier runs of the DAG. 404 if none.
-    #[execution_route(get, "/{dag_id}/{run_id}/{task_id}/{key:.*}")]
+    #[execution_route(get, "/{dag_id}/{run_id}/{task_id}/{key:.*}", responses = [200 => XComResponse, 404])]
     pub async fn get_xcom(
         store: web::Data<Store>,
         path: web::Path<XComPath>,
@@ -151,7 +152,7 @@ pub mod routes {
     /// Stores the body (any JSON value; an empty body is `null`) verbatim: 201.
     /// `?mapped_length=N` also records the task's `task_map` row (400 past
     /// `[core] max_map_length`); 404 when the DAG run does not exist.
-    #[execution_route(post, "/{dag_id}/{run_id}/{task_id}/{key:.*}")]
+    #[execution_route(post, "/{dag_id}/{run_id}/{task_id}/{key:.*}", body = serde_json::Value, responses = [201 => MessageResponse, 400, 404])]
     pub async fn set_xcom(
         store: web::Data<Store>,
         path: web::Path<XComPath>,
@@ -227,7 +228,7 @@ pub mod routes {
     /// Delete a single XCom Value.
     ///
     /// 200 whether or not it existed (as Airflow).
-    #[execution_route(delete, "/{dag_id}/{run_id}/{task_id}/{key:.*}")]
+    #[execution_route(delete, "/{dag_id}/{run_id}/{task_id}/{key:.*}", responses = [200 => MessageResponse])]
     pub async fn delete_xcom(
         store: web::Data<Store>,
         path: web::Path<XComPath>,
@@ -264,7 +265,7 @@ pub mod routes {
 }
 
 /// The path: which task's XCom.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 pub struct XComPath {
     /// DAG id.
     pub dag_id: String,
@@ -277,7 +278,7 @@ pub struct XComPath {
 }
 
 /// The path of `.../{key}/item/{offset}`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 pub struct ItemPath {
     /// DAG id.
     pub dag_id: String,
@@ -293,7 +294,7 @@ pub struct ItemPath {
 
 /// The query of POST, DELETE and HEAD: `?map_index=N` (default -1) and the
 /// write options; other parameters are ignored, as FastAPI ignores them.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 pub struct XComQuery {
     /// Map index, `-1` for an unmapped task (HEAD refuses it).
     pub map_index: Option<i64>,
@@ -304,7 +305,7 @@ pub struct XComQuery {
 }
 
 /// The query of `GET .../{key}`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 pub struct XComGetQuery {
     /// Map index (default -1); ignored when `offset` is given.
     pub map_index: Option<i64>,
@@ -315,7 +316,7 @@ pub struct XComGetQuery {
 }
 
 /// The query of `.../slice`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 pub struct SliceQuery {
     /// First index (Python slice `start`).
     pub start: Option<i64>,
@@ -423,7 +424,7 @@ fn python_slice<T>(items: &[T], start: Option<i64>, stop: Option<i64>, step: i64
 }
 
 /// `XComResponse`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct XComResponse {
     /// XCom key.
     pub key: String,

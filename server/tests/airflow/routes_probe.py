@@ -56,4 +56,29 @@ for version in sys.argv[1:]:
         for method in ops
         if not path.startswith("/health")
     )
-print(json.dumps({"head": head, "versions": versions}))
+# The field names each head-version request body accepts and requires, by operation.
+doc = client.get(f"/openapi.json?version={max(sys.argv[1:])}").json()
+schemas = doc.get("components", {}).get("schemas", {})
+
+
+def fields(schema):
+    """{name: required} over a body schema, through $ref, anyOf/oneOf (the union of members)."""
+    if "$ref" in schema:
+        return fields(schemas[schema["$ref"].rsplit("/", 1)[1]])
+    found = {}
+    for member in schema.get("anyOf", []) + schema.get("oneOf", []):
+        for name, required in fields(member).items():
+            found[name] = found.get(name, True) and required
+    required = set(schema.get("required", []))
+    for name in schema.get("properties", {}):
+        found[name] = name in required
+    return found
+
+
+bodies = {}
+for path, ops in doc["paths"].items():
+    for method, op in ops.items():
+        schema = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+        if schema is not None:
+            bodies[f"{method.upper()} {plain(path)}"] = fields(schema)
+print(json.dumps({"head": head, "versions": versions, "bodies": bodies}))
