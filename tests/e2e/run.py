@@ -231,6 +231,9 @@ class Deployment:
                 cur.execute(f'CREATE DATABASE "{db}"')
             admin.close()
         self.airflow("db", "migrate")
+        self.seed()
+
+    def seed(self) -> None:
         # Variables and connections written by Airflow's own code, encrypted with the key.
         from airflow.models import Connection, Variable
         from airflow.utils.session import create_session

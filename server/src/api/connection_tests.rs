@@ -17,7 +17,9 @@ pub mod routes {
     use uuid::Uuid;
 
     use super::{ConnectionTestConnectionResponse, ConnectionTestResultBody, TestState};
+    use crate::api::bounds::{fits_opt, loc};
     use crate::api::{ApiError, Payload};
+    use crate::store::columns::CONNECTION_TEST_REQUEST_RESULT_MESSAGE;
     use crate::store::{ConnectionTestFetch, ConnectionTestFinish, ConnectionTestResult, Store};
 
     fn not_found(id: Uuid) -> ApiError {
@@ -72,16 +74,12 @@ pub mod routes {
                 ));
             }
         };
-        if let Some(message) = &body.result_message
-            && message.chars().count() > 2000
-        {
-            return Err(ApiError::validation(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                vec!["body".into(), "result_message".into()],
-                "String should have at most 2000 characters",
-                "string_too_long",
-            ));
-        }
+        // Airflow's own check (`Field(max_length=2000)`).
+        fits_opt(
+            CONNECTION_TEST_REQUEST_RESULT_MESSAGE,
+            loc!["body", "result_message"],
+            body.result_message.as_deref(),
+        )?;
         match store
             .finish_connection_test(id, result, body.result_message.as_deref())
             .await?

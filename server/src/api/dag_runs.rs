@@ -26,7 +26,9 @@ pub mod routes {
     use time::OffsetDateTime;
 
     use super::{DagRun, Params, TriggerDAGRunPayload, already_exists, legacy_json, not_found_run};
+    use crate::api::bounds::{fits, fits_opt, loc};
     use crate::api::{ApiError, Payload};
+    use crate::store::columns::{DAG_RUN_NOTE_CONTENT, DAG_RUN_PARTITION_KEY, DAG_RUN_RUN_ID};
     use crate::store::{
         ClearOutcome, DagRunFilter, NeedsPython, NewDagRun, Store, TriggerOutcome,
         plan_task_instances,
@@ -98,6 +100,17 @@ pub mod routes {
     ) -> Result<HttpResponse, ApiError> {
         let (dag_id, run_id) = path.into_inner();
         let payload = payload.0;
+        fits(DAG_RUN_RUN_ID, loc!["path", "run_id"], &run_id)?;
+        fits_opt(
+            DAG_RUN_PARTITION_KEY,
+            loc!["body", "partition_key"],
+            payload.partition_key.as_deref(),
+        )?;
+        fits_opt(
+            DAG_RUN_NOTE_CONTENT,
+            loc!["body", "note"],
+            payload.note.as_deref(),
+        )?;
         let bad = |reason: &str, message: String| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,

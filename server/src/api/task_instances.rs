@@ -11,11 +11,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
+use super::ApiError;
+use super::bounds::{fits, fits_opt, loc};
 use super::dag_runs::{AssetEventDagRunReference, DagRun};
 use super::fields::{DateTime, TimeDelta, integer, present};
 use super::{connections::ConnectionResponse, variables::VariableResponse};
 use crate::store::pyjson::PyJson;
-use crate::store::{self, timestamp};
+use crate::store::{self, columns, timestamp};
 
 pub(crate) const TI_NOT_FOUND: &str = "Task Instance not found";
 
@@ -45,7 +47,9 @@ pub mod routes {
         TI_NOT_FOUND, TIEnterRunningPayload, TIHeartbeatInfo, TIRunContext,
         TISkippedDownstreamTasksStatePayload, TIStateUpdate,
     };
+    use crate::api::bounds::{fits, loc};
     use crate::api::{ApiError, MessageResponse, Payload};
+    use crate::store::columns::TASK_INSTANCE_RENDERED_MAP_INDEX;
     use crate::store::pyjson::PyJson;
     use crate::store::{HeartbeatOutcome, RtifOutcome, StartOutcome, StateOutcome, Store};
 
@@ -67,6 +71,7 @@ pub mod routes {
         payload: Payload<TIEnterRunningPayload>,
     ) -> Result<HttpResponse, ApiError> {
         let id = *id;
+        payload.check_lengths()?;
         // Minted before the transition so a signing failure changes nothing.
         let exchanged = match token.token_type() {
             TokenType::Workload => {
@@ -109,6 +114,7 @@ pub mod routes {
         update: Payload<TIStateUpdate>,
     ) -> Result<HttpResponse, ApiError> {
         let id = *id;
+        update.check_lengths()?;
         match store
             .update_task_instance_state(id, &update.to_change())
             .await?
@@ -188,6 +194,7 @@ pub mod routes {
                 "rendered_map_index cannot be empty".into(),
             ));
         }
+        fits(TASK_INSTANCE_RENDERED_MAP_INDEX, loc!["body"], label)?;
         if store.set_rendered_map_index(*id, label).await? {
             Ok(HttpResponse::NoContent().finish())
         } else {
@@ -591,7 +598,109 @@ impl TIStateUpdate {
     }
 }
 
+impl TIStateUpdate {
+    /// 422 for a string longer than the column it is written to (`loc` as pydantic's,
+    /// with the union's tag).
+    pub fn check_lengths(&self) -> Result<(), ApiError> {
+        let rendered = |tag: &str, index: &Option<Option<String>>| {
+            fits_opt(
+                columns::TASK_INSTANCE_RENDERED_MAP_INDEX,
+                loc!["body", tag, "rendered_map_index"],
+                index.as_ref().and_then(Option::as_deref),
+            )
+        };
+        match self {
+            TIStateUpdate::Success(p) => {
+                rendered("success", &p.rendered_map_index)?;
+                check_outlet_events(&p.outlet_events)
+            }
+            TIStateUpdate::Failed(p)
+            | TIStateUpdate::Skipped(p)
+            | TIStateUpdate::Removed(p)
+            | TIStateUpdate::UpstreamFailed(p) => rendered("_terminal_", &p.rendered_map_index),
+            // `retry_reason` is cut to its column, as Airflow does (`store::columns`).
+            TIStateUpdate::UpForRetry(p) => rendered("up_for_retry", &p.rendered_map_index),
+            TIStateUpdate::Deferred(p) => {
+                fits(
+                    columns::TRIGGER_CLASSPATH,
+                    loc!["body", "deferred", "classpath"],
+                    &p.classpath,
+                )?;
+                fits_opt(
+                    columns::TRIGGER_QUEUE,
+                    loc!["body", "deferred", "queue"],
+                    p.queue.as_deref(),
+                )?;
+                fits(
+                    columns::TASK_INSTANCE_NEXT_METHOD,
+                    loc!["body", "deferred", "next_method"],
+                    &p.next_method,
+                )
+            }
+            TIStateUpdate::AwaitingInput(p) => fits(
+                columns::TASK_INSTANCE_NEXT_METHOD,
+                loc!["body", "awaiting_input", "next_method"],
+                &p.next_method,
+            ),
+            TIStateUpdate::UpForReschedule(_)
+            | TIStateUpdate::Scheduled(_)
+            | TIStateUpdate::Queued(_)
+            | TIStateUpdate::Restarting(_) => Ok(()),
+        }
+    }
+}
+
+/// The strings of outlet events that become rows: the asset and alias an event through an
+/// alias creates, and the event's partition key. Only strings are checked; the store
+/// refuses other shapes.
+fn check_outlet_events(
+    events: &[serde_json::Map<String, serde_json::Value>],
+) -> Result<(), ApiError> {
+    fn text<'a>(
+        map: &'a serde_json::Map<String, serde_json::Value>,
+        field: &str,
+    ) -> Option<&'a str> {
+        map.get(field).and_then(serde_json::Value::as_str)
+    }
+    for (i, event) in events.iter().enumerate() {
+        let at = |field: &str| loc!["body", "success", "outlet_events", i, field].to_vec();
+        fits_opt(
+            columns::ASSET_ALIAS_NAME,
+            &at("source_alias_name"),
+            text(event, "source_alias_name"),
+        )?;
+        fits_opt(
+            columns::ASSET_EVENT_PARTITION_KEY,
+            &at("partition_key"),
+            text(event, "partition_key"),
+        )?;
+        let key = event
+            .get("dest_asset_key")
+            .and_then(serde_json::Value::as_object);
+        for (column, field) in [(columns::ASSET_NAME, "name"), (columns::ASSET_URI, "uri")] {
+            let mut loc = at("dest_asset_key");
+            loc.push(field.into());
+            fits_opt(column, &loc, key.and_then(|key| text(key, field)))?;
+        }
+    }
+    Ok(())
+}
+
 impl TIEnterRunningPayload {
+    /// 422 for a `hostname` or `unixname` longer than its column.
+    pub fn check_lengths(&self) -> Result<(), ApiError> {
+        fits(
+            columns::TASK_INSTANCE_HOSTNAME,
+            loc!["body", "hostname"],
+            &self.hostname,
+        )?;
+        fits(
+            columns::TASK_INSTANCE_UNIXNAME,
+            loc!["body", "unixname"],
+            &self.unixname,
+        )
+    }
+
     /// What the store is asked to do.
     pub fn to_request(&self) -> store::StartRequest {
         store::StartRequest {

@@ -22,9 +22,11 @@ pub mod routes {
     use policy_macros::execution_route;
 
     use super::{VariableKeysResponse, VariablePostBody, VariableResponse, require_key};
+    use crate::api::bounds::{fits, loc};
     use crate::api::fields::MessageResponse;
     use crate::api::query::QueryParams;
     use crate::api::{ApiError, Payload};
+    use crate::store::columns::VARIABLE_KEY;
     use crate::store::{Store, StoreError};
     use crate::versions::ApiVersion;
 
@@ -94,6 +96,7 @@ pub mod routes {
         body: Payload<VariablePostBody>,
     ) -> Result<HttpResponse, ApiError> {
         let key = require_key(&key)?;
+        fits(VARIABLE_KEY, loc!["path", "variable_key"], key)?;
         store
             .put_variable(key, body.val.as_deref(), body.description.as_deref())
             .await?;

@@ -30,7 +30,9 @@ pub mod routes {
         raw_json, raw_json_array,
     };
     use crate::api::ApiError;
+    use crate::api::bounds::{fits, loc};
     use crate::api::fields::MessageResponse;
+    use crate::store::columns::XCOM_KEY;
     use crate::store::{Store, TaskMapLength, XComPick, XComWrite};
 
     /// Get a single XCom value from a mapped task by sequence index.
@@ -160,6 +162,7 @@ pub mod routes {
         query: web::Query<XComQuery>,
         body: web::Bytes,
     ) -> Result<HttpResponse, ApiError> {
+        fits(XCOM_KEY, loc!["path", "key"], &path.key)?;
         check_access(&store, &token, &path.dag_id, true).await?;
         path.series()?;
         let mapped_length = match query.mapped_length {

@@ -17,6 +17,7 @@
 
 mod asset_changes;
 mod assets;
+pub mod columns;
 mod connection_tests;
 mod connections;
 mod dag_runs;

@@ -937,8 +937,12 @@ impl Store {
             } => {
                 self.finish_try(&mut tx, id, target, *end_date, rendered_map_index, &stamp)
                     .await?;
-                let reason: Option<String> =
-                    retry_reason.as_ref().map(|r| r.chars().take(500).collect());
+                // Cut to its column, as Airflow's route does (`retry_reason[:500]`).
+                let reason: Option<String> = retry_reason.as_ref().map(|r| {
+                    r.chars()
+                        .take(super::columns::TASK_INSTANCE_RETRY_REASON.max_chars)
+                        .collect()
+                });
                 // Airflow writes the try's duration computed in Python at commit
                 // (`ti.set_duration()`), over the SQL expression's.
                 let duration = ti
