@@ -242,8 +242,8 @@ pub struct Store {
     /// scheduler, the CLI) still meet `busy_timeout`. On PostgreSQL the same
     /// pool as `pool`.
     writer: AnyPool,
-    /// On SQLite, the group commit of heartbeats (see [`heartbeats`]); `None`
-    /// on PostgreSQL, or when it could not start.
+    /// The group commit of heartbeats (see [`heartbeats`]); `None` when it
+    /// could not start.
     heartbeats: Option<heartbeats::HeartbeatBatcher>,
     backend: Backend,
     kind: DatabaseKind,
@@ -372,9 +372,7 @@ impl Store {
         if detected == DatabaseKind::Empty {
             store.kind = store.create_embedded().await?;
         }
-        if backend == Backend::Sqlite {
-            store.heartbeats = heartbeats::HeartbeatBatcher::start(store.writer.clone());
-        }
+        store.heartbeats = heartbeats::HeartbeatBatcher::start(store.writer.clone(), backend);
         Ok(store)
     }
 
