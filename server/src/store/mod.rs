@@ -22,6 +22,7 @@ mod connections;
 mod dag_runs;
 mod heartbeats;
 mod hitl;
+mod lane;
 pub mod pyjson;
 mod rtif;
 pub mod schema;
@@ -38,6 +39,7 @@ mod variables;
 mod xcoms;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -245,6 +247,9 @@ pub struct Store {
     /// The group commit of heartbeats (see [`heartbeats`]); `None` when it
     /// could not start.
     heartbeats: Option<heartbeats::HeartbeatBatcher>,
+    /// On PostgreSQL, the connections of hot single-statement reads (see
+    /// [`lane`]); `None` on SQLite.
+    lane: Option<Arc<lane::Lane>>,
     backend: Backend,
     kind: DatabaseKind,
     fernet: Fernet,
@@ -335,12 +340,9 @@ impl Store {
                             // As Airflow sets it on every SQLite connection.
                             conn.execute("PRAGMA foreign_keys = ON").await?;
                         } else {
-                            // PostgreSQL's counterpart of busy_timeout: a row or table
-                            // lock held elsewhere fails the statement (55P03, a 503)
-                            // instead of holding the request forever.
-                            conn.execute("SET lock_timeout = '5s'").await?;
-                            // Timestamps are bound and read as UTC text.
-                            conn.execute("SET TIME ZONE 'UTC'").await?;
+                            for statement in POSTGRES_SESSION {
+                                conn.execute(*statement).await?;
+                            }
                         }
                         Ok(())
                     })
@@ -350,6 +352,10 @@ impl Store {
             .max_connections(max_connections)
             .connect_with(options.clone())
             .await?;
+        let lane = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(Arc::new(lane::Lane::new(options.clone(), LANE_CONNECTIONS))),
+        };
         let writer = match backend {
             Backend::Sqlite => {
                 pool_options()
@@ -363,6 +369,7 @@ impl Store {
             pool,
             writer,
             heartbeats: None,
+            lane,
             backend,
             kind: detected.clone(),
             fernet: settings.fernet,
@@ -417,6 +424,21 @@ impl Store {
     pub async fn close(&self) {
         self.writer.close().await;
         self.pool.close().await;
+        if let Some(lane) = &self.lane {
+            lane.close().await;
+        }
+    }
+
+    /// A single-statement read's first row: on PostgreSQL through the [`lane`]
+    /// (one round trip), on SQLite through the pool.
+    async fn read_optional<'q>(
+        &self,
+        make: impl Fn() -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<Option<sqlx::any::AnyRow>, StoreError> {
+        match &self.lane {
+            Some(lane) => lane.fetch_optional(make).await,
+            None => Ok(make().fetch_optional(&self.pool).await?),
+        }
     }
 
     /// A transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: the
@@ -456,6 +478,19 @@ impl Store {
         })
     }
 }
+
+/// What every PostgreSQL connection runs first.
+const POSTGRES_SESSION: &[&str] = &[
+    // PostgreSQL's counterpart of busy_timeout: a row or table lock held
+    // elsewhere fails the statement (55P03, a 503) instead of holding the
+    // request forever.
+    "SET lock_timeout = '5s'",
+    // Timestamps are bound and read as UTC text.
+    "SET TIME ZONE 'UTC'",
+];
+
+/// PostgreSQL connections of the read [`lane`], beside the pool's.
+const LANE_CONNECTIONS: usize = 8;
 
 /// Reads the database's kind on a connection of its own, without the pools'
 /// pragmas (SQLite: read-only, so a refused file is not even touched).
