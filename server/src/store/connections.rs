@@ -63,16 +63,18 @@ impl Store {
 
     /// Reads a connection from the metastore, decrypting its password and extra.
     pub async fn connection(&self, conn_id: &str) -> Result<Option<Connection>, StoreError> {
-        let row = sqlx::query(sql!(
-            self.backend,
-            "SELECT conn_id, conn_type, host, schema, login, password, port, extra, \
-             CAST(is_encrypted AS INTEGER) AS is_encrypted, \
-             CAST(is_extra_encrypted AS INTEGER) AS is_extra_encrypted \
-             FROM connection WHERE conn_id = $1"
-        ))
-        .bind(conn_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = self
+            .read_optional(|| {
+                sqlx::query(sql!(
+                    self.backend,
+                    "SELECT conn_id, conn_type, host, schema, login, password, port, extra, \
+                     CAST(is_encrypted AS INTEGER) AS is_encrypted, \
+                     CAST(is_extra_encrypted AS INTEGER) AS is_extra_encrypted \
+                     FROM connection WHERE conn_id = $1"
+                ))
+                .bind(conn_id)
+            })
+            .await?;
         row.map(|row| self.connection_from_row(&row)).transpose()
     }
 

@@ -1,15 +1,20 @@
-//! Heartbeats, and their group commit on SQLite.
+//! Heartbeats, and their group commit.
 //!
-//! A heartbeat is one `UPDATE` of `last_heartbeat_at`. SQLite runs with
-//! `synchronous = FULL`, so every commit syncs the WAL: one heartbeat per
-//! transaction caps the whole server at one heartbeat per `fsync`. On SQLite,
-//! heartbeats therefore go to a *collector* that writes whatever is queued
-//! when the writer connection is free (at most [`MAX_BATCH`]) in one
-//! `BEGIN IMMEDIATE ... COMMIT`, and answers each caller only once that commit
-//! succeeded: one `fsync` for the whole batch, and an acknowledged heartbeat is
-//! on disk exactly as before. There is no waiting for company: a lone
-//! heartbeat is written at once, and batches form only because heartbeats
+//! A heartbeat is one `UPDATE` of `last_heartbeat_at`, and every commit waits
+//! for the database to sync it to disk: SQLite runs with `synchronous = FULL`,
+//! and PostgreSQL's `synchronous_commit` (the operator's setting, `on` by
+//! default) makes a commit wait for its WAL flush. One heartbeat per
+//! transaction caps the whole server at one heartbeat per `fsync`, and on
+//! PostgreSQL concurrent heartbeats of one task instance even queue behind
+//! each other's row lock until that commit. Heartbeats therefore go to a
+//! *collector* that writes whatever is queued when it is free (at most
+//! [`MAX_BATCH`]) in one transaction, and answers each caller only once that
+//! commit succeeded: one `fsync` for the whole batch, and an acknowledged
+//! heartbeat is on disk exactly as before. There is no waiting for company: a
+//! lone heartbeat is written at once, and batches form only because heartbeats
 //! arrive while the previous batch is being written.
+//!
+//! # SQLite: one `BEGIN IMMEDIATE ... COMMIT`
 //!
 //! Inside a batch each heartbeat runs its own `UPDATE` in arrival order, and
 //! when it matched no row its classification `SELECT` (not found, running
@@ -18,6 +23,28 @@
 //! is busy, an I/O error, the commit), the transaction is rolled back and every
 //! member gets the error (transient ones stay transient: the API answers 503
 //! with `Retry-After`); nothing of that batch is acknowledged.
+//!
+//! # PostgreSQL: one statement
+//!
+//! A batch is one autocommitted statement (one round trip, one commit):
+//! Airflow's fast-path conditional `UPDATE` for every member at once, the
+//! members passed as one JSON parameter (`json_to_recordset`), the rows it
+//! updated returned with their host and pid. It first locks the rows with
+//! `FOR NO KEY UPDATE` and updates only those: a row another
+//! transaction holds locked (the scheduler, another replica) is skipped
+//! instead of waited for, so the collector never waits on a row lock (no head
+//! of line blocking behind one busy row, no deadlock with a transaction that
+//! locks several rows in another order). A member whose row was updated, with
+//! its host and pid, is answered `Alive`. Every other member (not running,
+//! another host or pid, no such row, a row locked elsewhere) is handed back
+//! unanswered, and its caller runs Airflow's slow path on its own pool
+//! connection, in a transaction, exactly as without a collector: the fast
+//! `UPDATE` (waiting for the row lock, as Airflow does), then `SELECT ... FOR
+//! UPDATE` and the 404 / 410 / 409 checks, and the `UPDATE` when the row turns
+//! out to be running there after all. A member whose host name holds a NUL
+//! character (which PostgreSQL text cannot hold, so the statement would fail)
+//! is not batched: it gets the answer it gets alone. If the statement fails,
+//! every member gets the error and nothing of that batch is acknowledged.
 //!
 //! # Design: a collector on its own thread
 //!
@@ -39,13 +66,11 @@
 //!   dropped (the channel closes).
 //! * If the collector is gone anyway (its thread could not start, or it died
 //!   with requests in hand), sending or receiving fails and the caller falls
-//!   back to the unbatched path: one autocommitted `UPDATE` on the writer, as
-//!   before. A heartbeat is idempotent, so writing it twice is harmless.
-//!
-//! PostgreSQL has many connections and no single writer, and its commits
-//! already overlap: it keeps the unbatched path.
+//!   back to the unbatched path: one transaction of its own, as above. A
+//!   heartbeat is idempotent, so writing it twice is harmless.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -54,7 +79,7 @@ use sqlx::{AnyConnection, AnyPool, Row as _};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::sql::{Backend, sql, time_param, uuid_param};
+use super::sql::{Backend, parse_uuid, sql, time_param, uuid_param};
 use super::task_instances::{ti_columns, ti_from_row};
 use super::{HeartbeatOutcome, Store, StoreError, TiState, now};
 
@@ -73,7 +98,11 @@ pub(super) const MAX_BATCH: usize = 256;
 /// Heartbeats waiting for the collector; senders wait when it is full.
 const QUEUE_CAPACITY: usize = 1024;
 
-type Reply = oneshot::Sender<Result<HeartbeatOutcome, StoreError>>;
+/// The collector's answer: the outcome, or (PostgreSQL) `None` when the batch
+/// did not update the row and the caller is to find out why itself.
+type Answer = Result<Option<HeartbeatOutcome>, StoreError>;
+
+type Reply = oneshot::Sender<Answer>;
 
 /// One heartbeat handed to the collector.
 struct Request {
@@ -87,7 +116,8 @@ struct Request {
 struct Stats {
     /// Batch transactions committed.
     commits: AtomicU64,
-    /// Heartbeats answered after a successful commit.
+    /// Heartbeats answered after a successful commit (on PostgreSQL, with
+    /// those handed back to their caller).
     committed: AtomicU64,
     /// Batch transactions that failed (every member got the error).
     failed: AtomicU64,
@@ -105,10 +135,10 @@ pub(super) struct HeartbeatBatcher {
 }
 
 impl HeartbeatBatcher {
-    /// Starts the collector writing through `writer` (the single SQLite writer
-    /// connection). `None` if its thread cannot start: heartbeats are then
-    /// written one by one.
-    pub(super) fn start(writer: AnyPool) -> Option<HeartbeatBatcher> {
+    /// Starts the collector writing through `writer` (SQLite: the single
+    /// writer connection; PostgreSQL: the pool, one connection per batch).
+    /// `None` if its thread cannot start: heartbeats are then written one by one.
+    pub(super) fn start(writer: AnyPool, backend: Backend) -> Option<HeartbeatBatcher> {
         let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
         let stats = Arc::new(Stats::default());
         let batcher = HeartbeatBatcher {
@@ -130,7 +160,7 @@ impl HeartbeatBatcher {
                         return;
                     }
                 };
-                runtime.block_on(collect(writer, requests, stats));
+                runtime.block_on(collect(writer, backend, requests, stats));
             });
         match spawned {
             Ok(_) => Some(batcher),
@@ -143,7 +173,7 @@ impl HeartbeatBatcher {
 
     /// Hands a heartbeat to the collector and waits for its answer; `None`
     /// when the collector is gone (the caller falls back).
-    async fn submit(&self, id: Uuid, info: &Beat) -> Option<Result<HeartbeatOutcome, StoreError>> {
+    async fn submit(&self, id: Uuid, info: &Beat) -> Option<Answer> {
         let (reply, answer) = oneshot::channel();
         let request = Request {
             id,
@@ -156,15 +186,23 @@ impl HeartbeatBatcher {
 }
 
 /// The collector: one batch at a time, until every store handle is dropped.
-async fn collect(writer: AnyPool, mut requests: mpsc::Receiver<Request>, stats: Arc<Stats>) {
+async fn collect(
+    writer: AnyPool,
+    backend: Backend,
+    mut requests: mpsc::Receiver<Request>,
+    stats: Arc<Stats>,
+) {
     while let Some(first) = requests.recv().await {
-        write_batch(&writer, &mut requests, first, &stats).await;
+        match backend {
+            Backend::Sqlite => write_sqlite_batch(&writer, &mut requests, first, &stats).await,
+            Backend::Postgres => write_postgres_batch(&writer, &mut requests, first, &stats).await,
+        }
     }
 }
 
-/// Writes `first` and whatever is queued once the write lock is held (at most
-/// [`MAX_BATCH`] in all) in one transaction, then answers them all.
-async fn write_batch(
+/// SQLite: writes `first` and whatever is queued once the write lock is held
+/// (at most [`MAX_BATCH`] in all) in one transaction, then answers them all.
+async fn write_sqlite_batch(
     writer: &AnyPool,
     requests: &mut mpsc::Receiver<Request>,
     first: Request,
@@ -177,11 +215,7 @@ async fn write_batch(
             // Everyone who queued while the lock was awaited waited as long as
             // `first` did: they all get the error now instead of each waiting
             // for the lock again (batch size does not matter, nothing is written).
-            members.push((first.reply, None));
-            while let Ok(request) = requests.try_recv() {
-                members.push((request.reply, None));
-            }
-            fail(members, StoreError::from(e), stats);
+            fail_queued(first, requests, StoreError::from(e), stats);
             return;
         }
     };
@@ -200,7 +234,7 @@ async fn write_batch(
                 }
                 Err(e) => {
                     // Dropping `tx` rolls back.
-                    fail(members, e, stats);
+                    fail(members.into_iter().map(|(reply, _)| reply), e, stats);
                     return;
                 }
             }
@@ -210,66 +244,173 @@ async fn write_batch(
         }
     }
     if let Err(e) = tx.commit().await {
-        fail(members, StoreError::from(e), stats);
+        fail(
+            members.into_iter().map(|(reply, _)| reply),
+            StoreError::from(e),
+            stats,
+        );
         return;
     }
-    let size = members.len() as u64;
-    stats.commits.fetch_add(1, Ordering::Relaxed);
-    stats.committed.fetch_add(size, Ordering::Relaxed);
-    stats.largest.fetch_max(size, Ordering::Relaxed);
-    tracing::trace!(size, "heartbeat batch committed");
+    committed(stats, members.len());
     for (reply, outcome) in members {
         if let Some(outcome) = outcome {
             // The caller may be gone by now: nothing to do about it.
-            let _ = reply.send(Ok(outcome));
+            let _ = reply.send(Ok(Some(outcome)));
         }
     }
 }
 
+/// PostgreSQL: writes `first` and whatever is queued once a connection is in
+/// hand (at most [`MAX_BATCH`] in all) with one statement, then answers them
+/// all: `Alive` for the rows it updated, `None` (the caller's own slow path)
+/// for the others.
+async fn write_postgres_batch(
+    writer: &AnyPool,
+    requests: &mut mpsc::Receiver<Request>,
+    first: Request,
+    stats: &Stats,
+) {
+    let mut conn = match writer.acquire().await {
+        Ok(conn) => conn,
+        Err(e) => {
+            fail_queued(first, requests, StoreError::from(e), stats);
+            return;
+        }
+    };
+    let mut members = vec![first];
+    while members.len() < MAX_BATCH {
+        match requests.try_recv() {
+            Ok(request) => members.push(request),
+            Err(_) => break,
+        }
+    }
+    // A cancelled caller is not written: nobody would hear the answer.
+    members.retain(|request| !request.reply.is_closed());
+    if members.is_empty() {
+        return;
+    }
+    match update_running(&mut conn, &members).await {
+        Ok(updated) => {
+            committed(stats, members.len());
+            for request in members {
+                let alive =
+                    updated.contains(&(request.id, request.info.hostname, request.info.pid));
+                let _ = request
+                    .reply
+                    .send(Ok(alive.then_some(HeartbeatOutcome::Alive)));
+            }
+        }
+        Err(e) => fail(members.into_iter().map(|request| request.reply), e, stats),
+    }
+}
+
+/// The PostgreSQL batch statement: Airflow's fast-path `UPDATE` for every
+/// member, on the rows no other transaction holds locked; returns the rows it
+/// updated as (id, hostname, pid).
+async fn update_running(
+    conn: &mut AnyConnection,
+    members: &[Request],
+) -> Result<HashSet<(Uuid, String, i64)>, StoreError> {
+    let beats: Vec<serde_json::Value> = members
+        .iter()
+        .map(|request| {
+            serde_json::json!({
+                "id": uuid_param(request.id),
+                "hostname": request.info.hostname,
+                "pid": request.info.pid,
+            })
+        })
+        .collect();
+    let beats = serde_json::Value::Array(beats).to_string();
+    let stamp = time_param(now());
+    let rows = sqlx::query(
+        "WITH beat AS ( \
+             SELECT * FROM json_to_recordset($1::json) AS beat(id uuid, hostname text, pid bigint) \
+         ), mine AS MATERIALIZED ( \
+             SELECT id FROM task_instance WHERE id IN (SELECT id FROM beat) \
+             FOR NO KEY UPDATE SKIP LOCKED \
+         ) \
+         UPDATE task_instance AS ti \
+         SET last_heartbeat_at = $2::timestamptz, updated_at = $2::timestamptz \
+         FROM beat \
+         WHERE ti.id = beat.id AND ti.id IN (SELECT id FROM mine) AND ti.state = 'running' \
+         AND ti.hostname = beat.hostname AND ti.pid = beat.pid \
+         RETURNING CAST(ti.id AS TEXT) AS id, ti.hostname, CAST(ti.pid AS BIGINT) AS pid",
+    )
+    .bind(beats)
+    .bind(stamp)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                parse_uuid(&row.try_get::<String, _>("id")?)?,
+                row.try_get("hostname")?,
+                row.try_get("pid")?,
+            ))
+        })
+        .collect()
+}
+
+/// Counts a committed batch of `size` members.
+fn committed(stats: &Stats, size: usize) {
+    let size = size as u64;
+    stats.commits.fetch_add(1, Ordering::Relaxed);
+    stats.committed.fetch_add(size, Ordering::Relaxed);
+    stats.largest.fetch_max(size, Ordering::Relaxed);
+    tracing::trace!(size, "heartbeat batch committed");
+}
+
+/// The batch could not start: `first` and everyone queued behind it get `err`.
+fn fail_queued(
+    first: Request,
+    requests: &mut mpsc::Receiver<Request>,
+    err: StoreError,
+    stats: &Stats,
+) {
+    let mut members = vec![first.reply];
+    while let Ok(request) = requests.try_recv() {
+        members.push(request.reply);
+    }
+    fail(members, err, stats);
+}
+
 /// Answers every member of a failed batch with (a copy of) `err`.
-fn fail(members: Vec<(Reply, Option<HeartbeatOutcome>)>, err: StoreError, stats: &Stats) {
+fn fail(members: impl IntoIterator<Item = Reply>, err: StoreError, stats: &Stats) {
     stats.failed.fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(error = %err, size = members.len(), "heartbeat batch failed");
     let mut members = members.into_iter();
-    let Some((first, _)) = members.next() else {
+    let Some(first) = members.next() else {
         return;
     };
-    for (reply, _) in members {
+    let mut size = 1;
+    for reply in members {
+        size += 1;
         let _ = reply.send(Err(duplicate(&err)));
     }
+    tracing::debug!(error = %err, size, "heartbeat batch failed");
     let _ = first.send(Err(err));
 }
 
-/// One heartbeat on `conn` (a batch transaction, or an autocommit connection):
-/// Airflow's fast-path conditional `UPDATE`, and when it matched nothing, why.
+/// One heartbeat on `conn` (a transaction): Airflow's fast-path conditional
+/// `UPDATE`, and when it matched nothing, its slow path: the row read
+/// `FOR UPDATE` (PostgreSQL; on SQLite the transaction holds the write lock),
+/// why it is not this worker's running row, or the `UPDATE` after all.
 async fn record(
     conn: &mut AnyConnection,
     backend: Backend,
     id: Uuid,
     info: &Beat,
 ) -> Result<HeartbeatOutcome, StoreError> {
-    let key = uuid_param(id);
-    let stamp = time_param(now());
-    let updated = sqlx::query(sql!(
-        backend,
-        "UPDATE task_instance SET last_heartbeat_at = $4::timestamptz, updated_at = $4::timestamptz \
-         WHERE id = $1::uuid AND state = 'running' AND hostname = $2 AND pid = $3"
-    ))
-    .bind(&key)
-    .bind(&info.hostname)
-    .bind(info.pid)
-    .bind(&stamp)
-    .execute(&mut *conn)
-    .await?;
-    if updated.rows_affected() == 1 {
+    if update_one(conn, backend, id, info).await? {
         return Ok(HeartbeatOutcome::Alive);
     }
+    let key = uuid_param(id);
     let row = sqlx::query(sql!(
         backend,
         concat!(
             "SELECT ",
             ti_columns!(),
-            " FROM task_instance WHERE id = $1::uuid"
+            " FROM task_instance WHERE id = $1::uuid FOR UPDATE"
         )
     ))
     .bind(&key)
@@ -301,25 +442,56 @@ async fn record(
     if ti.state != Some(TiState::Running) {
         return Ok(HeartbeatOutcome::NotRunning { state: ti.state });
     }
-    // Running with the same host and pid, yet the update missed: it changed
-    // between the two statements (only possible outside a transaction); the
-    // caller may simply retry.
+    // Running here after all: it changed between the two statements (the
+    // fast path ran on an older version of the row). Now that the row is
+    // locked, the update holds, as in Airflow's slow path.
+    update_one(conn, backend, id, info).await?;
     Ok(HeartbeatOutcome::Alive)
 }
 
+/// Airflow's fast path: `last_heartbeat_at` if the row is running on this
+/// host and pid; whether it was.
+async fn update_one(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    id: Uuid,
+    info: &Beat,
+) -> Result<bool, StoreError> {
+    let stamp = time_param(now());
+    let updated = sqlx::query(sql!(
+        backend,
+        "UPDATE task_instance SET last_heartbeat_at = $4::timestamptz, updated_at = $4::timestamptz \
+         WHERE id = $1::uuid AND state = 'running' AND hostname = $2 AND pid = $3"
+    ))
+    .bind(uuid_param(id))
+    .bind(&info.hostname)
+    .bind(info.pid)
+    .bind(&stamp)
+    .execute(&mut *conn)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
 impl Store {
-    /// `/heartbeat`: records that the worker is alive. On SQLite, concurrent
-    /// heartbeats share one transaction (one `fsync`); the answer comes once it
-    /// is committed.
+    /// `/heartbeat`: records that the worker is alive. Concurrent heartbeats
+    /// share one transaction (one `fsync`); the answer comes once it is
+    /// committed.
     pub async fn heartbeat(&self, id: Uuid, info: &Beat) -> Result<HeartbeatOutcome, StoreError> {
+        // PostgreSQL text cannot hold NUL: such a heartbeat would fail its whole batch.
+        let batchable = self.backend == Backend::Sqlite || !info.hostname.contains('\0');
         if let Some(batcher) = &self.heartbeats
+            && batchable
             && let Some(answer) = batcher.submit(id, info).await
+            // `None` (PostgreSQL): the batch did not update the row; find out why.
+            && let Some(outcome) = answer?
         {
-            return answer;
+            return Ok(outcome);
         }
-        // PostgreSQL, or no collector: one autocommitted statement.
-        let mut conn = self.writer.acquire().await?;
-        record(&mut conn, self.backend, id, info).await
+        // The slow path, or no collector: a transaction of its own.
+        let mut tx = self.begin_write().await?;
+        let outcome = record(&mut tx, self.backend, id, info).await?;
+        tx.commit().await?;
+        Ok(outcome)
     }
 }
 
@@ -518,16 +690,30 @@ mod tests {
         );
     }
 
+    /// Every connection the collector could write with, held: the SQLite
+    /// writer, or the whole PostgreSQL pool.
+    async fn hold_writer(store: &Store) -> Vec<sqlx::pool::PoolConnection<sqlx::Any>> {
+        let size = match store.backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => store.writer.options().get_max_connections(),
+        };
+        let mut held = Vec::new();
+        for _ in 0..size {
+            held.push(store.writer.acquire().await.unwrap());
+        }
+        held
+    }
+
     /// Sends every heartbeat at once, each from its own task, and returns the
-    /// answers in order. On SQLite the writer connection is held until all are
-    /// queued (the collector holds the first one, waiting for the writer), so
-    /// the batches they form do not depend on timing.
+    /// answers in order. The connections the collector writes with are held
+    /// until all are queued (the collector holds the first one, waiting for a
+    /// connection), so the batches they form do not depend on timing.
     async fn heartbeat_all(
         store: &Store,
         requests: &[(Uuid, Beat)],
     ) -> Vec<Result<HeartbeatOutcome, StoreError>> {
         let held = match store.heartbeats {
-            Some(_) => Some(store.writer.acquire().await.unwrap()),
+            Some(_) => Some(hold_writer(store).await),
             None => None,
         };
         let tasks: Vec<_> = requests
@@ -591,6 +777,16 @@ mod tests {
                     10,
                 ),
                 (missing, beat("h1", 1), HeartbeatOutcome::NotFound, 10),
+                // The same row as the good ones, another pid.
+                (
+                    alive,
+                    beat("h1", 9),
+                    HeartbeatOutcome::RunningElsewhere {
+                        hostname: Some("h1".into()),
+                        pid: Some(1),
+                    },
+                    10,
+                ),
             ];
             // Interleaved, so one batch holds every kind in turn.
             let mut cases = Vec::new();
@@ -601,7 +797,7 @@ mod tests {
                     }
                 }
             }
-            assert_eq!(cases.len(), 200);
+            assert_eq!(cases.len(), 210);
             let before = store.heartbeats.as_ref().map(|_| commits(&store));
             let requests: Vec<_> = cases.iter().map(|(id, i, _)| (*id, i.clone())).collect();
             let answers = heartbeat_all(&store, &requests).await;
@@ -615,14 +811,85 @@ mod tests {
             }
             assert_eq!(last_heartbeat(&store, queued).await, None);
             if let Some(before) = before {
-                // All 200 were queued when the writer became free: one batch,
-                // one commit, every member answered from it.
+                // All 210 were queued when the writer became free: one batch,
+                // one commit, every member answered from it (on PostgreSQL,
+                // the misses then by their own slow path).
                 let stats = stats(&store);
                 assert_eq!(commits(&store) - before, 1);
-                assert!(commits(&store) - before < 200);
-                assert_eq!(stats.committed.load(Ordering::Relaxed), 200);
+                assert_eq!(stats.committed.load(Ordering::Relaxed), 210);
                 assert_eq!(stats.failed.load(Ordering::Relaxed), 0);
             }
+        }
+    }
+
+    /// PostgreSQL: a row another transaction holds locked is skipped by the
+    /// batch (its heartbeat then waits for the lock on its own, as Airflow's
+    /// does), and the other members of that batch are answered meanwhile.
+    #[tokio::test]
+    async fn a_row_locked_elsewhere_does_not_hold_up_the_batch() {
+        for store in stores("a_row_locked_elsewhere_does_not_hold_up_the_batch").await {
+            if store.backend != Backend::Postgres {
+                continue;
+            }
+            let dag = format!("dag_{}", Uuid::new_v4().simple());
+            let locked = started(&store, &dag, "locked", "h1", 1).await;
+            let free = started(&store, &dag, "free", "h2", 2).await;
+            let before = commits(&store);
+            let mut holder = store.pool.begin().await.unwrap();
+            sqlx::query("SELECT 1 FROM task_instance WHERE id = $1::uuid FOR UPDATE")
+                .bind(uuid_param(locked))
+                .execute(&mut *holder)
+                .await
+                .unwrap();
+            // Both in one batch: the rest of the pool is held until both are queued.
+            let max = store.writer.options().get_max_connections();
+            let mut held = Vec::new();
+            for _ in 1..max {
+                held.push(store.writer.acquire().await.unwrap());
+            }
+            let spawn = |id: Uuid, info: Beat| {
+                let store = store.clone();
+                tokio::spawn(async move { store.heartbeat(id, &info).await })
+            };
+            let waiting = spawn(locked, beat("h1", 1));
+            let answered = spawn(free, beat("h2", 2));
+            wait_queued(&store, 1).await;
+            drop(held);
+            let answer = tokio::time::timeout(Duration::from_secs(3), answered)
+                .await
+                .expect("the batch waited for the locked row")
+                .unwrap();
+            assert_eq!(answer.unwrap(), HeartbeatOutcome::Alive);
+            assert_eq!(commits(&store) - before, 1);
+            assert!(last_heartbeat(&store, free).await.unwrap() > old());
+            // The locked row's heartbeat waits for the lock, not answered yet.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(!waiting.is_finished());
+            assert_eq!(last_heartbeat(&store, locked).await, Some(old()));
+            holder.rollback().await.unwrap();
+            assert_eq!(waiting.await.unwrap().unwrap(), HeartbeatOutcome::Alive);
+            assert!(last_heartbeat(&store, locked).await.unwrap() > old());
+        }
+    }
+
+    /// A host name with a NUL character (PostgreSQL text cannot hold one)
+    /// gets the answer it gets alone, and does not fail the others' batch.
+    #[tokio::test]
+    async fn a_nul_hostname_does_not_fail_the_others() {
+        for store in stores("a_nul_hostname_does_not_fail_the_others").await {
+            let dag = format!("dag_{}", Uuid::new_v4().simple());
+            let id = started(&store, &dag, "t", "h", 1).await;
+            let alone = format!("{:?}", store.heartbeat(id, &beat("h\0x", 1)).await);
+            let (good, bad) = (beat("h", 1), beat("h\0x", 1));
+            let (a, nul, b) = tokio::join!(
+                store.heartbeat(id, &good),
+                store.heartbeat(id, &bad),
+                store.heartbeat(id, &good),
+            );
+            assert_eq!(a.unwrap(), HeartbeatOutcome::Alive);
+            assert_eq!(b.unwrap(), HeartbeatOutcome::Alive);
+            assert_eq!(format!("{nul:?}"), alone);
+            assert!(last_heartbeat(&store, id).await.unwrap() > old());
         }
     }
 

@@ -23,6 +23,7 @@ mod connections;
 mod dag_runs;
 mod heartbeats;
 mod hitl;
+mod lane;
 pub mod pyjson;
 mod rtif;
 pub mod schema;
@@ -39,6 +40,7 @@ mod variables;
 mod xcoms;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -243,9 +245,12 @@ pub struct Store {
     /// scheduler, the CLI) still meet `busy_timeout`. On PostgreSQL the same
     /// pool as `pool`.
     writer: AnyPool,
-    /// On SQLite, the group commit of heartbeats (see [`heartbeats`]); `None`
-    /// on PostgreSQL, or when it could not start.
+    /// The group commit of heartbeats (see [`heartbeats`]); `None` when it
+    /// could not start.
     heartbeats: Option<heartbeats::HeartbeatBatcher>,
+    /// On PostgreSQL, the connections of hot single-statement reads (see
+    /// [`lane`]); `None` on SQLite.
+    lane: Option<Arc<lane::Lane>>,
     backend: Backend,
     kind: DatabaseKind,
     fernet: Fernet,
@@ -336,12 +341,9 @@ impl Store {
                             // As Airflow sets it on every SQLite connection.
                             conn.execute("PRAGMA foreign_keys = ON").await?;
                         } else {
-                            // PostgreSQL's counterpart of busy_timeout: a row or table
-                            // lock held elsewhere fails the statement (55P03, a 503)
-                            // instead of holding the request forever.
-                            conn.execute("SET lock_timeout = '5s'").await?;
-                            // Timestamps are bound and read as UTC text.
-                            conn.execute("SET TIME ZONE 'UTC'").await?;
+                            for statement in POSTGRES_SESSION {
+                                conn.execute(*statement).await?;
+                            }
                         }
                         Ok(())
                     })
@@ -351,6 +353,10 @@ impl Store {
             .max_connections(max_connections)
             .connect_with(options.clone())
             .await?;
+        let lane = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(Arc::new(lane::Lane::new(options.clone(), LANE_CONNECTIONS))),
+        };
         let writer = match backend {
             Backend::Sqlite => {
                 pool_options()
@@ -364,6 +370,7 @@ impl Store {
             pool,
             writer,
             heartbeats: None,
+            lane,
             backend,
             kind: detected.clone(),
             fernet: settings.fernet,
@@ -373,9 +380,7 @@ impl Store {
         if detected == DatabaseKind::Empty {
             store.kind = store.create_embedded().await?;
         }
-        if backend == Backend::Sqlite {
-            store.heartbeats = heartbeats::HeartbeatBatcher::start(store.writer.clone());
-        }
+        store.heartbeats = heartbeats::HeartbeatBatcher::start(store.writer.clone(), backend);
         Ok(store)
     }
 
@@ -420,6 +425,21 @@ impl Store {
     pub async fn close(&self) {
         self.writer.close().await;
         self.pool.close().await;
+        if let Some(lane) = &self.lane {
+            lane.close().await;
+        }
+    }
+
+    /// A single-statement read's first row: on PostgreSQL through the [`lane`]
+    /// (one round trip), on SQLite through the pool.
+    async fn read_optional<'q>(
+        &self,
+        make: impl Fn() -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<Option<sqlx::any::AnyRow>, StoreError> {
+        match &self.lane {
+            Some(lane) => lane.fetch_optional(make).await,
+            None => Ok(make().fetch_optional(&self.pool).await?),
+        }
     }
 
     /// A transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: the
@@ -459,6 +479,19 @@ impl Store {
         })
     }
 }
+
+/// What every PostgreSQL connection runs first.
+const POSTGRES_SESSION: &[&str] = &[
+    // PostgreSQL's counterpart of busy_timeout: a row or table lock held
+    // elsewhere fails the statement (55P03, a 503) instead of holding the
+    // request forever.
+    "SET lock_timeout = '5s'",
+    // Timestamps are bound and read as UTC text.
+    "SET TIME ZONE 'UTC'",
+];
+
+/// PostgreSQL connections of the read [`lane`], beside the pool's.
+const LANE_CONNECTIONS: usize = 8;
 
 /// Reads the database's kind on a connection of its own, without the pools'
 /// pragmas (SQLite: read-only, so a refused file is not even touched).

@@ -56,14 +56,16 @@ impl Store {
     /// Reads a variable from the metastore. A value that does not decrypt is
     /// [`StoreError::Decrypt`] (Airflow logs it and answers 404).
     pub async fn variable(&self, key: &str) -> Result<Option<Variable>, StoreError> {
-        let row = sqlx::query(sql!(
-            self.backend,
-            "SELECT key, val, description, CAST(is_encrypted AS INTEGER) AS is_encrypted \
-             FROM variable WHERE key = $1"
-        ))
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = self
+            .read_optional(|| {
+                sqlx::query(sql!(
+                    self.backend,
+                    "SELECT key, val, description, CAST(is_encrypted AS INTEGER) AS is_encrypted \
+                     FROM variable WHERE key = $1"
+                ))
+                .bind(key)
+            })
+            .await?;
         let Some(row) = row else {
             return Ok(None);
         };

@@ -260,16 +260,17 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        // By the primary key: the DAG run's id stands for (dag_id, run_id). (Filtering on
+        // dag_id, run_id and task_id lets SQLite, without statistics, scan the task's XComs.)
         sqlx::query(sql!(
             b,
-            "DELETE FROM xcom WHERE key = $1 AND run_id = $2 AND task_id = $3 AND dag_id = $4 \
-             AND map_index = $5"
+            "DELETE FROM xcom WHERE dag_run_id = $1 AND task_id = $2 AND map_index = $3 \
+             AND key = $4"
         ))
-        .bind(at.key)
-        .bind(at.run_id)
+        .bind(dag_run_id)
         .bind(at.task_id)
-        .bind(at.dag_id)
         .bind(at.map_index)
+        .bind(at.key)
         .execute(&mut *tx)
         .await?;
         sqlx::query(sql!(
