@@ -690,7 +690,14 @@ fn main() {
         // On a shared machine one stall of the disk or the CPU fails a step: a failure
         // counts once a second run of the same T fails too.
         let again = run_step(&opts, &tasks, t);
-        println!("{} (second run)", again.line);
+        // The mark on the STEP line itself, before any error lines.
+        let (first, rest) = again.line.split_once('\n').unwrap_or((&again.line, ""));
+        let rest = if rest.is_empty() {
+            String::new()
+        } else {
+            format!("\n{rest}")
+        };
+        println!("{first} (second run){rest}");
         thread::sleep(Duration::from_secs_f64(opts.cooldown));
         again.passed
     };
