@@ -303,6 +303,25 @@ impl Conn {
         Ok(())
     }
 
+    /// One exchange on the open connection: the status; the connection is dropped
+    /// when the server will not keep it or the exchange failed.
+    fn exchange_once(&mut self, req: &[u8]) -> Result<u16, Failure> {
+        let result = self.exchange(req);
+        self.last_used = Instant::now();
+        match result {
+            Ok((status, keep)) => {
+                if !keep {
+                    self.io = None;
+                }
+                Ok(status)
+            }
+            Err(failure) => {
+                self.io = None;
+                Err(failure)
+            }
+        }
+    }
+
     /// Sends one request and reads the whole answer; the status. `reopened` counts
     /// connections opened for it, `retried` a resend after a closed keep-alive connection.
     fn send(&mut self, req: &[u8], reopened: &mut u64, retried: &mut u64) -> Result<u16, String> {
@@ -314,38 +333,15 @@ impl Conn {
             *reopened += 1;
             self.connect()?;
         }
-        let result = self.exchange(req);
-        self.last_used = Instant::now();
-        match result {
-            Ok((status, keep)) => {
-                if !keep {
-                    self.io = None;
-                }
-                Ok(status)
-            }
+        match self.exchange_once(req) {
             Err(Failure::Stale(_)) if !fresh => {
                 *retried += 1;
                 *reopened += 1;
                 self.connect()?;
-                let result = self.exchange(req);
-                self.last_used = Instant::now();
-                match result {
-                    Ok((status, keep)) => {
-                        if !keep {
-                            self.io = None;
-                        }
-                        Ok(status)
-                    }
-                    Err(Failure::Stale(e) | Failure::Other(e)) => {
-                        self.io = None;
-                        Err(e)
-                    }
-                }
+                self.exchange_once(req)
+                    .map_err(|(Failure::Stale(e) | Failure::Other(e))| e)
             }
-            Err(Failure::Stale(e) | Failure::Other(e)) => {
-                self.io = None;
-                Err(e)
-            }
+            result => result.map_err(|(Failure::Stale(e) | Failure::Other(e))| e),
         }
     }
 
