@@ -101,7 +101,9 @@ pub fn authenticate(req: &HttpRequest) -> Result<Arc<Claims>, AuthError> {
 
 /// [`authenticate`], then the policy: the token type must be allowed, and for
 /// every subject binding the path parameter must parse as a UUID equal to
-/// `sub` (so an upper-case UUID in the path matches).
+/// `sub` (so an upper-case UUID in the path matches). The bindings that need
+/// the store (`ti:running`, `task:self`) are not checked here: [`Enforce`](crate::Enforce)
+/// awaits them next.
 pub fn authorize(req: &HttpRequest, policy: &RoutePolicy) -> Result<Arc<Claims>, AuthError> {
     let claims = authenticate(req)?;
     check_policy(req, policy, &claims)?;
@@ -115,7 +117,8 @@ fn check_policy(req: &HttpRequest, policy: &RoutePolicy, claims: &Claims) -> Res
             allowed: policy.allowed_tokens(),
         });
     }
-    for binding in policy.bindings().iter() {
+    // The store bindings (`ti:running`, `task:self`) are awaited by `Enforce` afterwards.
+    for binding in policy.bindings().iter().filter(|b| !b.needs_store()) {
         let matches = req
             .match_info()
             .get(binding.path_param())

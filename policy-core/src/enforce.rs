@@ -12,10 +12,16 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 
 use crate::authorize::authorize;
 use crate::scope::RoutePolicy;
+use crate::subject::check_store_bindings;
+
+/// The boxed future of a request whose policy needs the store.
+type Boxed<B> = Pin<Box<dyn std::future::Future<Output = Result<ServiceResponse<EitherBody<B>>, Error>>>>;
 
 /// Applies a [`RoutePolicy`] before the inner service (so before any body is
 /// read): on refusal it answers with the [`AuthError`](crate::AuthError)
-/// response and the handler never runs.
+/// response and the handler never runs. A policy with a store binding
+/// (`ti:running`, `task:self`) also needs [`Subjects`](crate::Subjects) in the
+/// app data; the others are checked without awaiting anything.
 ///
 /// This is how `#[execution_route]` protects a route, and how to protect one
 /// without the macros: wrap an actix-web `Resource` (or `Scope`) in it. The
@@ -85,7 +91,7 @@ impl Enforce {
 impl<S, B> Transform<S, ServiceRequest> for Enforce
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
-    B: MessageBody,
+    B: MessageBody + 'static,
 {
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
@@ -111,7 +117,7 @@ pub struct EnforceService<S> {
 impl<S, B> Service<ServiceRequest> for EnforceService<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
-    B: MessageBody,
+    B: MessageBody + 'static,
 {
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
@@ -121,6 +127,21 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         match authorize(req.request(), &self.policy) {
+            Ok(claims) if self.policy.bindings().need_store() => {
+                let (service, policy) = (Rc::clone(&self.service), self.policy);
+                let checked: Boxed<B> = Box::pin(async move {
+                    match check_store_bindings(req.request(), &policy, &claims).await {
+                        Ok(()) => service
+                            .call(req)
+                            .await
+                            .map(ServiceResponse::map_into_left_body),
+                        Err(err) => Ok(req.error_response(err).map_into_right_body()),
+                    }
+                });
+                EnforceFuture {
+                    state: State::Checking { checked },
+                }
+            }
             Ok(_) => EnforceFuture {
                 state: State::Allowed {
                     inner: self.service.call(req),
@@ -155,6 +176,8 @@ pin_project_lite::pin_project! {
         Allowed { #[pin] inner: F },
         // The policy refused: the error response, until it is taken.
         Refused { response: Option<ServiceResponse<EitherBody<B>>> },
+        // The store bindings are being checked, then the inner service runs.
+        Checking { checked: Boxed<B> },
     }
 }
 
@@ -173,6 +196,7 @@ where
                 Some(res) => Poll::Ready(Ok(res)),
                 None => Poll::Pending,
             },
+            StateProj::Checking { checked } => checked.as_mut().poll(cx),
         }
     }
 }

@@ -32,15 +32,21 @@ pub enum AuthError {
         /// What the route accepts.
         allowed: TokenTypes,
     },
-    /// A subject binding (`ti:self`, `ct:self`) failed (403).
+    /// A subject binding (`ti:self`, `ct:self`, `ti:running`, `task:self`) failed (403).
     #[error("{}", .0.mismatch_detail())]
     SubjectMismatch(Binding),
+    /// The store could not be asked about the token's task instance (503
+    /// with `Retry-After`; the Task SDK retries 5xx answers).
+    #[error("Token's task instance could not be looked up; retry")]
+    SubjectUnavailable,
     /// The token's `kid` is not in the current JWKS and a refresh of the
     /// set is pending (503 with `Retry-After`): the key may just have been
     /// rotated in, and the Task SDK retries 5xx answers.
     #[error("Token signing keys are being refreshed; retry")]
     KeysRefreshing,
-    /// The application has no [`TokenValidator`](crate::TokenValidator) in its app data (500).
+    /// The application has no [`TokenValidator`](crate::TokenValidator) in
+    /// its app data, or a route with a store binding has no
+    /// [`Subjects`](crate::Subjects) (500).
     #[error("Token validation is not configured")]
     NotConfigured,
 }
@@ -170,7 +176,9 @@ impl ResponseError for AuthError {
             AuthError::MissingToken => StatusCode::UNAUTHORIZED,
             AuthError::AmbiguousCredentials => StatusCode::BAD_REQUEST,
             AuthError::NotConfigured => StatusCode::INTERNAL_SERVER_ERROR,
-            AuthError::KeysRefreshing => StatusCode::SERVICE_UNAVAILABLE,
+            AuthError::KeysRefreshing | AuthError::SubjectUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::FORBIDDEN,
         }
     }
@@ -189,7 +197,7 @@ impl ResponseError for AuthError {
                 ));
             }
             // A refresh is a fetch bounded by its timeout (5 s by default).
-            AuthError::KeysRefreshing => {
+            AuthError::KeysRefreshing | AuthError::SubjectUnavailable => {
                 res.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
             }
             _ => {}

@@ -48,6 +48,9 @@
 //! | claims of the wrong shape | 403 | `Invalid auth token: <why>` |
 //! | token type not allowed | 403 | `Token type 'workload' not allowed for this endpoint. Allowed types: execution` |
 //! | `ti:self` and `sub` differs | 403 | `Token subject does not match task instance ID` |
+//! | `ti:running` and the token's task instance is missing or no longer running | 403 | `Token's task instance is not running` |
+//! | `task:self` and the request names another task instance | 403 | `Token's task instance is not the one named in the request` |
+//! | a store binding and the store cannot be asked | 503, `Retry-After: 1` | `Token's task instance could not be looked up; retry` |
 //! | JWKS: `kid` unknown while the refresh it asked for is pending (the SDK retries 5xx) | 503, `Retry-After: 1` | `Token signing keys are being refreshed; retry` |
 //!
 //! ## API documents
@@ -148,6 +151,8 @@ mod registry;
 #[cfg(feature = "runtime")]
 mod reissue;
 #[cfg(feature = "runtime")]
+mod subject;
+#[cfg(feature = "runtime")]
 mod validate;
 
 #[cfg(all(test, feature = "runtime"))]
@@ -171,6 +176,7 @@ pub use {
     openapi::{Describe, Operation},
     registry::{ExecutionRoute, RouteInfo},
     reissue::{REFRESHED_TOKEN_HEADER, Reissue, needs_reissue},
+    subject::{Subject, SubjectError, SubjectFuture, SubjectStore, Subjects},
     validate::{KeySource, MAX_TOKEN_BYTES, TokenValidator},
 };
 

@@ -1,10 +1,9 @@
 //! The reissue middleware: a fresh execution token in `Refreshed-API-Token`
 //! when the request's token is close to expiry.
 
-use std::future::{Ready, ready};
+use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 
 use actix_web::Error;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
@@ -14,6 +13,7 @@ use crate::authorize::cached_claims;
 use crate::claims::Claims;
 use crate::generate::TokenGenerator;
 use crate::scope::TokenType;
+use crate::subject::may_reissue;
 use crate::validate::unix_now;
 
 /// The response header carrying a re-issued token.
@@ -36,6 +36,9 @@ pub fn needs_reissue(claims: &Claims, now: i64) -> bool {
 /// earlier in the request; this never validates) is an execution token near
 /// expiry, adds `Refreshed-API-Token` with a new execution token for the same
 /// subject. A header the handler set itself (the `/run` exchange) is kept.
+/// With strict [`Subjects`](crate::Subjects) in the app data, only a token
+/// whose task instance is live gets a successor: a finished task's tokens
+/// expire.
 ///
 /// ```
 /// # use policy_core::*;
@@ -58,6 +61,7 @@ impl Reissue {
 impl<S, B> Transform<S, ServiceRequest> for Reissue
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: 'static,
 {
     type Response = ServiceResponse<B>;
     type Error = Error;
@@ -84,52 +88,33 @@ pub struct ReissueService<S> {
 impl<S, B> Service<ServiceRequest> for ReissueService<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: 'static,
 {
     type Response = ServiceResponse<B>;
     type Error = Error;
-    type Future = ReissueFuture<S::Future>;
+    type Future = ReissueFuture<B>;
 
     actix_web::dev::forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        ReissueFuture {
-            inner: self.service.call(req),
-            generator: self.generator.clone(),
-        }
+        let inner = self.service.call(req);
+        let generator = self.generator.clone();
+        Box::pin(async move {
+            let mut res = inner.await?;
+            if !res.headers().contains_key(&REFRESHED_TOKEN_HEADER)
+                && let Some(claims) = cached_claims(res.request())
+                && needs_reissue(&claims, unix_now())
+                && may_reissue(res.request(), &claims).await
+            {
+                reissue(&generator, &claims, &mut res);
+            }
+            Ok(res)
+        })
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The future of [`ReissueService`].
-    #[doc(hidden)]
-    pub struct ReissueFuture<F> {
-        #[pin]
-        inner: F,
-        generator: TokenGenerator,
-    }
-}
-
-impl<F, B> std::future::Future for ReissueFuture<F>
-where
-    F: std::future::Future<Output = Result<ServiceResponse<B>, Error>>,
-{
-    type Output = Result<ServiceResponse<B>, Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut res = match this.inner.poll(cx) {
-            Poll::Ready(Ok(res)) => res,
-            other => return other,
-        };
-        if !res.headers().contains_key(&REFRESHED_TOKEN_HEADER)
-            && let Some(claims) = cached_claims(res.request())
-            && needs_reissue(&claims, unix_now())
-        {
-            reissue(this.generator, &claims, &mut res);
-        }
-        Poll::Ready(Ok(res))
-    }
-}
+/// The future of [`ReissueService`].
+pub(crate) type ReissueFuture<B> = Pin<Box<dyn Future<Output = Result<ServiceResponse<B>, Error>>>>;
 
 fn reissue<B>(generator: &TokenGenerator, claims: &Claims, res: &mut ServiceResponse<B>) {
     let token = generator.generate(claims.sub, TokenType::Execution, generator.default_ttl());

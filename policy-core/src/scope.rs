@@ -112,44 +112,87 @@ impl fmt::Display for TokenTypes {
     }
 }
 
-/// A subject binding: the token's `sub` must equal a path parameter.
+/// A subject binding: what the token's `sub` must be for the route.
+///
+/// `ti:self` and `ct:self` compare `sub` with a path parameter. `ti:running`
+/// and `task:self` need what the store knows about the subject (its task
+/// instance): they are checked through the app's
+/// [`Subjects`](crate::Subjects), resolved once per request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Binding {
     /// `ti:self`: `sub` equals `{task_instance_id}`.
     TaskInstance,
     /// `ct:self`: `sub` equals `{connection_test_id}`.
     ConnectionTest,
+    /// `ti:running`: the token's task instance exists and is running (or
+    /// left running within the grace its store allows).
+    Running,
+    /// `task:self`: the path's `{dag_id}`, `{run_id}`, `{task_id}` and the
+    /// `map_index` query parameter (default `-1`) are the token's task instance.
+    OwnTask,
 }
 
 impl Binding {
     /// Every binding, in declaration order.
-    pub const ALL: [Binding; 2] = [Binding::TaskInstance, Binding::ConnectionTest];
+    pub const ALL: [Binding; 4] = [
+        Binding::TaskInstance,
+        Binding::ConnectionTest,
+        Binding::Running,
+        Binding::OwnTask,
+    ];
 
     /// The scope spelling, e.g. `ti:self`.
     pub const fn scope(self) -> &'static str {
         Scope::Bind(self).as_str()
     }
 
-    /// The path parameter the subject is compared with.
-    pub const fn path_param(self) -> &'static str {
+    /// This binding's row of [`SCOPES`].
+    const fn binding_spec(self) -> BindingSpec {
         match Scope::Bind(self).spec().binding {
-            Some(b) => b.path_param,
-            None => "",
+            Some(b) => b,
+            // Every binding has a row with a `BindingSpec`: `every_scope_has_one_row`.
+            None => BindingSpec {
+                path_params: &[],
+                needs_store: false,
+                mismatch_detail: "",
+            },
         }
+    }
+
+    /// The path parameters the binding reads; a route path must have them all.
+    pub const fn path_params(self) -> &'static [&'static str] {
+        self.binding_spec().path_params
+    }
+
+    /// For a binding that compares `sub` with one path parameter (`ti:self`,
+    /// `ct:self`): that parameter; `""` for the others.
+    pub const fn path_param(self) -> &'static str {
+        match self.binding_spec() {
+            BindingSpec {
+                path_params: [param],
+                needs_store: false,
+                ..
+            } => param,
+            _ => "",
+        }
+    }
+
+    /// Whether checking it needs the store's record of the subject.
+    pub const fn needs_store(self) -> bool {
+        self.binding_spec().needs_store
     }
 
     /// The 403 `detail` when the subject does not match.
     pub const fn mismatch_detail(self) -> &'static str {
-        match Scope::Bind(self).spec().binding {
-            Some(b) => b.mismatch_detail,
-            None => "",
-        }
+        self.binding_spec().mismatch_detail
     }
 
     const fn bit(self) -> u8 {
         match self {
             Binding::TaskInstance => 1,
             Binding::ConnectionTest => 2,
+            Binding::Running => 4,
+            Binding::OwnTask => 8,
         }
     }
 }
@@ -171,6 +214,10 @@ impl Bindings {
     pub const TASK_INSTANCE: Bindings = Bindings(Binding::TaskInstance.bit());
     /// `{ct:self}`.
     pub const CONNECTION_TEST: Bindings = Bindings(Binding::ConnectionTest.bit());
+    /// `{ti:running}`.
+    pub const RUNNING: Bindings = Bindings(Binding::Running.bit());
+    /// `{task:self}`.
+    pub const OWN_TASK: Bindings = Bindings(Binding::OwnTask.bit());
 
     /// This set plus `binding`.
     pub const fn with(self, binding: Binding) -> Bindings {
@@ -190,6 +237,11 @@ impl Bindings {
     /// Whether the set is empty.
     pub const fn is_empty(self) -> bool {
         self.0 == 0
+    }
+
+    /// Whether a member needs the store's record of the subject.
+    pub const fn need_store(self) -> bool {
+        self.0 & (Binding::Running.bit() | Binding::OwnTask.bit()) != 0
     }
 
     /// The members, in declaration order.
@@ -224,9 +276,13 @@ pub struct ScopeSpec {
 /// What a subject binding needs and says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BindingSpec {
-    /// The path parameter `sub` is compared with, e.g. `task_instance_id`.
-    pub path_param: &'static str,
-    /// The 403 `detail` when `sub` differs.
+    /// The path parameters it reads, e.g. `task_instance_id` (which `sub` must
+    /// equal). A route whose path lacks one does not compile.
+    pub path_params: &'static [&'static str],
+    /// Whether it needs the store's record of the subject (its task
+    /// instance), not only the token.
+    pub needs_store: bool,
+    /// The 403 `detail` when it fails.
     pub mismatch_detail: &'static str,
 }
 
@@ -240,6 +296,8 @@ pub struct BindingSpec {
 /// | `token:workload`  | the route accepts workload tokens                                |
 /// | `ti:self`         | token `sub` must equal the `{task_instance_id}` path parameter   |
 /// | `ct:self`         | token `sub` must equal the `{connection_test_id}` path parameter |
+/// | `ti:running`      | the token's task instance exists and is running (store)          |
+/// | `task:self`       | `{dag_id}/{run_id}/{task_id}` and `?map_index=` are the token's task instance (store) |
 ///
 /// ```
 /// use policy_core::{RoutePolicy, SCOPES, Scope, TokenType};
@@ -254,11 +312,11 @@ pub struct BindingSpec {
 /// let err = Scope::parse("ti:slef").unwrap_err();
 /// assert_eq!(
 ///     err.to_string(),
-///     "unknown scope `ti:slef`; expected `token:execution`, `token:workload`, `ti:self` or `ct:self`"
+///     "unknown scope `ti:slef`; expected `token:execution`, `token:workload`, `ti:self`, `ct:self`, `ti:running` or `task:self`"
 /// );
-/// assert_eq!(SCOPES[2].binding.unwrap().path_param, "task_instance_id");
+/// assert_eq!(SCOPES[2].binding.unwrap().path_params, ["task_instance_id"]);
 /// ```
-pub const SCOPES: [ScopeSpec; 4] = [
+pub const SCOPES: [ScopeSpec; 6] = [
     ScopeSpec {
         spelling: "token:execution",
         scope: Scope::Token(TokenType::Execution),
@@ -273,7 +331,8 @@ pub const SCOPES: [ScopeSpec; 4] = [
         spelling: "ti:self",
         scope: Scope::Bind(Binding::TaskInstance),
         binding: Some(BindingSpec {
-            path_param: "task_instance_id",
+            path_params: &["task_instance_id"],
+            needs_store: false,
             mismatch_detail: "Token subject does not match task instance ID",
         }),
     },
@@ -281,8 +340,27 @@ pub const SCOPES: [ScopeSpec; 4] = [
         spelling: "ct:self",
         scope: Scope::Bind(Binding::ConnectionTest),
         binding: Some(BindingSpec {
-            path_param: "connection_test_id",
+            path_params: &["connection_test_id"],
+            needs_store: false,
             mismatch_detail: "Token subject does not match connection test ID",
+        }),
+    },
+    ScopeSpec {
+        spelling: "ti:running",
+        scope: Scope::Bind(Binding::Running),
+        binding: Some(BindingSpec {
+            path_params: &[],
+            needs_store: true,
+            mismatch_detail: "Token's task instance is not running",
+        }),
+    },
+    ScopeSpec {
+        spelling: "task:self",
+        scope: Scope::Bind(Binding::OwnTask),
+        binding: Some(BindingSpec {
+            path_params: &["dag_id", "run_id", "task_id"],
+            needs_store: true,
+            mismatch_detail: "Token's task instance is not the one named in the request",
         }),
     },
 ];
@@ -547,7 +625,8 @@ mod tests {
                 }
                 Scope::Bind(b) => {
                     let binding = spec.binding.unwrap();
-                    assert_eq!(b.path_param(), binding.path_param);
+                    assert_eq!(b.path_params(), binding.path_params);
+                    assert_eq!(b.needs_store(), binding.needs_store);
                     assert_eq!(b.mismatch_detail(), binding.mismatch_detail);
                 }
             }

@@ -19,6 +19,8 @@ fn policy_tokens(policy: RoutePolicy) -> TokenStream {
     let bindings = policy.bindings().iter().map(|b| match b {
         Binding::TaskInstance => quote!(TaskInstance),
         Binding::ConnectionTest => quote!(ConnectionTest),
+        Binding::Running => quote!(Running),
+        Binding::OwnTask => quote!(OwnTask),
     });
     quote! {
         ::policy_core::RoutePolicy::new(

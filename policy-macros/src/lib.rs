@@ -68,6 +68,8 @@ use proc_macro::TokenStream;
 /// | `"token:execution"`, `"token:workload"` | the route accepts that token type (none declared: `execution` only) |
 /// | `"ti:self"` | token `sub` must equal the `{task_instance_id}` path parameter |
 /// | `"ct:self"` | token `sub` must equal the `{connection_test_id}` path parameter |
+/// | `"ti:running"` | the token's task instance exists and is running (asked of the app's `policy_core::Subjects`) |
+/// | `"task:self"` | the path's `{dag_id}/{run_id}/{task_id}` and `?map_index=` (default `-1`) are the token's task instance (through `Subjects`) |
 ///
 /// Inside an [`macro@execution_router`] the router's scopes are merged in (a
 /// union) and its prefix is put in front of the path.
@@ -107,7 +109,8 @@ use proc_macro::TokenStream;
 /// Each error is reported on the literal at fault, all in one build: an unknown
 /// token type (`"token:bogus"`), an unknown scope (`"ti:slef"`), a scope given
 /// twice in one list, `ti:self` on a path without `{task_instance_id}` (or
-/// `ct:self` without `{connection_test_id}`, counting scopes inherited from
+/// `ct:self` without `{connection_test_id}`, or `task:self` without one of
+/// `{dag_id}`, `{run_id}`, `{task_id}`, counting scopes inherited from
 /// routers), a scope that is not a string literal, an unknown argument or
 /// method, a missing method or path, a malformed path, or `#[execution_route]`
 /// placed below the actix attribute (it must come first, to see it).
@@ -115,7 +118,7 @@ use proc_macro::TokenStream;
 /// ```compile_fail
 /// use policy_macros::execution_route;
 ///
-/// // error: unknown scope `ti:slef`; expected `token:execution`, `token:workload`, `ti:self` or `ct:self`
+/// // error: unknown scope `ti:slef`; expected `token:execution`, `token:workload`, `ti:self`, `ct:self`, `ti:running` or `task:self`
 /// #[execution_route(get, "/{task_instance_id}", scopes = ["ti:slef"])]
 /// async fn typo() -> &'static str {
 ///     "the subject check would be silently off"

@@ -153,9 +153,10 @@ fn full_path(
     }
 }
 
-/// `ti:self` needs `{task_instance_id}` in the full path, `ct:self`
-/// `{connection_test_id}`. The error lands on the scope literal, the route's
-/// own or, if inherited, the router's.
+/// Every path parameter a declared binding reads must be in the full path:
+/// `ti:self` needs `{task_instance_id}`, `ct:self` `{connection_test_id}`,
+/// `task:self` `{dag_id}`, `{run_id}` and `{task_id}`. The error lands on the
+/// scope literal, the route's own or, if inherited, the router's.
 fn check_bindings(
     own: &[Declared],
     inherited: &[Declared],
@@ -165,15 +166,19 @@ fn check_bindings(
     errors: &mut Errors,
 ) {
     for binding in Binding::ALL {
-        if params.iter().any(|p| p == binding.path_param()) {
+        let Some(param) = binding
+            .path_params()
+            .iter()
+            .find(|needed| !params.iter().any(|p| p == *needed))
+        else {
             continue;
-        }
+        };
         let declared = |list: &[Declared]| {
             list.iter()
                 .find(|d| d.scope == Scope::Bind(binding))
                 .map(|d| d.literal.clone())
         };
-        let (scope, param) = (binding.scope(), binding.path_param());
+        let scope = binding.scope();
         if let Some(literal) = declared(own) {
             errors.spanned(
                 literal,

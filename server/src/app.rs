@@ -23,7 +23,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{Error, HttpResponse, ResponseError, web};
-use policy_core::{AuthError, Reissue, TokenGenerator, TokenValidator};
+use policy_core::{AuthError, Reissue, Subjects, TokenGenerator, TokenValidator};
 use serde_json::json;
 
 use crate::api::{self, ApiError};
@@ -55,6 +55,8 @@ pub struct AppState {
     pub validator: TokenValidator,
     /// Mints execution tokens (reissue near expiry, `/run` exchange).
     pub generator: TokenGenerator,
+    /// How the ownership scopes (`ti:running`, `task:self`) are enforced.
+    pub subjects: Subjects,
 }
 
 /// Mounts everything under `/execution`: app data, the reissue and request-log
@@ -67,7 +69,8 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) + Clon
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(web::Data::new(state.store.clone()))
             .app_data(state.validator.clone())
-            .app_data(state.generator.clone());
+            .app_data(state.generator.clone())
+            .app_data(state.subjects.clone());
         cfg.service(
             // An empty prefix, so the middleware also sees unknown paths.
             web::scope("")

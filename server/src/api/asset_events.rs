@@ -12,7 +12,7 @@ use super::assets::{AssetResponse, raw_json};
 use crate::store::{self, timestamp};
 
 /// The routes.
-#[policy_macros::execution_router(parent = super::execution, prefix = "/asset-events")]
+#[policy_macros::execution_router(parent = super::execution, prefix = "/asset-events", scopes = ["ti:running"])]
 pub mod routes {
     use actix_web::http::StatusCode;
     use actix_web::{HttpResponse, web};

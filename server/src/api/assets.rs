@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 use crate::store;
 
 /// The routes.
-#[policy_macros::execution_router(parent = super::execution, prefix = "/assets")]
+#[policy_macros::execution_router(parent = super::execution, prefix = "/assets", scopes = ["ti:running"])]
 pub mod routes {
     use actix_web::{HttpResponse, web};
     use policy_macros::execution_route;

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::store;
 
 /// The routes.
-#[policy_macros::execution_router(parent = super::execution, prefix = "/connections")]
+#[policy_macros::execution_router(parent = super::execution, prefix = "/connections", scopes = ["ti:running"])]
 pub mod routes {
     use actix_web::{HttpResponse, web};
     use policy_macros::execution_route;

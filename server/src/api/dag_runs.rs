@@ -15,7 +15,7 @@ use crate::api::ApiError;
 use crate::store::{self, timestamp};
 
 /// The routes.
-#[policy_macros::execution_router(parent = super::execution, prefix = "/dag-runs")]
+#[policy_macros::execution_router(parent = super::execution, prefix = "/dag-runs", scopes = ["ti:running"])]
 pub mod routes {
     use actix_web::{HttpResponse, web};
     use policy_macros::execution_route;

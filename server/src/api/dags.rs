@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::store::{self, timestamp};
 
 /// The routes.
-#[policy_macros::execution_router(parent = super::execution, prefix = "/dags")]
+#[policy_macros::execution_router(parent = super::execution, prefix = "/dags", scopes = ["ti:running"])]
 pub mod routes {
     use actix_web::{HttpResponse, web};
     use policy_macros::execution_route;

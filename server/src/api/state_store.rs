@@ -161,7 +161,7 @@ pub mod routes {
     }
 
     /// Get an asset state store value by asset name: `{"value": ...}`, or 404.
-    #[execution_route(get, "/asset/by-name/value", responses = [200 => AssetValueResponse, 404])]
+    #[execution_route(get, "/asset/by-name/value", scopes = ["ti:running"], responses = [200 => AssetValueResponse, 404])]
     pub async fn get_asset_state_store_by_name(
         store: web::Data<Store>,
         query: web::Query<AssetKeyQuery<ByName>>,
@@ -171,7 +171,7 @@ pub mod routes {
     }
 
     /// Set an asset state store value by asset name: 204.
-    #[execution_route(put, "/asset/by-name/value", body = super::PutBody<'static>, responses = [204, 404])]
+    #[execution_route(put, "/asset/by-name/value", scopes = ["ti:running"], body = super::PutBody<'static>, responses = [204, 404])]
     pub async fn set_asset_state_store_by_name(
         store: web::Data<Store>,
         token: Token,
@@ -184,7 +184,7 @@ pub mod routes {
     }
 
     /// Delete a single asset state store key by asset name: 204.
-    #[execution_route(delete, "/asset/by-name/value", responses = [204, 404])]
+    #[execution_route(delete, "/asset/by-name/value", scopes = ["ti:running"], responses = [204, 404])]
     pub async fn delete_asset_state_store_by_name(
         store: web::Data<Store>,
         query: web::Query<AssetKeyQuery<ByName>>,
@@ -194,7 +194,7 @@ pub mod routes {
     }
 
     /// Delete all state store keys for an asset by asset name: 204.
-    #[execution_route(delete, "/asset/by-name/clear", responses = [204, 404])]
+    #[execution_route(delete, "/asset/by-name/clear", scopes = ["ti:running"], responses = [204, 404])]
     pub async fn clear_asset_state_store_by_name(
         store: web::Data<Store>,
         query: web::Query<ByName>,
@@ -203,7 +203,7 @@ pub mod routes {
     }
 
     /// Get an asset state store value by asset URI: `{"value": ...}`, or 404.
-    #[execution_route(get, "/asset/by-uri/value", responses = [200 => AssetValueResponse, 404])]
+    #[execution_route(get, "/asset/by-uri/value", scopes = ["ti:running"], responses = [200 => AssetValueResponse, 404])]
     pub async fn get_asset_state_store_by_uri(
         store: web::Data<Store>,
         query: web::Query<AssetKeyQuery<ByUri>>,
@@ -213,7 +213,7 @@ pub mod routes {
     }
 
     /// Set an asset state store value by asset URI: 204.
-    #[execution_route(put, "/asset/by-uri/value", body = super::PutBody<'static>, responses = [204, 404])]
+    #[execution_route(put, "/asset/by-uri/value", scopes = ["ti:running"], body = super::PutBody<'static>, responses = [204, 404])]
     pub async fn set_asset_state_store_by_uri(
         store: web::Data<Store>,
         token: Token,
@@ -226,7 +226,7 @@ pub mod routes {
     }
 
     /// Delete a single asset state store key by asset URI: 204.
-    #[execution_route(delete, "/asset/by-uri/value", responses = [204, 404])]
+    #[execution_route(delete, "/asset/by-uri/value", scopes = ["ti:running"], responses = [204, 404])]
     pub async fn delete_asset_state_store_by_uri(
         store: web::Data<Store>,
         query: web::Query<AssetKeyQuery<ByUri>>,
@@ -236,7 +236,7 @@ pub mod routes {
     }
 
     /// Delete all state store keys for an asset by asset URI: 204.
-    #[execution_route(delete, "/asset/by-uri/clear", responses = [204, 404])]
+    #[execution_route(delete, "/asset/by-uri/clear", scopes = ["ti:running"], responses = [204, 404])]
     pub async fn clear_asset_state_store_by_uri(
         store: web::Data<Store>,
         query: web::Query<ByUri>,

@@ -237,7 +237,7 @@ pub mod routes {
     ///
     /// `states` may hold `"null"` for "no state" (SQL NULL); `task_group_id` needs the
     /// DAG's latest serialized version (404 when there is none, or no such group).
-    #[execution_route(get, "/count", responses = [200 => i64, 404])]
+    #[execution_route(get, "/count", scopes = ["ti:running"], responses = [200 => i64, 404])]
     pub async fn get_task_instance_count(
         req: HttpRequest,
         store: web::Data<Store>,
@@ -272,7 +272,7 @@ pub mod routes {
 
     /// Reads the states of a DAG's task instances that match the filters, by run id and
     /// task id (`<task_id>_<map_index>` for a mapped task instance).
-    #[execution_route(get, "/states", responses = [200 => TaskStatesResponse, 404])]
+    #[execution_route(get, "/states", scopes = ["ti:running"], responses = [200 => TaskStatesResponse, 404])]
     pub async fn get_task_instance_states(
         req: HttpRequest,
         store: web::Data<Store>,
@@ -319,7 +319,7 @@ pub mod routes {
 
     /// Lists the finished task instances of a DAG run (task id, map index, state,
     /// operator, duration), by task id and map index.
-    #[execution_route(get, "/breadcrumbs", responses = [200 => TaskBreadcrumbsResponse])]
+    #[execution_route(get, "/breadcrumbs", scopes = ["ti:running"], responses = [200 => TaskBreadcrumbsResponse])]
     pub async fn get_task_instance_breadcrumbs(
         req: HttpRequest,
         store: web::Data<Store>,
@@ -339,7 +339,7 @@ pub mod routes {
 
     /// Reads the task's instance in the run with the newest logical date (before
     /// `logical_date` when given, in `state` when given): `PreviousTIResponse` or `null`.
-    #[execution_route(get, "/previous/{dag_id}/{task_id}", responses = [200 => Option<PreviousTIResponse>])]
+    #[execution_route(get, "/previous/{dag_id}/{task_id}", scopes = ["ti:running"], responses = [200 => Option<PreviousTIResponse>])]
     pub async fn get_previous_task_instance(
         req: HttpRequest,
         store: web::Data<Store>,

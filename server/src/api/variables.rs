@@ -15,7 +15,7 @@ use super::fields::required_nullable;
 use crate::store;
 
 /// The routes.
-#[policy_macros::execution_router(parent = super::execution, prefix = "/variables")]
+#[policy_macros::execution_router(parent = super::execution, prefix = "/variables", scopes = ["ti:running"])]
 pub mod routes {
     use actix_web::http::StatusCode;
     use actix_web::{HttpResponse, web};

@@ -15,7 +15,7 @@ use crate::api::ApiError;
 use crate::store::{XComKey, XComSeries};
 
 /// The routes.
-#[policy_macros::execution_router(parent = super::execution, prefix = "/xcoms")]
+#[policy_macros::execution_router(parent = super::execution, prefix = "/xcoms", scopes = ["ti:running"])]
 pub mod routes {
     use actix_web::http::StatusCode;
     use actix_web::{HttpResponse, web};
@@ -154,7 +154,7 @@ pub mod routes {
     /// Stores the body (any JSON value; an empty body is `null`) verbatim: 201.
     /// `?mapped_length=N` also records the task's `task_map` row (400 past
     /// `[core] max_map_length`); 404 when the DAG run does not exist.
-    #[execution_route(post, "/{dag_id}/{run_id}/{task_id}/{key:.*}", body = serde_json::Value, responses = [201 => MessageResponse, 400, 404])]
+    #[execution_route(post, "/{dag_id}/{run_id}/{task_id}/{key:.*}", scopes = ["task:self"], body = serde_json::Value, responses = [201 => MessageResponse, 400, 404])]
     pub async fn set_xcom(
         store: web::Data<Store>,
         path: web::Path<XComPath>,
@@ -231,7 +231,7 @@ pub mod routes {
     /// Delete a single XCom Value.
     ///
     /// 200 whether or not it existed (as Airflow).
-    #[execution_route(delete, "/{dag_id}/{run_id}/{task_id}/{key:.*}", responses = [200 => MessageResponse])]
+    #[execution_route(delete, "/{dag_id}/{run_id}/{task_id}/{key:.*}", scopes = ["task:self"], responses = [200 => MessageResponse])]
     pub async fn delete_xcom(
         store: web::Data<Store>,
         path: web::Path<XComPath>,

@@ -18,7 +18,7 @@
 //!
 //! **Our own settings** keep their `EXECUTION_API_*` variables and may also be written in
 //! `airflow.cfg` under `[execution_api_server]`: `bind`, `database_url`, `token_cache_size`, `token_cache_bytes`,
-//! `workload_token_ttl`, `jwks_refresh_interval`, `jwks_min_refresh_interval`. The variable wins
+//! `workload_token_ttl`, `jwks_refresh_interval`, `jwks_min_refresh_interval`, `ownership`. The variable wins
 //! over the file; an empty variable counts as unset. `--database-url`,
 //! `EXECUTION_API_DATABASE_URL` or `[execution_api_server] database_url` win over
 //! `[database] sql_alchemy_conn`.
@@ -94,6 +94,19 @@ pub const ENV_TOKEN_CACHE_BYTES: &str = "EXECUTION_API_TOKEN_CACHE_BYTES";
 /// Environment variable overriding the workload-token lifetime of `token mint` (seconds;
 /// default: `[scheduler] task_queued_timeout`).
 pub const ENV_WORKLOAD_TOKEN_TTL: &str = "EXECUTION_API_WORKLOAD_TOKEN_TTL";
+/// How the ownership scopes (`ti:running`, `task:self`) are enforced: `strict` or `permissive`.
+pub const ENV_OWNERSHIP: &str = "EXECUTION_API_OWNERSHIP";
+
+/// How the routes' ownership scopes are enforced (`EXECUTION_API_OWNERSHIP`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    /// `strict` (the default): data routes need a token whose task instance is running
+    /// (`ti:running`), and XCom writes and deletes need the token's own task instance
+    /// (`task:self`); a finished task's tokens are not refreshed.
+    Strict,
+    /// `permissive`: Airflow 3.3.2's behaviour; any valid execution token may use them.
+    Permissive,
+}
 
 /// The resolved configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,6 +139,12 @@ pub struct Config {
     pub num_dag_runs_to_retain_rendered_fields: i64,
     /// `[state_store] clear_on_success` (false).
     pub clear_on_success: bool,
+    /// `[core] task_success_overtime` (20 s): how long a task's process may go on after it
+    /// reported its final state (callbacks, listeners) before its supervisor kills it. Under
+    /// strict ownership its tokens keep working that long, plus `[api_auth] jwt_leeway`.
+    pub task_success_overtime: Duration,
+    /// `EXECUTION_API_OWNERSHIP` or `[execution_api_server] ownership` (`strict`).
+    pub ownership: Ownership,
     /// `[api] expose_stacktrace` (false). True only for the exact text `True`: Airflow compares
     /// the string (`conf.get(...) == "True"`), so `true` or `1` mean false there too.
     pub expose_stacktrace: bool,
@@ -399,6 +418,7 @@ const NUM_DAG_RUNS_TO_RETAIN_RENDERED_FIELDS: OptionSpec = OptionSpec {
     ..airflow("core", "num_dag_runs_to_retain_rendered_fields", Some("30"))
 };
 const CLEAR_ON_SUCCESS: OptionSpec = airflow("state_store", "clear_on_success", Some("False"));
+const TASK_SUCCESS_OVERTIME: OptionSpec = airflow("core", "task_success_overtime", Some("20"));
 const EXPOSE_STACKTRACE: OptionSpec = airflow("api", "expose_stacktrace", Some("False"));
 
 /// The Airflow options we read, in `server config` order: `(section, key)`.
@@ -408,6 +428,7 @@ pub const AIRFLOW_OPTIONS: &[(&str, &str)] = &[
     ("core", "multi_team"),
     ("core", "max_map_length"),
     ("core", "num_dag_runs_to_retain_rendered_fields"),
+    ("core", "task_success_overtime"),
     ("api_auth", "jwt_secret"),
     ("api_auth", "jwt_algorithm"),
     ("api_auth", "jwt_private_key_path"),
@@ -647,6 +668,7 @@ impl Config {
         let multi_team = r.airflow(&MULTI_TEAM, Secrecy::Public)?;
         let max_map_length = r.airflow(&MAX_MAP_LENGTH, Secrecy::Public)?;
         let num_rtif = r.airflow(&NUM_DAG_RUNS_TO_RETAIN_RENDERED_FIELDS, Secrecy::Public)?;
+        let task_success_overtime = r.airflow(&TASK_SUCCESS_OVERTIME, Secrecy::Public)?;
         let jwt_secret = r.airflow(&JWT_SECRET, Secrecy::Secret)?;
         let jwt_algorithm = r.airflow(&JWT_ALGORITHM, Secrecy::Public)?;
         let jwt_private_key_path = r.airflow(&JWT_PRIVATE_KEY_PATH, Secrecy::Public)?;
@@ -694,6 +716,7 @@ impl Config {
             Some("30"),
             Secrecy::Public,
         )?;
+        let ownership = r.ours("ownership", ENV_OWNERSHIP, Some("strict"), Secrecy::Public)?;
 
         // Airflow rewrites these schemes on load (`_upgrade_postgres_metastore_conn`).
         if let Some(entry) = r
@@ -812,6 +835,14 @@ impl Config {
             max_map_length: max_map_length.count()?.unwrap_or(1024),
             num_dag_runs_to_retain_rendered_fields: num_rtif.int()?.unwrap_or(30),
             clear_on_success: clear_on_success.boolean()?.unwrap_or(false),
+            task_success_overtime: task_success_overtime
+                .float_seconds()?
+                .unwrap_or(Duration::from_secs(20)),
+            ownership: match ownership.value.as_deref().map(str::trim) {
+                None | Some("strict") => Ownership::Strict,
+                Some("permissive") => Ownership::Permissive,
+                Some(_) => return Err(ownership.invalid("expected `strict` or `permissive`")),
+            },
             expose_stacktrace: expose_stacktrace.value.as_deref() == Some("True"),
             file: file.map(|(path, _)| path.to_path_buf()),
             report: r.report,

@@ -31,6 +31,7 @@ mod serialized_dag;
 pub(crate) mod sql;
 mod state;
 mod state_stores;
+mod subjects;
 mod task_instance_queries;
 mod task_instances;
 mod task_reschedules;
@@ -71,6 +72,7 @@ pub use task_instances::{
     DagRun, Deferral, HeartbeatOutcome, NewTaskInstance, RunContext, StartOutcome, StartRequest,
     StateChange, StateOutcome, TaskInstance, TerminalState, TriggerKwargs,
 };
+pub use subjects::TaskInstanceSubjects;
 pub use variables::Variable;
 pub use xcoms::{TaskMapLength, XComKey, XComPick, XComSeries, XComWrite};
 

@@ -1,0 +1,289 @@
+//! The bindings that need the store: `ti:running` and `task:self`.
+//!
+//! A token says who it is for (`sub`, a task instance id); only the
+//! application's store knows what that task instance is and whether it still
+//! runs. [`Subjects`], in the app data, asks a [`SubjectStore`] once per
+//! request (the answer is kept in the request extensions, so the route guard
+//! and [`Reissue`](crate::Reissue) share it) and keeps answers for a short
+//! time across requests, keyed by subject, so a task that calls many routes
+//! costs one lookup per `ttl`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{HttpMessage, HttpRequest, web};
+use uuid::Uuid;
+
+use crate::claims::Claims;
+use crate::error::AuthError;
+use crate::scope::{Binding, RoutePolicy};
+
+/// What the store knows about a token's subject: its task instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subject {
+    /// The DAG id.
+    pub dag_id: String,
+    /// The DAG run id.
+    pub run_id: String,
+    /// The task id.
+    pub task_id: String,
+    /// The map index (`-1` when not mapped).
+    pub map_index: i64,
+    /// Its stored state (`running`, `success`, ...), if any.
+    pub state: Option<String>,
+    /// Whether it may still act: it runs, or stopped running so recently that
+    /// its process may still be finishing (the store decides how recently).
+    pub live: bool,
+}
+
+/// Why the store could not answer. The request is refused with 503 and
+/// `Retry-After` (the Task SDK retries 5xx answers); the cause is logged.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SubjectError(pub String);
+
+/// The future a [`SubjectStore`] returns: `None` when there is no such task
+/// instance.
+pub type SubjectFuture = Pin<Box<dyn Future<Output = Result<Option<Subject>, SubjectError>>>>;
+
+/// Looks up a token's subject in the application's store.
+pub trait SubjectStore: Send + Sync + 'static {
+    /// The task instance `sub`, or `None` if there is none.
+    fn resolve(&self, sub: Uuid) -> SubjectFuture;
+}
+
+/// At most this many subjects are remembered across requests.
+const CAPACITY: usize = 10_000;
+
+/// How the store bindings are enforced: the app data that `ti:running` and
+/// `task:self` read.
+///
+/// - [`Subjects::strict`]: each binding is checked against the store's
+///   record of the subject.
+/// - [`Subjects::permissive`]: they are not checked (any valid token of an
+///   allowed type passes, as Airflow 3.3.2 lets it).
+///
+/// Without either in the app data, a route with a store binding answers 500
+/// (it fails closed).
+///
+/// ```
+/// use std::time::Duration;
+/// use policy_core::{Subject, SubjectFuture, SubjectStore, Subjects};
+///
+/// struct OneTask;
+/// impl SubjectStore for OneTask {
+///     fn resolve(&self, _sub: uuid::Uuid) -> SubjectFuture {
+///         Box::pin(async {
+///             Ok(Some(Subject {
+///                 dag_id: "d".into(),
+///                 run_id: "r".into(),
+///                 task_id: "t".into(),
+///                 map_index: -1,
+///                 state: Some("running".into()),
+///                 live: true,
+///             }))
+///         })
+///     }
+/// }
+/// let subjects = Subjects::strict(OneTask, Duration::from_secs(2));
+/// assert!(subjects.is_strict());
+/// let app = actix_web::App::new().app_data(subjects);
+/// ```
+#[derive(Clone)]
+pub struct Subjects(Option<Arc<Resolver>>);
+
+struct Resolver {
+    store: Box<dyn SubjectStore>,
+    ttl: Duration,
+    cache: Mutex<HashMap<Uuid, Remembered>>,
+}
+
+#[derive(Clone)]
+struct Remembered {
+    subject: Option<Arc<Subject>>,
+    at: Instant,
+}
+
+impl std::fmt::Debug for Subjects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(r) => f
+                .debug_struct("Subjects::Strict")
+                .field("ttl", &r.ttl)
+                .finish_non_exhaustive(),
+            None => f.write_str("Subjects::Permissive"),
+        }
+    }
+}
+
+impl Subjects {
+    /// Checks the store bindings against `store`; an answer is reused for
+    /// `ttl` by every request of the same subject (`ZERO`: asked on every
+    /// request).
+    pub fn strict(store: impl SubjectStore, ttl: Duration) -> Subjects {
+        Subjects(Some(Arc::new(Resolver {
+            store: Box::new(store),
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+        })))
+    }
+
+    /// Does not check the store bindings.
+    pub fn permissive() -> Subjects {
+        Subjects(None)
+    }
+
+    /// Whether the store bindings are checked.
+    pub fn is_strict(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The store's record of `sub`, from the cross-request memory when fresh.
+    /// `Ok(None)`: no such task instance (or permissive mode).
+    pub async fn resolve(&self, sub: Uuid) -> Result<Option<Arc<Subject>>, SubjectError> {
+        let Some(resolver) = &self.0 else {
+            return Ok(None);
+        };
+        let now = Instant::now();
+        if let Some(hit) = resolver.lock().get(&sub)
+            && now.duration_since(hit.at) < resolver.ttl
+        {
+            return Ok(hit.subject.clone());
+        }
+        let subject = resolver.store.resolve(sub).await?.map(Arc::new);
+        if !resolver.ttl.is_zero() {
+            let mut cache = resolver.lock();
+            if cache.len() >= CAPACITY && !cache.contains_key(&sub) {
+                cache.retain(|_, r| now.duration_since(r.at) < resolver.ttl);
+                if cache.len() >= CAPACITY {
+                    cache.clear();
+                }
+            }
+            cache.insert(
+                sub,
+                Remembered {
+                    subject: subject.clone(),
+                    at: now,
+                },
+            );
+        }
+        Ok(subject)
+    }
+}
+
+impl Resolver {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Remembered>> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The subject resolved for this request, kept in the request extensions.
+#[derive(Clone)]
+struct Resolved(Option<Arc<Subject>>);
+
+fn subjects(req: &HttpRequest) -> Option<Subjects> {
+    req.app_data::<Subjects>().cloned().or_else(|| {
+        req.app_data::<web::Data<Subjects>>()
+            .map(|d| d.get_ref().clone())
+    })
+}
+
+/// The store's record of this request's subject, asked at most once per
+/// request. `Ok(None)` with no such task instance.
+async fn request_subject(
+    req: &HttpRequest,
+    subjects: &Subjects,
+    sub: Uuid,
+) -> Result<Option<Arc<Subject>>, AuthError> {
+    if let Some(resolved) = req.extensions().get::<Resolved>() {
+        return Ok(resolved.0.clone());
+    }
+    let subject = subjects.resolve(sub).await.map_err(|e| {
+        tracing::warn!(error = %e, %sub, "cannot look up the token's task instance");
+        AuthError::SubjectUnavailable
+    })?;
+    req.extensions_mut().insert(Resolved(subject.clone()));
+    Ok(subject)
+}
+
+/// The store bindings of `policy` (`ti:running`, `task:self`), checked for
+/// this request's `claims`. Permissive [`Subjects`] pass them; no `Subjects`
+/// at all is [`AuthError::NotConfigured`].
+pub(crate) async fn check_store_bindings(
+    req: &HttpRequest,
+    policy: &RoutePolicy,
+    claims: &Claims,
+) -> Result<(), AuthError> {
+    let subjects = subjects(req).ok_or(AuthError::NotConfigured)?;
+    if !subjects.is_strict() {
+        return Ok(());
+    }
+    let subject = request_subject(req, &subjects, claims.sub).await?;
+    for binding in policy.bindings().iter().filter(|b| b.needs_store()) {
+        let holds = subject.as_deref().is_some_and(|s| match binding {
+            Binding::Running => s.live,
+            Binding::OwnTask => names(req, s),
+            Binding::TaskInstance | Binding::ConnectionTest => true,
+        });
+        if !holds {
+            return Err(AuthError::SubjectMismatch(binding));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a [`Reissue`](crate::Reissue) may give this request's token a
+/// successor: always when permissive (or unconfigured), only for a live
+/// subject when strict. A store failure says no (the token still works until
+/// it expires; the next request asks again).
+pub(crate) async fn may_reissue(req: &HttpRequest, claims: &Claims) -> bool {
+    let Some(subjects) = subjects(req).filter(Subjects::is_strict) else {
+        return true;
+    };
+    match request_subject(req, &subjects, claims.sub).await {
+        Ok(subject) => subject.is_some_and(|s| s.live),
+        Err(_) => false,
+    }
+}
+
+/// Whether the request's `{dag_id}/{run_id}/{task_id}` and `map_index` query
+/// parameter (every occurrence; `-1` when absent) name `subject`. A
+/// `map_index` that is not an integer is left to the handler, which refuses
+/// the request (422) without writing anything.
+fn names(req: &HttpRequest, subject: &Subject) -> bool {
+    let info = req.match_info();
+    let same = |param: &str, want: &str| info.get(param).is_some_and(|v| decoded(v) == want);
+    if !(same("dag_id", &subject.dag_id)
+        && same("run_id", &subject.run_id)
+        && same("task_id", &subject.task_id))
+    {
+        return false;
+    }
+    let mut map_indexes = req.query_string().split('&').filter_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (query_decoded(key) == "map_index").then(|| query_decoded(value))
+    });
+    let Some(first) = map_indexes.next() else {
+        return subject.map_index == -1;
+    };
+    std::iter::once(first)
+        .chain(map_indexes)
+        .all(|v| v.trim().parse::<i64>().map_or(true, |i| i == subject.map_index))
+}
+
+/// A matched path segment fully percent-decoded, as `web::Path` gives it to
+/// the handler (actix-web leaves `%25`, `%2F` and `%2B` encoded in the match).
+fn decoded(segment: &str) -> std::borrow::Cow<'_, str> {
+    percent_encoding::percent_decode_str(segment).decode_utf8_lossy()
+}
+
+/// A query component decoded (`+` is a space).
+fn query_decoded(component: &str) -> String {
+    let spaced = component.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
+}
