@@ -15,7 +15,8 @@ use crate::scope::RoutePolicy;
 use crate::subject::check_store_bindings;
 
 /// The boxed future of a request whose policy needs the store.
-type Boxed<B> = Pin<Box<dyn std::future::Future<Output = Result<ServiceResponse<EitherBody<B>>, Error>>>>;
+type Boxed<B> =
+    Pin<Box<dyn std::future::Future<Output = Result<ServiceResponse<EitherBody<B>>, Error>>>>;
 
 /// Applies a [`RoutePolicy`] before the inner service (so before any body is
 /// read): on refusal it answers with the [`AuthError`](crate::AuthError)

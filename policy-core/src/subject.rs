@@ -4,9 +4,10 @@
 //! application's store knows what that task instance is and whether it still
 //! runs. [`Subjects`], in the app data, asks a [`SubjectStore`] once per
 //! request (the answer is kept in the request extensions, so the route guard
-//! and [`Reissue`](crate::Reissue) share it) and keeps answers for a short
-//! time across requests, keyed by subject, so a task that calls many routes
-//! costs one lookup per `ttl`.
+//! and [`Reissue`](crate::Reissue) share it) and keeps a live answer for a
+//! short time across requests, keyed by subject, so a running task that calls
+//! many routes costs one lookup per `ttl`; a task that stops running is
+//! refused at most `ttl` later than its store says.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -141,8 +142,9 @@ impl Subjects {
         self.0.is_some()
     }
 
-    /// The store's record of `sub`, from the cross-request memory when fresh.
-    /// `Ok(None)`: no such task instance (or permissive mode).
+    /// The store's record of `sub`, from the cross-request memory when a live
+    /// answer younger than `ttl` is there. `Ok(None)`: no such task instance
+    /// (or permissive mode).
     pub async fn resolve(&self, sub: Uuid) -> Result<Option<Arc<Subject>>, SubjectError> {
         let Some(resolver) = &self.0 else {
             return Ok(None);
@@ -154,7 +156,9 @@ impl Subjects {
             return Ok(hit.subject.clone());
         }
         let subject = resolver.store.resolve(sub).await?.map(Arc::new);
-        if !resolver.ttl.is_zero() {
+        // Only a live subject is remembered: a task instance that is not live yet (queued)
+        // becomes live through `/run`, and its next request must see that at once.
+        if !resolver.ttl.is_zero() && subject.as_ref().is_some_and(|s| s.live) {
             let mut cache = resolver.lock();
             if cache.len() >= CAPACITY && !cache.contains_key(&sub) {
                 cache.retain(|_, r| now.duration_since(r.at) < resolver.ttl);
@@ -269,9 +273,11 @@ fn names(req: &HttpRequest, subject: &Subject) -> bool {
     let Some(first) = map_indexes.next() else {
         return subject.map_index == -1;
     };
-    std::iter::once(first)
-        .chain(map_indexes)
-        .all(|v| v.trim().parse::<i64>().map_or(true, |i| i == subject.map_index))
+    std::iter::once(first).chain(map_indexes).all(|v| {
+        v.trim()
+            .parse::<i64>()
+            .map_or(true, |i| i == subject.map_index)
+    })
 }
 
 /// A matched path segment fully percent-decoded, as `web::Path` gives it to

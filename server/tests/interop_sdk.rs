@@ -141,7 +141,8 @@ fn scenario(database_url: Option<&str>) {
         run_ok(&all, &[]).trim().to_owned()
     };
 
-    let server = ServerProcess::start(&location, &[]);
+    // The strict default: the Task SDK's calls must pass the ownership scopes.
+    let server = ServerProcess::start(&location, &[("EXECUTION_API_OWNERSHIP", "strict")]);
     let base_url = server.url("/execution/");
 
     // Unique names: a PostgreSQL database may be shared with other tests and runs.

@@ -65,6 +65,7 @@ pub use serialized_dag::{AssetKey, AssetLike, SerializedDag, SerializedTask, Tas
 use sql::Backend;
 pub use state::{TiState, UnknownState};
 pub use state_stores::{AssetRef, AssetStateOutcome, AssetWriter, TaskScope, TaskStateOutcome};
+pub use subjects::TaskInstanceSubjects;
 pub use task_instance_queries::{
     Breadcrumb, PreviousTaskInstance, RunDates, TiFilter, TiPlace, TiStateRow,
 };
@@ -72,7 +73,6 @@ pub use task_instances::{
     DagRun, Deferral, HeartbeatOutcome, NewTaskInstance, RunContext, StartOutcome, StartRequest,
     StateChange, StateOutcome, TaskInstance, TerminalState, TriggerKwargs,
 };
-pub use subjects::TaskInstanceSubjects;
 pub use variables::Variable;
 pub use xcoms::{TaskMapLength, XComKey, XComPick, XComSeries, XComWrite};
 

@@ -73,7 +73,11 @@ impl Store {
             run_id: row.try_get("run_id")?,
             task_id: row.try_get("task_id")?,
             map_index: i64::from(row.try_get::<i32, _>("map_index")?),
-            state: if archived { Some("archived".into()) } else { state },
+            state: if archived {
+                Some("archived".into())
+            } else {
+                state
+            },
             live,
         }))
     }
