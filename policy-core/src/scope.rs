@@ -633,8 +633,19 @@ mod tests {
         }
         assert_eq!(
             expected_scopes(true),
-            r#"`"token:execution"`, `"token:workload"`, `"ti:self"` or `"ct:self"`"#
+            r#"`"token:execution"`, `"token:workload"`, `"ti:self"`, `"ct:self"`, `"ti:running"` or `"task:self"`"#
         );
+        assert_eq!(
+            Binding::OwnTask.path_params(),
+            ["dag_id", "run_id", "task_id"]
+        );
+        assert_eq!(Binding::TaskInstance.path_param(), "task_instance_id");
+        assert_eq!(
+            Binding::OwnTask.path_param(),
+            "",
+            "not a single-parameter binding"
+        );
+        assert!(Bindings::RUNNING.need_store() && !Bindings::TASK_INSTANCE.need_store());
         assert_eq!(expected_token_types(), "`execution` or `workload`");
     }
 

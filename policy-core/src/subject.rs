@@ -293,3 +293,212 @@ fn query_decoded(component: &str) -> String {
         .decode_utf8_lossy()
         .into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use actix_web::test as atest;
+    use actix_web::{App, HttpResponse, web};
+
+    use super::*;
+    use crate::scope::{Bindings, TokenType, TokenTypes};
+    use crate::testutil::{TI, generator, hs512, validator};
+    use crate::{Enforce, REFRESHED_TOKEN_HEADER, Reissue};
+
+    const RUNNING: RoutePolicy = RoutePolicy::new(TokenTypes::NONE, Bindings::RUNNING);
+    const XCOM_WRITE: RoutePolicy =
+        RoutePolicy::new(TokenTypes::NONE, Bindings::RUNNING.with(Binding::OwnTask));
+
+    /// One task instance, `d/r/t` map index 2, whose liveness the test sets; counts lookups.
+    struct Fake {
+        live: bool,
+        exists: bool,
+        lookups: Arc<AtomicUsize>,
+    }
+
+    impl SubjectStore for Fake {
+        fn resolve(&self, sub: Uuid) -> SubjectFuture {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            let found = (self.exists && sub == TI).then(|| Subject {
+                dag_id: "d/ag".into(),
+                run_id: "r".into(),
+                task_id: "t".into(),
+                map_index: 2,
+                state: Some(if self.live { "running" } else { "success" }.into()),
+                live: self.live,
+            });
+            Box::pin(async move { Ok(found) })
+        }
+    }
+
+    struct Failing;
+    impl SubjectStore for Failing {
+        fn resolve(&self, _sub: Uuid) -> SubjectFuture {
+            Box::pin(async { Err(SubjectError("database gone".into())) })
+        }
+    }
+
+    fn fake(live: bool, exists: bool) -> (Subjects, Arc<AtomicUsize>) {
+        let lookups = Arc::new(AtomicUsize::new(0));
+        let store = Fake {
+            live,
+            exists,
+            lookups: Arc::clone(&lookups),
+        };
+        (Subjects::strict(store, Duration::from_secs(60)), lookups)
+    }
+
+    async fn call(
+        subjects: Option<Subjects>,
+        policy: RoutePolicy,
+        uri: &str,
+        ttl: Duration,
+    ) -> (u16, String, bool) {
+        let key = hs512();
+        let mut app = App::new().app_data(validator(&key));
+        if let Some(subjects) = subjects {
+            app = app.app_data(subjects);
+        }
+        let app = atest::init_service(
+            app.wrap(Reissue::new(generator(&key))).service(
+                web::resource("/xcoms/{dag_id}/{run_id}/{task_id}/{key}")
+                    .wrap(Enforce::new(policy))
+                    .to(|| async { HttpResponse::Ok().finish() }),
+            ),
+        )
+        .await;
+        let token = generator(&key)
+            .generate(TI, TokenType::Execution, ttl)
+            .unwrap();
+        let req = atest::TestRequest::post()
+            .uri(uri)
+            .insert_header(("Authorization", format!("Bearer {token}")))
+            .to_request();
+        let res = atest::call_service(&app, req).await;
+        let status = res.status().as_u16();
+        let refreshed = res.headers().contains_key(REFRESHED_TOKEN_HEADER);
+        let body = String::from_utf8(atest::read_body(res).await.to_vec()).unwrap();
+        (status, body, refreshed)
+    }
+
+    const OWN: &str = "/xcoms/d%2Fag/r/t/k?map_index=2";
+    const LONG: Duration = Duration::from_secs(600);
+    const EXPIRING: Duration = Duration::from_secs(20);
+
+    #[actix_web::test]
+    async fn a_live_subject_passes_both_bindings_and_is_looked_up_once() {
+        let (subjects, lookups) = fake(true, true);
+        let (status, body, _) = call(Some(subjects.clone()), XCOM_WRITE, OWN, LONG).await;
+        assert_eq!(status, 200, "{body}");
+        // Two bindings and a second request within the ttl: still one lookup.
+        let (status, ..) = call(Some(subjects), RUNNING, OWN, LONG).await;
+        assert_eq!(status, 200);
+        assert_eq!(lookups.load(Ordering::SeqCst), 1);
+    }
+
+    #[actix_web::test]
+    async fn another_task_or_map_index_is_refused() {
+        for uri in [
+            "/xcoms/d%2Fag/r/t/k",
+            "/xcoms/d%2Fag/r/t/k?map_index=1",
+            "/xcoms/d%2Fag/r/t/k?map_index=2&map_index=3",
+            "/xcoms/d%2Fag/r/other/k?map_index=2",
+            "/xcoms/dag/r/t/k?map_index=2",
+            "/xcoms/d%2Fag/r2/t/k?map_index=2",
+        ] {
+            let (subjects, _) = fake(true, true);
+            let (status, body, _) = call(Some(subjects), XCOM_WRITE, uri, LONG).await;
+            assert_eq!(status, 403, "{uri}: {body}");
+            assert_eq!(
+                body, r#"{"detail":"Token's task instance is not the one named in the request"}"#,
+                "{uri}"
+            );
+        }
+        // An encoded space and `+` in the query name the same map index.
+        let (subjects, _) = fake(true, true);
+        let (status, body, _) = call(
+            Some(subjects),
+            XCOM_WRITE,
+            "/xcoms/d%2Fag/r/t/k?map%5Findex=+2",
+            LONG,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    #[actix_web::test]
+    async fn a_finished_or_unknown_subject_is_refused_and_not_remembered() {
+        for (live, exists) in [(false, true), (true, false)] {
+            let (subjects, lookups) = fake(live, exists);
+            for _ in 0..2 {
+                let (status, body, refreshed) =
+                    call(Some(subjects.clone()), RUNNING, OWN, EXPIRING).await;
+                assert_eq!(status, 403, "{body}");
+                assert_eq!(body, r#"{"detail":"Token's task instance is not running"}"#);
+                assert!(!refreshed, "no successor for a token that is refused");
+            }
+            assert_eq!(lookups.load(Ordering::SeqCst), 2, "not remembered");
+        }
+    }
+
+    #[actix_web::test]
+    async fn reissue_only_for_a_live_subject_when_strict() {
+        let (live, _) = fake(true, true);
+        assert!(
+            call(Some(live), RoutePolicy::AUTHENTICATED, OWN, EXPIRING)
+                .await
+                .2
+        );
+        let (finished, lookups) = fake(false, true);
+        let (status, _, refreshed) =
+            call(Some(finished), RoutePolicy::AUTHENTICATED, OWN, EXPIRING).await;
+        assert_eq!(
+            status, 200,
+            "a route without ownership scopes still answers"
+        );
+        assert!(!refreshed);
+        assert_eq!(lookups.load(Ordering::SeqCst), 1);
+        // Not near expiry: no lookup at all.
+        let (finished, lookups) = fake(false, true);
+        call(Some(finished), RoutePolicy::AUTHENTICATED, OWN, LONG).await;
+        assert_eq!(lookups.load(Ordering::SeqCst), 0);
+        // Permissive, or no Subjects: reissued as before.
+        assert!(
+            call(
+                Some(Subjects::permissive()),
+                RoutePolicy::AUTHENTICATED,
+                OWN,
+                EXPIRING
+            )
+            .await
+            .2
+        );
+        assert!(
+            call(None, RoutePolicy::AUTHENTICATED, OWN, EXPIRING)
+                .await
+                .2
+        );
+    }
+
+    #[actix_web::test]
+    async fn permissive_passes_unconfigured_fails_closed_and_store_errors_are_503() {
+        let (status, ..) = call(
+            Some(Subjects::permissive()),
+            XCOM_WRITE,
+            "/xcoms/a/b/c/k",
+            LONG,
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (status, body, _) = call(None, XCOM_WRITE, OWN, LONG).await;
+        assert_eq!(status, 500, "{body}");
+        let failing = Subjects::strict(Failing, Duration::from_secs(1));
+        let (status, body, _) = call(Some(failing), RUNNING, OWN, LONG).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(
+            body,
+            r#"{"detail":"Token's task instance could not be looked up; retry"}"#
+        );
+    }
+}

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{BIN, TempDir};
+use common::{TempDir, bin};
 use serde_json::Value;
 
 const VENV_VAR: &str = "EXECUTION_API_TEST_AIRFLOW_VENV";
@@ -95,7 +95,7 @@ fn airflow_values(python: &Path, home: &Path, scenario: &Scenario) -> Values {
 
 fn our_values(home: &Path, scenario: &Scenario) -> Values {
     let data = home.join("data");
-    let mut command = Command::new(BIN);
+    let mut command = Command::new(bin());
     command.args([
         "config",
         "--json",

@@ -15,7 +15,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{ServerProcess, TempDir, http};
+use common::{ServerProcess, TempDir, http, request};
 use execution_api_server::crypto::Fernet;
 use execution_api_server::store::{
     AssetKey, AssetLike, DatabaseTarget, SerializedDag, Store, StoreSettings,
@@ -179,8 +179,12 @@ impl Deployment {
     }
 
     /// Airflow's own Execution API's answers to `GET path` for each path.
-    fn airflow_answers(&self, paths: &[String]) -> Vec<Value> {
+    /// Airflow's answers to `GET path` for each path, at the head API version or at `version`.
+    fn airflow_answers(&self, paths: &[String], version: Option<&str>) -> Vec<Value> {
         let mut args = vec!["api"];
+        if let Some(version) = version {
+            args.extend(["--version", version]);
+        }
         args.extend(paths.iter().map(String::as_str));
         let answers = self.side(&args);
         assert_eq!(answers.len(), paths.len(), "{answers:?}");
@@ -420,14 +424,19 @@ fn normalized(value: &Value) -> Value {
     }
 }
 
-/// Ask Airflow and us the same questions; every answer must agree. Returns our answers.
+/// The versions older than the head that the Task SDK 1.1.x, 1.2.x and 1.3.x send.
+const OLDER_SDK_VERSIONS: [&str; 4] = ["2025-09-23", "2025-10-27", "2025-11-05", "2026-04-06"];
+
+/// Ask Airflow and us the same questions, at the head API version or with `Airflow-API-Version:
+/// version`; every answer must agree. Returns our answers.
 fn ask_both(
     deployment: &Deployment,
     server: &ServerProcess,
     questions: &[(String, Uuid)],
+    version: Option<&str>,
 ) -> Vec<Value> {
     let paths: Vec<String> = questions.iter().map(|(p, _)| p.clone()).collect();
-    let theirs = deployment.airflow_answers(&paths);
+    let theirs = deployment.airflow_answers(&paths, version);
     let mut ours = Vec::new();
     let mut tokens = std::collections::HashMap::new();
     for ((path, sub), theirs) in questions.iter().zip(theirs) {
@@ -435,20 +444,27 @@ fn ask_both(
             .entry(*sub)
             .or_insert_with(|| deployment.token(*sub))
             .clone();
-        let response = http(
+        let auth = format!("Bearer {token}");
+        let mut headers = vec![("Authorization", auth.as_str())];
+        if let Some(version) = version {
+            headers.push(("Airflow-API-Version", version));
+        }
+        let response = request(
             server.addr,
             "GET",
             &format!("/execution{path}"),
-            Some(&token),
+            &headers,
             None,
-        );
+        )
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         let body: Value = serde_json::from_str(&response.body)
             .unwrap_or_else(|e| panic!("{path}: body {:?}: {e}", response.body));
         let mine = json!({"status": response.status, "body": body});
         assert_eq!(
             normalized(&mine),
             normalized(&theirs),
-            "GET {path}\n ours: {mine}\n Airflow's: {theirs}"
+            "GET {path} at API version {}\n ours: {mine}\n Airflow's: {theirs}",
+            version.unwrap_or("head")
         );
         ours.push(mine);
     }
@@ -589,7 +605,11 @@ fn routes_answer_as_airflow_does(deployment: &Deployment) {
     .collect();
 
     let server = deployment.serve();
-    let ours = ask_both(deployment, &server, &questions);
+    let ours = ask_both(deployment, &server, &questions, None);
+    // The same questions at each older version the Task SDK sends.
+    for version in OLDER_SDK_VERSIONS {
+        ask_both(deployment, &server, &questions, Some(version));
+    }
     // The answers say something: spot checks beyond agreement.
     let answer = |path: &str| -> &Value {
         let at = questions.iter().position(|(p, _)| p == path).unwrap();
@@ -694,7 +714,11 @@ fn variables_and_connections_answer_as_airflow_does(deployment: &Deployment) {
     .map(|path| (path, any))
     .collect();
     let server = deployment.serve();
-    let ours = ask_both(deployment, &server, &questions);
+    let ours = ask_both(deployment, &server, &questions, None);
+    // The same questions at each older version the Task SDK sends.
+    for version in OLDER_SDK_VERSIONS {
+        ask_both(deployment, &server, &questions, Some(version));
+    }
     assert_eq!(
         ours[0]["body"],
         json!({"keys": [format!("{id}/a"), format!("{id}/b_c"), format!("{id}/bxc"), format!("{id}/dir/sub")], "total_entries": 4})

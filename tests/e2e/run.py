@@ -17,6 +17,9 @@ values, read with Airflow's own models.
 `--fault` also kills our server with SIGKILL several times while the DAGs run, restarting it
 each time; the same checks must pass (the Task SDK retries its calls).
 
+Our server runs with its defaults, strict ownership among them (`ti:running`, `task:self`):
+the run fails if any worker call was refused with 401 or 403.
+
 Every wait is bounded; every process started is stopped (its whole process group) on exit.
 Exit status 0 only if every check passed.
 """
@@ -571,6 +574,14 @@ class Deployment:
                 if retried == 0:
                     self.failures.append("no worker call was cut off by a kill: the fault run proved nothing")
             self.verify()
+            # Our server runs with its defaults, strict ownership among them: no worker call
+            # may have been refused by a token policy.
+            refused = [
+                line
+                for line in (self.logs / "server.log").read_text(errors="replace").splitlines()
+                if "execution_api::access" in line and (" status=401 " in line or " status=403 " in line)
+            ]
+            self.check("worker calls refused by a token policy", refused[:5], [])
         except Exception as exc:
             self.failures.append(f"{type(exc).__name__}: {exc}")
         finally:

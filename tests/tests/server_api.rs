@@ -106,6 +106,9 @@ impl Server {
                     store: Store::open(&target).await.unwrap(),
                     validator: server_validator,
                     generator: server_generator,
+                    // Arbitrary token subjects, as Airflow's route tests use: ownership
+                    // (strict by default) has its own tests in server/tests/ownership.rs.
+                    subjects: policy_core::Subjects::permissive(),
                 };
                 let server =
                     HttpServer::new(move || App::new().configure(app::configure(state.clone())))

@@ -27,7 +27,9 @@ const LEFT_RUNNING: [&str; 7] = [
 
 impl Store {
     /// The task instance `id` as the ownership scopes see it: its identity, and whether it is
-    /// live: `running`, or it left `running` for one of [`LEFT_RUNNING`] at most `grace` ago.
+    /// live: `running`, or it left `running` for a state the worker reports (`success`,
+    /// `failed`, `skipped`, `up_for_retry`, `up_for_reschedule`, `deferred`, `awaiting_input`)
+    /// at most `grace` ago.
     ///
     /// A retry moves the old id to `task_instance_history` (the live row gets a new id);
     /// the old id is then found there, and is live while the live row is `up_for_retry`

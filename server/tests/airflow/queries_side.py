@@ -3,9 +3,11 @@
 Runs Airflow 3.3.2's own code on the database the server under test uses (the environment,
 AIRFLOW__DATABASE__SQL_ALCHEMY_CONN and the rest, is the server's). Prints JSON lines.
 
-    queries_side.py api PATH...      -> per path, {"status": N, "body": JSON} as Airflow's own
+    queries_side.py api [--version YYYY-MM-DD] PATH...
+                                     -> per path, {"status": N, "body": JSON} as Airflow's own
                                         Execution API answers `GET PATH` (in process, so without
-                                        JWT checks: the routes' logic alone)
+                                        JWT checks: the routes' logic alone), at the head API
+                                        version or with that `Airflow-API-Version` header
     queries_side.py sql STATEMENT... -> per statement, its first row (or [] when none), through
                                         Airflow's engine, in one transaction
     queries_side.py variables KEY VALUE [KEY VALUE...]
@@ -23,10 +25,14 @@ def api(paths):
 
     from airflow.api_fastapi.execution_api.app import InProcessExecutionAPI
 
+    headers = {}
+    if paths[:1] == ["--version"]:
+        headers["Airflow-API-Version"] = paths[1]
+        paths = paths[2:]
     in_process = InProcessExecutionAPI()
     with httpx.Client(transport=in_process.transport, base_url="http://in-process.invalid/") as client:
         for path in paths:
-            response = client.get(path)
+            response = client.get(path, headers=headers)
             body = response.json() if response.content else None
             print(json.dumps({"status": response.status_code, "body": body}))
 

@@ -12,8 +12,17 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-/// The `server` binary cargo built for this test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_server");
+/// The `server` binary under test: `$EXECUTION_API_TEST_SERVER_BIN` when set (`.ci/test` sets
+/// it to the release binary it just built, the one operators run), else the one cargo built
+/// for this test.
+pub fn bin() -> PathBuf {
+    std::env::var_os("EXECUTION_API_TEST_SERVER_BIN")
+        .filter(|path| !path.is_empty())
+        .map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_server")),
+            PathBuf::from,
+        )
+}
 
 /// Safety net against a hung child, not a timing assertion.
 const STARTUP_LIMIT: Duration = Duration::from_secs(120);
@@ -44,7 +53,7 @@ impl Drop for TempDir {
 /// settings and no `airflow.cfg` (`AIRFLOW_HOME` is a directory that does not exist, unless the
 /// test sets its own), so the test's flags are the whole configuration.
 pub fn server_command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(BIN);
+    let mut command = Command::new(bin());
     for (key, _) in std::env::vars() {
         if key.starts_with("AIRFLOW__") || key.starts_with("EXECUTION_API_") || key == "RUST_LOG" {
             command.env_remove(key);
