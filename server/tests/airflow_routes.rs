@@ -294,3 +294,46 @@ fn request_bodies_have_airflows_fields() {
         assert_eq!(ours, theirs, "{method} {path}: fields (name: required)");
     }
 }
+
+#[test]
+fn query_parameters_are_airflows() {
+    let theirs = airflow_routes()["queries"].clone();
+    let theirs = theirs.as_object().expect("queries");
+    assert!(
+        theirs.len() >= 10,
+        "Airflow's document lists queries: {theirs:?}"
+    );
+    let ours = execution_api_server::openapi::document();
+    let (mut checked, mut differ) = (0, Vec::new());
+    for (operation, params) in theirs {
+        let (method, path) = operation.split_once(' ').unwrap();
+        let op = &ours["paths"][path][method.to_ascii_lowercase()];
+        assert!(!op.is_null(), "{operation}: not in our document");
+        let mine: std::collections::BTreeMap<String, bool> = op["parameters"]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .filter(|p| p["in"] == "query")
+                    .map(|p| {
+                        (
+                            p["name"].as_str().unwrap().to_owned(),
+                            p["required"] == true,
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let theirs: std::collections::BTreeMap<String, bool> =
+            serde_json::from_value(params.clone()).unwrap();
+        if mine != theirs {
+            differ.push(format!("{operation}: ours {mine:?}, Airflow's {theirs:?}"));
+        }
+        checked += 1;
+    }
+    assert!(
+        differ.is_empty(),
+        "query parameters (name: required) differ from Airflow's:\n{}",
+        differ.join("\n")
+    );
+    eprintln!("{checked} operations' query parameters equal Airflow's");
+}

@@ -25,7 +25,10 @@ pub mod routes {
     use policy_core::Token;
     use time::OffsetDateTime;
 
-    use super::{DagRun, Params, TriggerDAGRunPayload, already_exists, legacy_json, not_found_run};
+    use super::{
+        DagRun, DagRunCountQuery, Params, PreviousDagRunQuery, TriggerDAGRunPayload,
+        already_exists, legacy_json, not_found_run,
+    };
     use crate::api::bounds::{fits, fits_opt, loc};
     use crate::api::{ApiError, Payload};
     use crate::store::columns::{DAG_RUN_NOTE_CONTENT, DAG_RUN_PARTITION_KEY, DAG_RUN_RUN_ID};
@@ -367,7 +370,7 @@ pub mod routes {
     ///
     /// `?dag_id=` (required) and any of the repeated filters `logical_dates`,
     /// `run_ids`, `states`: a bare integer.
-    #[execution_route(get, "/count", responses = [200 => i64])]
+    #[execution_route(get, "/count", query = DagRunCountQuery, responses = [200 => i64])]
     pub async fn get_dr_count(
         store: web::Data<Store>,
         query: web::Query<Vec<(String, String)>>,
@@ -390,7 +393,7 @@ pub mod routes {
     ///
     /// `?dag_id=&logical_date=[&state=]`: the newest run before
     /// `logical_date`, or `null`.
-    #[execution_route(get, "/previous", responses = [200 => Option<DagRun>])]
+    #[execution_route(get, "/previous", query = PreviousDagRunQuery, responses = [200 => Option<DagRun>])]
     pub async fn get_previous_dagrun(
         store: web::Data<Store>,
         query: web::Query<Vec<(String, String)>>,
@@ -406,6 +409,35 @@ pub mod routes {
             None => Ok(HttpResponse::Ok().json(serde_json::Value::Null)),
         }
     }
+}
+
+/// The query of `GET /dag-runs/count`, for the API document: the handler reads these names
+/// (repeated keys are lists, as in FastAPI) with `Params`, and `airflow_routes.rs` checks them
+/// against Airflow's document.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct DagRunCountQuery {
+    /// The DAG.
+    pub dag_id: String,
+    /// Only runs with these logical dates (timezone-aware).
+    #[serde(default)]
+    pub logical_dates: Vec<String>,
+    /// Only these runs.
+    #[serde(default)]
+    pub run_ids: Vec<String>,
+    /// Only runs in these states.
+    #[serde(default)]
+    pub states: Vec<String>,
+}
+
+/// The query of `GET /dag-runs/previous`, for the API document (read with `Params`).
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct PreviousDagRunQuery {
+    /// The DAG.
+    pub dag_id: String,
+    /// The run returned is the newest before this logical date (timezone-aware).
+    pub logical_date: String,
+    /// Only a run in this state.
+    pub state: Option<String>,
 }
 
 /// `TriggerDAGRunPayload` (`extra="forbid"`).

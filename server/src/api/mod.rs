@@ -28,6 +28,7 @@ pub mod xcoms;
 pub use error::{ApiError, RETRY_AFTER_SECONDS};
 pub use fields::MessageResponse;
 pub use payload::Payload;
+pub use query::{FastApiQuery, FromQuery, QueryParams};
 
 /// Every route under `/execution`: the routers of the groups, in this order (it
 /// matters where two groups' paths could both match, as in Airflow's router).

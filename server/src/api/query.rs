@@ -12,8 +12,37 @@ use time::OffsetDateTime;
 use super::ApiError;
 use crate::store::TiState;
 
+/// A query string read into `T` as FastAPI reads it ([`QueryParams`]): the handler gets `T`,
+/// a request with invalid parameters gets one 422 listing all of them, and the OpenAPI
+/// document lists `T`'s fields (its `JsonSchema`) as the operation's query parameters.
+#[derive(Debug)]
+pub struct FastApiQuery<T>(pub T);
+
+/// A type that [`FastApiQuery`] reads from the query parameters.
+pub trait FromQuery: Sized {
+    /// Reads `Self`; invalid parameters are recorded in `params` (its 422).
+    fn read(params: &mut QueryParams) -> Self;
+}
+
+impl<T: FromQuery> actix_web::FromRequest for FastApiQuery<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let mut params = QueryParams::of(req);
+        let value = T::read(&mut params);
+        std::future::ready(params.finish().map(|()| FastApiQuery(value)))
+    }
+}
+
+impl<T: schemars::JsonSchema> policy_core::openapi::RequestPart for FastApiQuery<T> {
+    fn describe(operation: &mut policy_core::openapi::Operation<'_>) {
+        operation.set_query::<T>();
+    }
+}
+
 /// A request's query parameters and the validation errors met so far.
-pub(crate) struct QueryParams {
+pub struct QueryParams {
     pairs: Vec<(String, String)>,
     errors: Vec<Value>,
 }

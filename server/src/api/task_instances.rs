@@ -32,6 +32,139 @@ fn gone() -> crate::api::ApiError {
     )
 }
 
+/// The query of `GET /task-instances/count` (FastAPI's rules: repeated keys are lists).
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct TaskInstanceCountQuery {
+    /// The DAG.
+    pub dag_id: String,
+    /// Only this map index.
+    pub map_index: Option<i64>,
+    /// Only these task ids.
+    #[serde(default)]
+    pub task_ids: Vec<String>,
+    /// Only the task instances of this task group (by the DAG's latest serialized version).
+    pub task_group_id: Option<String>,
+    /// Only runs with these logical dates (timezone-aware).
+    #[serde(default)]
+    #[schemars(with = "Vec<DateTime>")]
+    pub logical_dates: Vec<OffsetDateTime>,
+    /// Only these runs.
+    #[serde(default)]
+    pub run_ids: Vec<String>,
+    /// Only these states; `null` stands for "no state".
+    #[serde(default)]
+    pub states: Vec<String>,
+}
+
+impl crate::api::FromQuery for TaskInstanceCountQuery {
+    fn read(params: &mut crate::api::QueryParams) -> Self {
+        // In Airflow's order, which is the order of its 422's errors.
+        let dag_id = params.required("dag_id");
+        let map_index = params.integer("map_index");
+        let task_ids = params.list("task_ids");
+        let logical_dates = params.datetimes("logical_dates");
+        let run_ids = params.list("run_ids");
+        let states = params.list("states");
+        let task_group_id = params.optional("task_group_id").filter(|g| !g.is_empty());
+        TaskInstanceCountQuery {
+            dag_id,
+            map_index,
+            task_ids,
+            task_group_id,
+            logical_dates,
+            run_ids,
+            states,
+        }
+    }
+}
+
+/// The query of `GET /task-instances/states`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct TaskInstanceStatesQuery {
+    /// The DAG.
+    pub dag_id: String,
+    /// Only this map index.
+    pub map_index: Option<i64>,
+    /// Only these task ids.
+    #[serde(default)]
+    pub task_ids: Vec<String>,
+    /// The task instances of this task group too (by the DAG's latest serialized version).
+    pub task_group_id: Option<String>,
+    /// Only runs with these logical dates (timezone-aware).
+    #[serde(default)]
+    #[schemars(with = "Vec<DateTime>")]
+    pub logical_dates: Vec<OffsetDateTime>,
+    /// Only these runs.
+    #[serde(default)]
+    pub run_ids: Vec<String>,
+}
+
+impl crate::api::FromQuery for TaskInstanceStatesQuery {
+    fn read(params: &mut crate::api::QueryParams) -> Self {
+        let dag_id = params.required("dag_id");
+        let map_index = params.integer("map_index");
+        let task_ids = params.list("task_ids");
+        let logical_dates = params.datetimes("logical_dates");
+        let run_ids = params.list("run_ids");
+        let task_group_id = params.optional("task_group_id").filter(|g| !g.is_empty());
+        TaskInstanceStatesQuery {
+            dag_id,
+            map_index,
+            task_ids,
+            task_group_id,
+            logical_dates,
+            run_ids,
+        }
+    }
+}
+
+/// The query of `GET /task-instances/breadcrumbs`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct BreadcrumbsQuery {
+    /// The DAG.
+    pub dag_id: String,
+    /// The DAG run.
+    pub run_id: String,
+}
+
+impl crate::api::FromQuery for BreadcrumbsQuery {
+    fn read(params: &mut crate::api::QueryParams) -> Self {
+        let dag_id = params.required("dag_id");
+        let run_id = params.required("run_id");
+        BreadcrumbsQuery { dag_id, run_id }
+    }
+}
+
+/// The query of `GET /task-instances/previous/{dag_id}/{task_id}`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct PreviousTaskInstanceQuery {
+    /// Only runs with a logical date before this one (timezone-aware).
+    #[schemars(with = "Option<DateTime>")]
+    pub logical_date: Option<OffsetDateTime>,
+    /// The map index (default `-1`).
+    #[serde(default = "unmapped")]
+    pub map_index: i64,
+    /// Only task instances in this state.
+    pub state: Option<String>,
+}
+
+fn unmapped() -> i64 {
+    -1
+}
+
+impl crate::api::FromQuery for PreviousTaskInstanceQuery {
+    fn read(params: &mut crate::api::QueryParams) -> Self {
+        let logical_date = params.datetime("logical_date");
+        let map_index = params.integer("map_index").unwrap_or(-1);
+        let state = params.state("state").map(|s| s.as_str().to_owned());
+        PreviousTaskInstanceQuery {
+            logical_date,
+            map_index,
+            state,
+        }
+    }
+}
+
 /// The routes. Those of one task instance (`/{task_instance_id}/...`) require
 /// the token's subject to be that instance (`ti:self`); the others (`/count`,
 /// `/states`, ...) take any execution token, as in Airflow.
@@ -54,10 +187,12 @@ pub mod routes {
     use crate::store::{HeartbeatOutcome, RtifOutcome, StartOutcome, StateOutcome, Store};
 
     use super::{
-        AssetProfile, BreadcrumbResponse, InactiveAssetsResponse, PrevSuccessfulDagRunResponse,
-        PreviousTIResponse, TaskBreadcrumbsResponse, TaskStatesResponse,
+        AssetProfile, BreadcrumbResponse, BreadcrumbsQuery, InactiveAssetsResponse,
+        PrevSuccessfulDagRunResponse, PreviousTIResponse, PreviousTaskInstanceQuery,
+        TaskBreadcrumbsResponse, TaskInstanceCountQuery, TaskInstanceStatesQuery,
+        TaskStatesResponse,
     };
-    use crate::api::query::QueryParams;
+    use crate::api::{FastApiQuery, FromQuery as _, QueryParams};
     use crate::store::{AssetKey, AssetLike, TiFilter, TiStateRow};
 
     /// Starts a queued task instance; returns its `TIRunContext`. A workload
@@ -239,21 +374,20 @@ pub mod routes {
     /// DAG's latest serialized version (404 when there is none, or no such group).
     #[execution_route(get, "/count", scopes = ["ti:running"], responses = [200 => i64, 404])]
     pub async fn get_task_instance_count(
-        req: HttpRequest,
         store: web::Data<Store>,
+        query: FastApiQuery<TaskInstanceCountQuery>,
     ) -> Result<HttpResponse, ApiError> {
-        let mut params = QueryParams::of(&req);
+        let FastApiQuery(query) = query;
         let mut filter = TiFilter {
-            dag_id: params.required("dag_id"),
-            map_index: params.integer("map_index"),
-            task_ids: params.list("task_ids"),
-            logical_dates: params.datetimes("logical_dates"),
-            run_ids: params.list("run_ids"),
+            dag_id: query.dag_id,
+            map_index: query.map_index,
+            task_ids: query.task_ids,
+            logical_dates: query.logical_dates,
+            run_ids: query.run_ids,
             pairs: None,
-            states: params.list("states"),
+            states: query.states,
         };
-        let task_group_id = params.optional("task_group_id").filter(|g| !g.is_empty());
-        params.finish()?;
+        let task_group_id = query.task_group_id;
         if let Some(group_id) = &task_group_id {
             let mut pairs: Vec<(String, i64)> = group_task_instances(&store, &filter, group_id)
                 .await?
@@ -274,21 +408,20 @@ pub mod routes {
     /// task id (`<task_id>_<map_index>` for a mapped task instance).
     #[execution_route(get, "/states", scopes = ["ti:running"], responses = [200 => TaskStatesResponse, 404])]
     pub async fn get_task_instance_states(
-        req: HttpRequest,
         store: web::Data<Store>,
+        query: FastApiQuery<TaskInstanceStatesQuery>,
     ) -> Result<HttpResponse, ApiError> {
-        let mut params = QueryParams::of(&req);
+        let FastApiQuery(query) = query;
         let filter = TiFilter {
-            dag_id: params.required("dag_id"),
-            map_index: params.integer("map_index"),
-            task_ids: params.list("task_ids"),
-            logical_dates: params.datetimes("logical_dates"),
-            run_ids: params.list("run_ids"),
+            dag_id: query.dag_id,
+            map_index: query.map_index,
+            task_ids: query.task_ids,
+            logical_dates: query.logical_dates,
+            run_ids: query.run_ids,
             pairs: None,
             states: Vec::new(),
         };
-        let task_group_id = params.optional("task_group_id").filter(|g| !g.is_empty());
-        params.finish()?;
+        let task_group_id = query.task_group_id;
         let mut rows = store.task_instance_states(&filter).await?;
         if let Some(group_id) = &task_group_id {
             let group = group_task_instances(&store, &filter, group_id).await?;
@@ -321,13 +454,10 @@ pub mod routes {
     /// operator, duration), by task id and map index.
     #[execution_route(get, "/breadcrumbs", scopes = ["ti:running"], responses = [200 => TaskBreadcrumbsResponse])]
     pub async fn get_task_instance_breadcrumbs(
-        req: HttpRequest,
         store: web::Data<Store>,
+        query: FastApiQuery<BreadcrumbsQuery>,
     ) -> Result<HttpResponse, ApiError> {
-        let mut params = QueryParams::of(&req);
-        let dag_id = params.required("dag_id");
-        let run_id = params.required("run_id");
-        params.finish()?;
+        let FastApiQuery(BreadcrumbsQuery { dag_id, run_id }) = query;
         let breadcrumbs = store
             .breadcrumbs(&dag_id, &run_id)
             .await?
@@ -339,12 +469,14 @@ pub mod routes {
 
     /// Reads the task's instance in the run with the newest logical date (before
     /// `logical_date` when given, in `state` when given): `PreviousTIResponse` or `null`.
-    #[execution_route(get, "/previous/{dag_id}/{task_id}", scopes = ["ti:running"], responses = [200 => Option<PreviousTIResponse>])]
+    #[execution_route(get, "/previous/{dag_id}/{task_id}", scopes = ["ti:running"], query = PreviousTaskInstanceQuery, responses = [200 => Option<PreviousTIResponse>])]
     pub async fn get_previous_task_instance(
         req: HttpRequest,
         store: web::Data<Store>,
         path: web::Path<(String, String)>,
     ) -> Result<HttpResponse, ApiError> {
+        // Read after the path check (a `%2F` path is 404 whatever its query), so not an
+        // extractor; declared with `query = ...` for the API document.
         let (dag_id, task_id) = path.into_inner();
         // Airflow matches one segment of the decoded path: `%2F` matches no route there.
         if dag_id.contains('/') || task_id.contains('/') {
@@ -354,17 +486,15 @@ pub mod routes {
             ));
         }
         let mut params = QueryParams::of(&req);
-        let logical_date = params.datetime("logical_date");
-        let map_index = params.integer("map_index").unwrap_or(-1);
-        let state = params.state("state");
+        let query = PreviousTaskInstanceQuery::read(&mut params);
         params.finish()?;
         let previous = store
             .previous_task_instance(
                 &dag_id,
                 &task_id,
-                map_index,
-                logical_date,
-                state.map(|s| s.as_str()),
+                query.map_index,
+                query.logical_date,
+                query.state.as_deref(),
             )
             .await?;
         Ok(HttpResponse::Ok().json(previous.map(PreviousTIResponse::from)))

@@ -21,11 +21,12 @@ pub mod routes {
     use actix_web::{HttpResponse, web};
     use policy_macros::execution_route;
 
-    use super::{VariableKeysResponse, VariablePostBody, VariableResponse, require_key};
+    use super::{
+        VariableKeysQuery, VariableKeysResponse, VariablePostBody, VariableResponse, require_key,
+    };
     use crate::api::bounds::{fits, loc};
     use crate::api::fields::MessageResponse;
-    use crate::api::query::QueryParams;
-    use crate::api::{ApiError, Payload};
+    use crate::api::{ApiError, FromQuery as _, Payload, QueryParams};
     use crate::store::columns::VARIABLE_KEY;
     use crate::store::{Store, StoreError};
     use crate::versions::ApiVersion;
@@ -35,7 +36,7 @@ pub mod routes {
     /// default 1000) from `offset`, with the number of matching keys in all.
     ///
     /// Before API version 2026-06-30 this path is the variable named `keys`, as in Airflow.
-    #[execution_route(get, "/keys", responses = [200 => VariableKeysResponse])]
+    #[execution_route(get, "/keys", query = VariableKeysQuery, responses = [200 => VariableKeysResponse])]
     pub async fn get_variable_keys(
         req: actix_web::HttpRequest,
         store: web::Data<Store>,
@@ -44,13 +45,13 @@ pub mod routes {
         if version < ApiVersion::V2026_06_30 {
             return read_variable(&store, "keys").await;
         }
+        // Read after the version check (before 2026-06-30 this is a variable, whatever the
+        // query), so not an extractor; declared with `query = ...` for the API document.
         let mut params = QueryParams::of(&req);
-        let prefix = params.optional("prefix");
-        let limit = params.bounded("limit", 1000, 1, Some(10_000));
-        let offset = params.bounded("offset", 0, 0, None);
+        let query = VariableKeysQuery::read(&mut params);
         params.finish()?;
         let (keys, total_entries) = store
-            .variable_keys(prefix.as_deref(), limit, offset)
+            .variable_keys(query.prefix.as_deref(), query.limit, query.offset)
             .await?;
         Ok(HttpResponse::Ok().json(VariableKeysResponse {
             keys,
@@ -151,6 +152,38 @@ fn require_key(key: &str) -> Result<&str, ApiError> {
         ));
     }
     Ok(key)
+}
+
+/// The query of `GET /variables/keys`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct VariableKeysQuery {
+    /// Only keys starting with this (`%`, `_` and `/` match themselves).
+    pub prefix: Option<String>,
+    /// The page size.
+    #[serde(default = "default_limit")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub limit: i64,
+    /// Keys skipped before the page.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub offset: i64,
+}
+
+fn default_limit() -> i64 {
+    1000
+}
+
+impl super::FromQuery for VariableKeysQuery {
+    fn read(params: &mut super::QueryParams) -> Self {
+        let prefix = params.optional("prefix");
+        let limit = params.bounded("limit", default_limit(), 1, Some(10_000));
+        let offset = params.bounded("offset", 0, 0, None);
+        VariableKeysQuery {
+            prefix,
+            limit,
+            offset,
+        }
+    }
 }
 
 /// `VariableKeysResponse`: `GET /variables/keys`.

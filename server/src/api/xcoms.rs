@@ -26,8 +26,8 @@ pub mod routes {
     use serde_json::value::RawValue;
 
     use super::{
-        ItemPath, SliceQuery, XComGetQuery, XComPath, XComQuery, XComResponse, python_slice,
-        raw_json, raw_json_array,
+        ItemPath, SliceQuery, XComGetQuery, XComMapIndexQuery, XComPath, XComQuery, XComResponse,
+        python_slice, raw_json, raw_json_array,
     };
     use crate::api::ApiError;
     use crate::api::bounds::{fits, loc};
@@ -92,7 +92,7 @@ pub mod routes {
         store: web::Data<Store>,
         path: web::Path<XComPath>,
         token: Token,
-        query: web::Query<XComQuery>,
+        query: web::Query<XComMapIndexQuery>,
     ) -> Result<HttpResponse, ApiError> {
         check_access(&store, &token, &path.dag_id, false).await?;
         let series = path.series()?;
@@ -203,7 +203,7 @@ pub mod routes {
         };
         let dag_result = query.dag_result.unwrap_or(false);
         match store
-            .set_xcom(path.at(&query), value, dag_result, mapped_length)
+            .set_xcom(path.at(query.map_index), value, dag_result, mapped_length)
             .await?
         {
             XComWrite::Stored => Ok(HttpResponse::build(StatusCode::CREATED).json(
@@ -236,11 +236,11 @@ pub mod routes {
         store: web::Data<Store>,
         path: web::Path<XComPath>,
         token: Token,
-        query: web::Query<XComQuery>,
+        query: web::Query<XComMapIndexQuery>,
     ) -> Result<HttpResponse, ApiError> {
         check_access(&store, &token, &path.dag_id, true).await?;
         path.series()?;
-        store.delete_xcom(path.at(&query)).await?;
+        store.delete_xcom(path.at(query.map_index)).await?;
         Ok(HttpResponse::Ok().json(MessageResponse {
             message: format!("XCom with key: {} successfully deleted.", path.key),
         }))
@@ -295,8 +295,16 @@ pub struct ItemPath {
     pub offset: i64,
 }
 
-/// The query of POST, DELETE and HEAD: `?map_index=N` (default -1) and the
-/// write options; other parameters are ignored, as FastAPI ignores them.
+/// The query of DELETE and HEAD: `?map_index=N` (default -1 for DELETE; HEAD refuses
+/// it); other parameters are ignored, as FastAPI ignores them.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+pub struct XComMapIndexQuery {
+    /// Map index, `-1` for an unmapped task (HEAD refuses it).
+    pub map_index: Option<i64>,
+}
+
+/// The query of POST: `?map_index=N` (default -1) and the write options; other
+/// parameters are ignored, as FastAPI ignores them.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 pub struct XComQuery {
     /// Map index, `-1` for an unmapped task (HEAD refuses it).
@@ -336,13 +344,13 @@ impl XComPath {
         series(&self.dag_id, &self.run_id, &self.task_id, &self.key)
     }
 
-    fn at(&self, query: &XComQuery) -> XComKey<'_> {
+    fn at(&self, map_index: Option<i64>) -> XComKey<'_> {
         XComKey {
             dag_id: &self.dag_id,
             run_id: &self.run_id,
             task_id: &self.task_id,
             key: &self.key,
-            map_index: query.map_index.unwrap_or(-1),
+            map_index: map_index.unwrap_or(-1),
         }
     }
 }

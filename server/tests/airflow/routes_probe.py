@@ -2,7 +2,8 @@
 
 {"head": [{"method", "path", "scopes"}...] in Airflow's declaration order (its router matches
 in that order), "versions": {"YYYY-MM-DD": [[method, path], ...]} from the per-version OpenAPI
-documents Airflow's Cadwyn app serves}. Paths are under /execution, with `{key:path}` written
+documents Airflow's Cadwyn app serves, "bodies" and "queries": {"METHOD path": {field: required}}
+of the head version's request bodies and query parameters}. Paths are under /execution, with `{key:path}` written
 `{key}`. Run with the Python of a virtualenv holding apache-airflow-core==3.3.2.
 """
 
@@ -81,4 +82,11 @@ for path, ops in doc["paths"].items():
         schema = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
         if schema is not None:
             bodies[f"{method.upper()} {plain(path)}"] = fields(schema)
-print(json.dumps({"head": head, "versions": versions, "bodies": bodies}))
+# The query parameters of each head-version operation: {name: required}.
+queries = {}
+for path, ops in doc["paths"].items():
+    for method, op in ops.items():
+        params = {p["name"]: bool(p.get("required")) for p in op.get("parameters", []) if p.get("in") == "query"}
+        if params:
+            queries[f"{method.upper()} {plain(path)}"] = params
+print(json.dumps({"head": head, "versions": versions, "bodies": bodies, "queries": queries}))
