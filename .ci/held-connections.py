@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The held-connection attack of `.ci/soak`: CONNECTIONS connections at once, each sending the
-headers of `POST /execution/xcoms/d/r/t/k` with `Transfer-Encoding: chunked` and then nothing
+headers of `POST PATH` (an XCom) with `Transfer-Encoding: chunked` and then nothing
 more, or one chunk and then nothing (a stalled body); half with no token, half with a valid
 one (so the request reaches the handler, which waits on the body). Whenever the server answers
 or closes one, it is opened again at once, until SECONDS have passed.
@@ -10,7 +10,9 @@ ones it closed without an answer, connect errors, how many were held open at onc
 every 100 ms after the first second), per kind the longest time the server let a connection
 live, and the CPU time the attacker itself used.
 
-Usage: held-connections.py HOST:PORT CONNECTIONS SECONDS TOKEN [-v]   (-v: the samples on stderr)
+Usage: held-connections.py HOST:PORT CONNECTIONS SECONDS TOKEN [PATH] [-v]
+  PATH: the XCom to post to (default /execution/xcoms/d/r/t/k; with strict ownership a token
+  reaches the handler only for its own task's XCom); -v: the samples on stderr
 """
 
 import asyncio
@@ -22,10 +24,10 @@ from collections import Counter
 KINDS = ("anonymous-headers", "anonymous-stalled", "token-headers", "token-stalled")
 
 
-async def hold(kind, host, port, token, deadline, stats):
+async def hold(kind, host, port, token, path, deadline, stats):
     auth = f"Authorization: Bearer {token}\r\n" if kind.startswith("token") else ""
     head = (
-        f"POST /execution/xcoms/d/r/t/k HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
         f"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n{auth}\r\n"
     ).encode()
     if kind.endswith("stalled"):
@@ -71,13 +73,16 @@ async def hold(kind, host, port, token, deadline, stats):
 
 async def main():
     addr, connections, seconds, token = sys.argv[1:5]
+    path = next((a for a in sys.argv[5:] if a.startswith("/")), "/execution/xcoms/d/r/t/k")
     host, port = addr.rsplit(":", 1)
     connections, seconds = int(connections), float(seconds)
     stats = Counter()
     start = time.monotonic()
     deadline = start + seconds
     tasks = [
-        asyncio.create_task(hold(KINDS[i % len(KINDS)], host, int(port), token, deadline, stats))
+        asyncio.create_task(
+            hold(KINDS[i % len(KINDS)], host, int(port), token, path, deadline, stats)
+        )
         for i in range(connections)
     ]
     samples = []
