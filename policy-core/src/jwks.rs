@@ -654,9 +654,11 @@ mod tests {
                         "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
                     );
+                    // Counted before the answer leaves, so that a client
+                    // that has its answer always sees the count include it.
+                    h.fetch_add(1, Ordering::SeqCst);
                     let _ = stream.write_all(response.as_bytes());
                     drop(stream);
-                    h.fetch_add(1, Ordering::SeqCst);
                     if tx.send(()).is_err() {
                         break;
                     }
