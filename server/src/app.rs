@@ -14,7 +14,7 @@
 //! ```
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
@@ -27,7 +27,7 @@ use policy_core::{AuthError, Reissue, Subjects, TokenGenerator, TokenValidator};
 use serde_json::json;
 
 use crate::api::{self, ApiError};
-use crate::store::Store;
+use crate::store::{Store, TaskInstanceSubjects};
 
 /// Where the API is mounted (as Airflow's api-server mounts it).
 pub const BASE_PATH: &str = "/execution";
@@ -45,8 +45,8 @@ pub const CORRELATION_ID_HEADER: HeaderName = HeaderName::from_static("correlati
 /// Airflow sets none; XCom values of several MB are common.
 pub const BODY_LIMIT: usize = 32 * 1024 * 1024;
 
-/// What the routes need: storage, the token validator, and the generator for
-/// the reissue middleware and the `/run` exchange.
+/// What the routes need: storage, the token validator, the generator for
+/// the reissue middleware and the `/run` exchange, and how ownership is checked.
 #[derive(Clone)]
 pub struct AppState {
     /// The database.
@@ -56,8 +56,27 @@ pub struct AppState {
     /// Mints execution tokens (reissue near expiry, `/run` exchange).
     pub generator: TokenGenerator,
     /// How the ownership scopes (`ti:running`, `task:self`) are enforced.
-    pub subjects: Subjects,
+    pub ownership: OwnershipChecks,
 }
+
+/// How the ownership scopes (`ti:running`, `task:self`) are enforced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnershipChecks {
+    /// Through the store: a task instance is live while `running`, or for
+    /// `grace` after the worker reported it finished (see
+    /// [`TaskInstanceSubjects`]).
+    Strict {
+        /// `[core] task_success_overtime` + `[api_auth] jwt_leeway`.
+        grace: Duration,
+    },
+    /// Not at all, as Airflow 3.3.2.
+    Permissive,
+}
+
+/// How long the store's answer about a token's task instance is reused, across requests,
+/// by the ownership scopes: a task calling many routes costs one lookup per this, and a
+/// task that stopped running is refused at most this much later than its grace allows.
+pub const SUBJECT_TTL: Duration = Duration::from_secs(2);
 
 /// Mounts everything under `/execution`: app data, the reissue and request-log
 /// middleware, `airflow-api-version`/`correlation-id` echo, JSON/path/query
@@ -65,12 +84,23 @@ pub struct AppState {
 /// `/openapi.json` and the protected routes.
 ///
 /// Use as `App::new().configure(app::configure(state.clone()))`.
+///
+/// Called once per actix-web worker: the worker gets a store with database
+/// connections of its own ([`Store::for_worker`]), and the ownership checks
+/// look task instances up through it.
 pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) + Clone {
     move |cfg: &mut web::ServiceConfig| {
-        cfg.app_data(web::Data::new(state.store.clone()))
+        let store = state.store.for_worker();
+        let subjects = match state.ownership {
+            OwnershipChecks::Strict { grace } => {
+                Subjects::strict(TaskInstanceSubjects::new(store.clone(), grace), SUBJECT_TTL)
+            }
+            OwnershipChecks::Permissive => Subjects::permissive(),
+        };
+        cfg.app_data(web::Data::new(store))
             .app_data(state.validator.clone())
             .app_data(state.generator.clone())
-            .app_data(state.subjects.clone());
+            .app_data(subjects);
         cfg.service(
             // An empty prefix, so the middleware also sees unknown paths.
             web::scope("")

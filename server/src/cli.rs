@@ -10,22 +10,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use policy_core::{Subjects, TokenType};
+use policy_core::TokenType;
 use uuid::Uuid;
 
-use crate::app::{self, AppState};
+use crate::app::{self, AppState, OwnershipChecks};
 use crate::config::{self, Config, ConfigError, Ownership};
 use crate::crypto::{self, CryptoError, Fernet};
 use crate::signing::{self, Signing, SigningError};
 use crate::store::{
     DatabaseTarget, NewConnection, NewTaskInstance, Store, StoreError, StoreSettings,
-    TaskInstanceSubjects, TransitionSettings,
+    TransitionSettings,
 };
-
-/// How long the store's answer about a token's task instance is reused, across requests,
-/// by the ownership scopes: a task calling many routes costs one lookup per this, and a
-/// task that stopped running is refused at most this much later than its grace allows.
-const SUBJECT_TTL: Duration = Duration::from_secs(2);
 
 /// An Airflow-compatible Execution API server, and the tools to feed it.
 ///
@@ -407,27 +402,23 @@ async fn serve_command(
     if let Some(path) = &signing.dev_secret {
         tracing::warn!(path = %path.display(), "signing with the development secret: tokens are only as safe as this file; configure AIRFLOW__API_AUTH__JWT_SECRET or AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH for production");
     }
-    let subjects = match config.ownership {
-        Ownership::Strict => Subjects::strict(
-            TaskInstanceSubjects::new(
-                store.clone(),
-                config.task_success_overtime + config.auth.jwt_leeway,
-            ),
-            SUBJECT_TTL,
-        ),
+    let ownership = match config.ownership {
+        Ownership::Strict => OwnershipChecks::Strict {
+            grace: config.task_success_overtime + config.auth.jwt_leeway,
+        },
         Ownership::Permissive => {
             tracing::warn!(
                 "EXECUTION_API_OWNERSHIP=permissive: any valid execution token may read every \
                  variable and connection and write any task's XComs, as in Airflow 3.3.2"
             );
-            Subjects::permissive()
+            OwnershipChecks::Permissive
         }
     };
     let state = AppState {
         store,
         validator: signing.validator,
         generator: signing.generator,
-        subjects,
+        ownership,
     };
     crate::serve::serve(state, bind)
         .await

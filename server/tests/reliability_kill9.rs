@@ -164,18 +164,25 @@ fn kill9(database_url: Option<&str>) {
     let current: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
     let log = Arc::new(Mutex::new(Log::default()));
     let acked = Arc::new(AtomicUsize::new(0));
+    // The writer pauses once this many writes are acknowledged, until the next life
+    // raises it: it stays busy when a kill comes, and cannot finish before the last one.
+    let pause_at = Arc::new(AtomicUsize::new(usize::MAX));
     let done = Arc::new(AtomicBool::new(false));
 
     let writer = {
-        let (current, log, acked, done, dag) = (
+        let (current, log, acked, pause_at, done, dag) = (
             Arc::clone(&current),
             Arc::clone(&log),
             Arc::clone(&acked),
+            Arc::clone(&pause_at),
             Arc::clone(&done),
             dag.clone(),
         );
         std::thread::spawn(move || {
             for (ti, write) in writes {
+                wait_for("the next life", LIMIT, || {
+                    (acked.load(Ordering::SeqCst) < pause_at.load(Ordering::SeqCst)).then_some(())
+                });
                 let (method, path, body) = write.request(&dag);
                 loop {
                     let addr = wait_for("a running server", LIMIT, || *current.lock().unwrap());
@@ -211,11 +218,12 @@ fn kill9(database_url: Option<&str>) {
 
     let mut deaths = Vec::new();
     for life in 0..KILLS {
+        // Each life acknowledges at least one write, even when the writer ran ahead of
+        // the schedule in the previous life, and at most half a life's more than planned.
+        let target = ((life + 1) * WRITES_PER_LIFE).max(deaths.last().map_or(0, |d| d + 1));
+        pause_at.store(target + WRITES_PER_LIFE / 2, Ordering::SeqCst);
         let server = ServerProcess::start(&args, &env);
         *current.lock().unwrap() = Some(server.addr);
-        // Each life acknowledges at least one write, even when the writer ran ahead of
-        // the schedule in the previous life.
-        let target = ((life + 1) * WRITES_PER_LIFE).max(deaths.last().map_or(0, |d| d + 1));
         wait_for("acknowledged writes", LIMIT, || {
             (acked.load(Ordering::SeqCst) >= target.min(total - 1)).then_some(())
         });
@@ -230,6 +238,7 @@ fn kill9(database_url: Option<&str>) {
         deaths.push(acked.load(Ordering::SeqCst));
     }
     // A last life in which the writer finishes, then a clean stop.
+    pause_at.store(usize::MAX, Ordering::SeqCst);
     let server = ServerProcess::start(&args, &env);
     *current.lock().unwrap() = Some(server.addr);
     wait_for("the writer to finish", LIMIT, || {

@@ -108,7 +108,7 @@ impl Server {
                     generator: server_generator,
                     // Arbitrary token subjects, as Airflow's route tests use: ownership
                     // (strict by default) has its own tests in server/tests/ownership.rs.
-                    subjects: policy_core::Subjects::permissive(),
+                    ownership: app::OwnershipChecks::Permissive,
                 };
                 let server =
                     HttpServer::new(move || App::new().configure(app::configure(state.clone())))

@@ -132,11 +132,15 @@ pub(super) struct HeartbeatBatcher {
     /// The collector's counters (read by the tests).
     #[cfg(test)]
     stats: Arc<Stats>,
+    /// What the collector writes through (held by the tests).
+    #[cfg(test)]
+    writer: AnyPool,
 }
 
 impl HeartbeatBatcher {
     /// Starts the collector writing through `writer` (SQLite: the single
-    /// writer connection; PostgreSQL: the pool, one connection per batch).
+    /// writer connection; PostgreSQL: a pool of its own, one connection per
+    /// batch, opened lazily so that the collector's runtime serves its sockets).
     /// `None` if its thread cannot start: heartbeats are then written one by one.
     pub(super) fn start(writer: AnyPool, backend: Backend) -> Option<HeartbeatBatcher> {
         let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
@@ -145,6 +149,8 @@ impl HeartbeatBatcher {
             queue,
             #[cfg(test)]
             stats: Arc::clone(&stats),
+            #[cfg(test)]
+            writer: writer.clone(),
         };
         let spawned = std::thread::Builder::new()
             .name("heartbeat-commit".into())
@@ -691,15 +697,13 @@ mod tests {
     }
 
     /// Every connection the collector could write with, held: the SQLite
-    /// writer, or the whole PostgreSQL pool.
+    /// writer, or the collector's whole PostgreSQL pool.
     async fn hold_writer(store: &Store) -> Vec<sqlx::pool::PoolConnection<sqlx::Any>> {
-        let size = match store.backend {
-            Backend::Sqlite => 1,
-            Backend::Postgres => store.writer.options().get_max_connections(),
-        };
+        let writer = &store.heartbeats.as_ref().unwrap().writer;
+        let size = writer.options().get_max_connections();
         let mut held = Vec::new();
         for _ in 0..size {
-            held.push(store.writer.acquire().await.unwrap());
+            held.push(writer.acquire().await.unwrap());
         }
         held
     }
@@ -841,11 +845,12 @@ mod tests {
                 .execute(&mut *holder)
                 .await
                 .unwrap();
-            // Both in one batch: the rest of the pool is held until both are queued.
-            let max = store.writer.options().get_max_connections();
+            // Both in one batch: the rest of the collector's pool is held until
+            // both are queued.
+            let writer = &store.heartbeats.as_ref().unwrap().writer;
             let mut held = Vec::new();
-            for _ in 1..max {
-                held.push(store.writer.acquire().await.unwrap());
+            for _ in 1..writer.options().get_max_connections() {
+                held.push(writer.acquire().await.unwrap());
             }
             let spawn = |id: Uuid, info: Beat| {
                 let store = store.clone();
@@ -1023,6 +1028,7 @@ mod tests {
         store.heartbeats = Some(HeartbeatBatcher {
             queue,
             stats: Arc::clone(&stats),
+            writer: store.writer.clone(),
         });
         assert_eq!(
             store.heartbeat(id, &beat("h", 1)).await.unwrap(),
@@ -1037,7 +1043,11 @@ mod tests {
             let request = requests.recv().await;
             drop(request);
         });
-        store.heartbeats = Some(HeartbeatBatcher { queue, stats });
+        store.heartbeats = Some(HeartbeatBatcher {
+            queue,
+            stats,
+            writer: store.writer.clone(),
+        });
         assert_eq!(
             store.heartbeat(id, &beat("h", 1)).await.unwrap(),
             HeartbeatOutcome::Alive

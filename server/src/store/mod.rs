@@ -253,6 +253,8 @@ pub struct Store {
     /// On PostgreSQL, the connections of hot single-statement reads (see
     /// [`lane`]); `None` on SQLite.
     lane: Option<Arc<lane::Lane>>,
+    /// How to connect (for the pools of [`Store::for_worker`]).
+    options: Arc<AnyConnectOptions>,
     backend: Backend,
     kind: DatabaseKind,
     fernet: Fernet,
@@ -318,40 +320,11 @@ impl Store {
                 prepare_sqlite_file(path)?;
                 (sqlite_url(path, "rwc"), Backend::Sqlite, 4)
             }
-            DatabaseTarget::Postgres(url) => (url.clone(), Backend::Postgres, 10),
+            DatabaseTarget::Postgres(url) => (url.clone(), Backend::Postgres, POSTGRES_CONNECTIONS),
         };
         let detected = detect(target, backend).await?;
         let options: AnyConnectOptions = url.parse()?;
-        let pool_options = || {
-            AnyPoolOptions::new()
-                .acquire_timeout(Duration::from_secs(5))
-                // An SQLite connection is a file handle that cannot go stale, so the
-                // ping sqlx sends before lending one out is a wasted round trip to
-                // its worker thread. PostgreSQL keeps it: a connection cut by the
-                // network is found and replaced before a request uses it.
-                .test_before_acquire(backend == Backend::Postgres)
-                .after_connect(move |conn, _meta| {
-                    Box::pin(async move {
-                        if backend == Backend::Sqlite {
-                            // WAL lets readers run beside the writer; FULL syncs the WAL
-                            // on every commit, so an acknowledged write is on disk.
-                            // Airflow's own processes open the same file and follow the
-                            // journal mode recorded in it.
-                            conn.execute("PRAGMA journal_mode = WAL").await?;
-                            conn.execute("PRAGMA synchronous = FULL").await?;
-                            conn.execute("PRAGMA busy_timeout = 5000").await?;
-                            // As Airflow sets it on every SQLite connection.
-                            conn.execute("PRAGMA foreign_keys = ON").await?;
-                        } else {
-                            for statement in POSTGRES_SESSION {
-                                conn.execute(*statement).await?;
-                            }
-                        }
-                        Ok(())
-                    })
-                })
-        };
-        let pool = pool_options()
+        let pool = pool_options(backend)
             .max_connections(max_connections)
             .connect_with(options.clone())
             .await?;
@@ -361,9 +334,9 @@ impl Store {
         };
         let writer = match backend {
             Backend::Sqlite => {
-                pool_options()
+                pool_options(backend)
                     .max_connections(1)
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await?
             }
             Backend::Postgres => pool.clone(),
@@ -373,6 +346,7 @@ impl Store {
             writer,
             heartbeats: None,
             lane,
+            options: Arc::new(options),
             backend,
             kind: detected.clone(),
             fernet: settings.fernet,
@@ -382,8 +356,48 @@ impl Store {
         if detected == DatabaseKind::Empty {
             store.kind = store.create_embedded().await?;
         }
-        store.heartbeats = heartbeats::HeartbeatBatcher::start(store.writer.clone(), backend);
+        let heartbeat_writer = match backend {
+            // The single writer connection, shared with every other write.
+            Backend::Sqlite => store.writer.clone(),
+            // A pool of the collector's own, opened lazily on its thread (see
+            // [`Store::for_worker`]).
+            Backend::Postgres => pool_options(backend)
+                .max_connections(HEARTBEAT_CONNECTIONS)
+                .connect_lazy_with(AnyConnectOptions::clone(&store.options)),
+        };
+        store.heartbeats = heartbeats::HeartbeatBatcher::start(heartbeat_writer, backend);
         Ok(store)
+    }
+
+    /// This store with PostgreSQL connections of the calling thread's own, for an
+    /// actix-web worker (SQLite: the same store).
+    ///
+    /// Each actix-web worker is a thread running a runtime of its own, and a socket
+    /// is served by the runtime that opened it: a connection opened on another
+    /// thread (the main one at start-up, another worker) has every round trip
+    /// noticed by that thread, which then wakes this one, two context switches
+    /// where none is needed. Per worker, the pool and the read [`lane`] are opened
+    /// lazily here, share nothing with other threads, and together hold the
+    /// server's connections divided among the workers (as many workers as cores,
+    /// actix-web's default).
+    pub fn for_worker(&self) -> Store {
+        if self.backend == Backend::Sqlite {
+            return self.clone();
+        }
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let share = |total: usize| total.div_ceil(workers).max(2);
+        let pool = pool_options(self.backend)
+            .max_connections(share(POSTGRES_CONNECTIONS as usize) as u32)
+            .connect_lazy_with(AnyConnectOptions::clone(&self.options));
+        Store {
+            writer: pool.clone(),
+            pool,
+            lane: Some(Arc::new(lane::Lane::new(
+                AnyConnectOptions::clone(&self.options),
+                share(LANE_CONNECTIONS),
+            ))),
+            ..self.clone()
+        }
     }
 
     /// The store with these transition settings.
@@ -494,6 +508,44 @@ const POSTGRES_SESSION: &[&str] = &[
 
 /// PostgreSQL connections of the read [`lane`], beside the pool's.
 const LANE_CONNECTIONS: usize = 8;
+
+/// PostgreSQL connections of the pool (of the workers' pools together, see
+/// [`Store::for_worker`]).
+const POSTGRES_CONNECTIONS: u32 = 10;
+
+/// PostgreSQL connections of the heartbeat collector (it writes one batch at a time).
+const HEARTBEAT_CONNECTIONS: u32 = 2;
+
+/// The pool settings of both backends.
+fn pool_options(backend: Backend) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .acquire_timeout(Duration::from_secs(5))
+        // An SQLite connection is a file handle that cannot go stale, so the
+        // ping sqlx sends before lending one out is a wasted round trip to
+        // its worker thread. PostgreSQL keeps it: a connection cut by the
+        // network is found and replaced before a request uses it.
+        .test_before_acquire(backend == Backend::Postgres)
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    // WAL lets readers run beside the writer; FULL syncs the WAL
+                    // on every commit, so an acknowledged write is on disk.
+                    // Airflow's own processes open the same file and follow the
+                    // journal mode recorded in it.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    // As Airflow sets it on every SQLite connection.
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                } else {
+                    for statement in POSTGRES_SESSION {
+                        conn.execute(*statement).await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+}
 
 /// Reads the database's kind on a connection of its own, without the pools'
 /// pragmas (SQLite: read-only, so a refused file is not even touched).
