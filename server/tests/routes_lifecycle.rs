@@ -911,6 +911,23 @@ fn rendered_fields_are_redacted_upserted_and_pruned() {
         assert_eq!(resp.status, 201, "{}", resp.body);
         assert_eq!(stored("manual__1").len(), 0, "{}: not pruned", db.label);
         assert_eq!(stored("manual__2").len(), 1);
+        // The older run's task writes again: 201, and its row is pruned at once, as
+        // Airflow's merge and then delete_old_records leave it; the newer run's stays.
+        let resp = common::http(
+            new_ti.server.addr,
+            "PUT",
+            &format!("/execution/task-instances/{old}/rtif"),
+            Some(&db.token(old)),
+            Some(r#"{"bash_command":"echo late"}"#),
+        );
+        assert_eq!(resp.status, 201, "{}", resp.body);
+        assert_eq!(
+            stored("manual__1").len(),
+            0,
+            "{}: kept a pruned run",
+            db.label
+        );
+        assert_eq!(stored("manual__2").len(), 1);
         let missing = Uuid::new_v4();
         let resp = common::http(
             new_ti.server.addr,

@@ -7,14 +7,16 @@
 //! connection), that is three round trips, and three wake-ups of a PostgreSQL
 //! backend, where one does the work.
 //!
-//! The lane keeps a few connections of its own and uses them for such reads
-//! only: one statement, no transaction. A connection goes back to the lane only
+//! The lane keeps a few connections of its own and uses them for such reads:
+//! one statement, no transaction. A connection goes back to the lane only
 //! after its statement completed, so it is never left mid-query (a cancelled
 //! request drops its connection, which closes it); it is never pinged. A
 //! connection that went stale while idle (the database restarted, the network
 //! cut it) is found by the read itself: an I/O error on a reused connection
 //! drops it, and the other idle ones with it, and the read runs once more on a
-//! fresh connection. A read can be repeated safely; writes stay on the pool.
+//! fresh connection. A read can be repeated safely. Writes stay on the pool,
+//! except a single autocommitted statement that writes the same row again when
+//! repeated (the PostgreSQL XCom upsert): a repeat changes at most a timestamp.
 
 use std::sync::Mutex;
 use std::time::Duration;

@@ -110,6 +110,65 @@ pub enum RtifOutcome {
     Archived,
 }
 
+/// The rendered fields as stored: each field's value redacted under its name.
+fn redacted(fields: &PyJson) -> PyJson {
+    match fields {
+        PyJson::Object(entries) => PyJson::Object(
+            entries
+                .iter()
+                .map(|(field, value)| (field.clone(), redact(value, Some(field), 0)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// [`Store::put_rendered_fields`] on PostgreSQL in one autocommitted statement,
+/// one round trip on the [`lane`](super::lane) instead of a transaction of
+/// three statements. The runs kept are read once; the row is written only if
+/// its run is one of them (Airflow writes it and its pruning deletes it again
+/// otherwise), and the rows of other runs are pruned. Repeating it (the lane
+/// does once, on a connection found dead) leaves the same rows.
+async fn put_rendered_fields_postgres(
+    lane: &super::lane::Lane,
+    id: Uuid,
+    fields: &str,
+    runs_to_keep: i64,
+) -> Result<RtifOutcome, StoreError> {
+    let row = lane
+        .fetch_optional(|| {
+            sqlx::query(
+                "WITH ti AS (SELECT dag_id, task_id, run_id, map_index FROM task_instance \
+                 WHERE id = $1::uuid), \
+                 kept AS (SELECT run_id FROM dag_run WHERE dag_id = (SELECT dag_id FROM ti) \
+                 ORDER BY run_after DESC LIMIT $3), \
+                 stored AS (INSERT INTO rendered_task_instance_fields \
+                 (dag_id, task_id, run_id, map_index, rendered_fields, k8s_pod_yaml) \
+                 SELECT dag_id, task_id, run_id, map_index, $2::json, 'null'::json FROM ti \
+                 WHERE $3::bigint IS NULL OR run_id IN (SELECT run_id FROM kept) \
+                 ON CONFLICT (dag_id, task_id, run_id, map_index) DO UPDATE SET \
+                 rendered_fields = excluded.rendered_fields, k8s_pod_yaml = excluded.k8s_pod_yaml), \
+                 pruned AS (DELETE FROM rendered_task_instance_fields r USING ti \
+                 WHERE $3::bigint IS NOT NULL AND r.dag_id = ti.dag_id AND r.task_id = ti.task_id \
+                 AND r.run_id NOT IN (SELECT run_id FROM kept)) \
+                 SELECT EXISTS (SELECT FROM ti), CASE WHEN EXISTS (SELECT FROM ti) THEN false \
+                 ELSE EXISTS (SELECT FROM task_instance_history WHERE task_instance_id = $1::uuid) END",
+            )
+            .bind(uuid_param(id))
+            .bind(fields)
+            // 0 or less keeps every run: no LIMIT, no pruning.
+            .bind((runs_to_keep > 0).then_some(runs_to_keep))
+        })
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    let (found, archived): (bool, bool) = (row.try_get(0)?, row.try_get(1)?);
+    Ok(match (found, archived) {
+        (true, _) => RtifOutcome::Stored,
+        (false, true) => RtifOutcome::Archived,
+        (false, false) => RtifOutcome::NotFound,
+    })
+}
+
 impl Store {
     /// Stores a task instance's rendered fields (redacted), replacing earlier
     /// ones, and prunes those of older runs of its DAG.
@@ -119,6 +178,10 @@ impl Store {
         fields: &PyJson,
     ) -> Result<RtifOutcome, StoreError> {
         let b = self.backend;
+        if let Some(lane) = &self.lane {
+            let keep = self.transitions.rendered_fields_runs_to_keep;
+            return put_rendered_fields_postgres(lane, id, &redacted(fields).dumps(), keep).await;
+        }
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(sql!(
             b,
@@ -148,15 +211,7 @@ impl Store {
         let task_id: String = row.try_get("task_id")?;
         let run_id: String = row.try_get("run_id")?;
         let map_index: i64 = row.try_get("map_index")?;
-        let redacted = match fields {
-            PyJson::Object(entries) => PyJson::Object(
-                entries
-                    .iter()
-                    .map(|(field, value)| (field.clone(), redact(value, Some(field), 0)))
-                    .collect(),
-            ),
-            other => other.clone(),
-        };
+        let redacted = redacted(fields);
         sqlx::query(sql!(
             b,
             "INSERT INTO rendered_task_instance_fields \

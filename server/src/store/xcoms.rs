@@ -63,6 +63,63 @@ pub enum XComWrite {
     NoTaskInstance,
 }
 
+/// [`Store::set_xcom`] on PostgreSQL in one autocommitted statement, one round
+/// trip on the [`lane`](super::lane) instead of a transaction of four
+/// statements: the DAG run and the task instance are looked up, and the XCom
+/// (with its `task_map` row) is written only where both exist. The row is
+/// replaced by an upsert on the primary key, which leaves the same row as
+/// Airflow's delete and insert, and lets two writers of one key both succeed
+/// (the later wins) where a delete and insert can fail on the key. Repeating
+/// it (the lane does once, on a connection found dead) writes the same row.
+async fn set_xcom_postgres(
+    lane: &super::lane::Lane,
+    at: XComKey<'_>,
+    value: &str,
+    dag_result: bool,
+    mapped_length: Option<TaskMapLength>,
+) -> Result<XComWrite, StoreError> {
+    let stamp = time_param(now());
+    let length = mapped_length.map(|TaskMapLength(length)| length);
+    let row = lane
+        .fetch_optional(|| {
+            sqlx::query(
+                "WITH dr AS (SELECT id FROM dag_run WHERE dag_id = $1 AND run_id = $2), \
+                 ti AS (SELECT FROM task_instance WHERE dag_id = $1 AND run_id = $2 \
+                 AND task_id = $3 AND map_index = $4), \
+                 mapped AS (INSERT INTO task_map (dag_id, task_id, run_id, map_index, length, keys) \
+                 SELECT $1, $3, $2, $4, $9, 'null'::jsonb \
+                 WHERE $9::bigint IS NOT NULL AND EXISTS (SELECT FROM dr) AND EXISTS (SELECT FROM ti) \
+                 ON CONFLICT (dag_id, task_id, run_id, map_index) \
+                 DO UPDATE SET length = excluded.length, keys = excluded.keys), \
+                 stored AS (INSERT INTO xcom (dag_run_id, task_id, map_index, key, dag_id, run_id, \
+                 value, timestamp, dag_result) \
+                 SELECT dr.id, $3, $4, $5, $1, $2, $6::jsonb, $7::timestamptz, $8 FROM dr \
+                 WHERE EXISTS (SELECT FROM ti) \
+                 ON CONFLICT (dag_run_id, task_id, map_index, key) DO UPDATE SET \
+                 dag_id = excluded.dag_id, run_id = excluded.run_id, value = excluded.value, \
+                 timestamp = excluded.timestamp, dag_result = excluded.dag_result) \
+                 SELECT EXISTS (SELECT FROM dr), EXISTS (SELECT FROM ti)",
+            )
+            .bind(at.dag_id)
+            .bind(at.run_id)
+            .bind(at.task_id)
+            .bind(at.map_index)
+            .bind(at.key)
+            .bind(value)
+            .bind(&stamp)
+            .bind(dag_result)
+            .bind(length)
+        })
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    let (has_run, has_ti): (bool, bool) = (row.try_get(0)?, row.try_get(1)?);
+    Ok(match (has_run, has_ti) {
+        (false, _) => XComWrite::NoDagRun,
+        (true, false) => XComWrite::NoTaskInstance,
+        (true, true) => XComWrite::Stored,
+    })
+}
+
 impl Store {
     /// Reads an XCom's value: its JSON text as stored (`null` for SQL NULL).
     pub async fn xcom(&self, at: XComKey<'_>) -> Result<Option<String>, StoreError> {
@@ -214,6 +271,9 @@ impl Store {
         mapped_length: Option<TaskMapLength>,
     ) -> Result<XComWrite, StoreError> {
         let b = self.backend;
+        if let Some(lane) = &self.lane {
+            return set_xcom_postgres(lane, at, value, dag_result, mapped_length).await;
+        }
         let mut tx = self.begin_write().await?;
         let dag_run_id: Option<i64> = sqlx::query(sql!(
             b,
