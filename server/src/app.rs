@@ -200,6 +200,18 @@ fn query_config() -> web::QueryConfig {
             QueryPayloadError::Deserialize(e) => e.to_string(),
             other => other.to_string(),
         };
+        // A required parameter left out: FastAPI's own item for it.
+        if let Some(name) = msg
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.strip_suffix('`'))
+        {
+            return ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!([{"type": "missing", "loc": ["query", name], "msg": "Field required",
+                        "input": null}]),
+            )
+            .into();
+        }
         ApiError::validation(
             StatusCode::UNPROCESSABLE_ENTITY,
             vec!["query".into()],

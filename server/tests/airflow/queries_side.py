@@ -8,6 +8,12 @@ AIRFLOW__DATABASE__SQL_ALCHEMY_CONN and the rest, is the server's). Prints JSON 
                                         Execution API answers `GET PATH` (in process, so without
                                         JWT checks: the routes' logic alone), at the head API
                                         version or with that `Airflow-API-Version` header
+    queries_side.py calls JSON       -> per request of the JSON list ({"version", "method",
+                                        "path", "body", "before", "token"}), {"status": N, "body": JSON}
+                                        as Airflow's own Execution API app answers it (the
+                                        api-server's app, in process; the `token` checked), with
+                                        `Airflow-API-Version: version` (`head`: no header), after
+                                        running the SQL statements `before`
     queries_side.py sql STATEMENT... -> per statement, its first row (or [] when none), through
                                         Airflow's engine, in one transaction
     queries_side.py variables KEY VALUE [KEY VALUE...]
@@ -33,6 +39,36 @@ def api(paths):
     with httpx.Client(transport=in_process.transport, base_url="http://in-process.invalid/") as client:
         for path in paths:
             response = client.get(path, headers=headers)
+            body = response.json() if response.content else None
+            print(json.dumps({"status": response.status_code, "body": body}))
+
+
+def calls(requests):
+    from fastapi.testclient import TestClient
+    from sqlalchemy import text
+
+    from airflow.api_fastapi.common.dagbag import create_dag_bag
+    from airflow.api_fastapi.execution_api.app import create_task_execution_api_app
+    from airflow.utils.session import create_session
+
+    # The app `airflow api-server --apps execution` serves (`api_fastapi/app.py` gives it its
+    # DAG bag), tokens checked with the configured secret: the in-process app skips the check
+    # only at the head version.
+    app = create_task_execution_api_app()
+    app.state.dag_bag = create_dag_bag()
+    with TestClient(app) as client:
+        for request in json.loads(requests):
+            with create_session() as session:
+                for statement in request.get("before", []):
+                    session.execute(text(statement))
+            headers = {"Content-Type": "application/json"}
+            if request.get("token"):
+                headers["Authorization"] = f"Bearer {request['token']}"
+            if request["version"] != "head":
+                headers["Airflow-API-Version"] = request["version"]
+            response = client.request(
+                request["method"], request["path"], headers=headers, content=request.get("body")
+            )
             body = response.json() if response.content else None
             print(json.dumps({"status": response.status_code, "body": body}))
 
@@ -64,6 +100,8 @@ def main(argv):
     command, args = argv[1], argv[2:]
     if command == "api":
         api(args)
+    elif command == "calls":
+        calls(args[0])
     elif command == "sql":
         sql(args)
     elif command == "variables":

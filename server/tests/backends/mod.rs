@@ -17,7 +17,8 @@ use uuid::Uuid;
 
 use crate::common::{ServerProcess, TempDir, run_ok};
 
-const JWT_SECRET: &str = "routes-secret-0123456789abcdef0123";
+/// The servers' signing secret (`[api_auth] jwt_secret`).
+pub const JWT_SECRET: &str = "routes-secret-0123456789abcdef0123";
 
 fn required(name: &str) -> String {
     std::env::var(name)
