@@ -193,7 +193,25 @@ pub fn document_for(version: crate::versions::ApiVersion) -> Value {
         responses.take_definitions(true),
         &mut document["paths"],
     ));
+    bound_parameters(&mut document["paths"]);
     document
+}
+
+/// The `maxLength` of every parameter a route writes to a bounded column (the handlers
+/// check the same [`crate::api::bounds::PARAMETER_BOUNDS`]).
+fn bound_parameters(paths: &mut Value) {
+    for bound in crate::api::bounds::PARAMETER_BOUNDS {
+        let parameters = paths
+            .get_mut(bound.path)
+            .and_then(|item| item.get_mut(bound.method.to_ascii_lowercase()))
+            .and_then(|operation| operation.get_mut("parameters"))
+            .and_then(Value::as_array_mut);
+        for parameter in parameters.into_iter().flatten() {
+            if parameter["name"] == bound.name && parameter["in"] == bound.location {
+                parameter["schema"]["maxLength"] = json!(bound.column.max_chars);
+            }
+        }
+    }
 }
 
 /// One operation: parameters, body and responses as the route declares them,
@@ -437,6 +455,7 @@ fn path_params(path: &str) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::columns;
 
     #[test]
     fn every_route_has_a_described_operation() {
@@ -575,6 +594,90 @@ mod tests {
             names.contains(&"start") && names.contains(&"stop"),
             "{names:?}"
         );
+    }
+
+    #[test]
+    fn bounded_strings_have_their_column_lengths() {
+        let doc = document();
+        for bound in crate::api::bounds::PARAMETER_BOUNDS {
+            let parameters =
+                &doc["paths"][bound.path][bound.method.to_ascii_lowercase()]["parameters"];
+            let found = parameters
+                .as_array()
+                .unwrap_or_else(|| panic!("{} {}: no parameters", bound.method, bound.path))
+                .iter()
+                .find(|p| p["name"] == bound.name && p["in"] == bound.location)
+                .unwrap_or_else(|| panic!("{} {}: no {}", bound.method, bound.path, bound.name));
+            assert_eq!(
+                found["schema"]["maxLength"],
+                json!(bound.column.max_chars),
+                "{} {} {}",
+                bound.method,
+                bound.path,
+                bound.name
+            );
+        }
+        let schemas = &doc["components"]["schemas"];
+        // `PATCH .../state`'s variants are inlined in `TIStateUpdate`, by their `state` tag.
+        let state = |tag: &str| {
+            schemas["TIStateUpdate"]["oneOf"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["properties"]["state"]["const"] == tag)
+                .unwrap_or_else(|| panic!("no {tag} variant"))
+                .clone()
+        };
+        let rendered = columns::TASK_INSTANCE_RENDERED_MAP_INDEX;
+        for (schema, field, column) in [
+            (
+                schemas["TIEnterRunningPayload"].clone(),
+                "hostname",
+                columns::TASK_INSTANCE_HOSTNAME,
+            ),
+            (
+                schemas["TIEnterRunningPayload"].clone(),
+                "unixname",
+                columns::TASK_INSTANCE_UNIXNAME,
+            ),
+            (state("deferred"), "classpath", columns::TRIGGER_CLASSPATH),
+            (state("deferred"), "queue", columns::TRIGGER_QUEUE),
+            (
+                state("deferred"),
+                "next_method",
+                columns::TASK_INSTANCE_NEXT_METHOD,
+            ),
+            (
+                state("awaiting_input"),
+                "next_method",
+                columns::TASK_INSTANCE_NEXT_METHOD,
+            ),
+            (state("success"), "rendered_map_index", rendered),
+            (state("failed"), "rendered_map_index", rendered),
+            (state("up_for_retry"), "rendered_map_index", rendered),
+            (
+                schemas["TriggerDAGRunPayload"].clone(),
+                "partition_key",
+                columns::DAG_RUN_PARTITION_KEY,
+            ),
+            (
+                schemas["TriggerDAGRunPayload"].clone(),
+                "note",
+                columns::DAG_RUN_NOTE_CONTENT,
+            ),
+            (
+                schemas["ConnectionTestResultBody"].clone(),
+                "result_message",
+                columns::CONNECTION_TEST_REQUEST_RESULT_MESSAGE,
+            ),
+        ] {
+            let property = &schema["properties"][field];
+            assert_eq!(
+                property["maxLength"],
+                json!(column.max_chars),
+                "{field}: {property}"
+            );
+        }
     }
 
     #[test]

@@ -137,6 +137,7 @@ pub struct ConnectionTestResultBody {
     pub state: TestState,
     /// What the test said (at most 2000 characters).
     #[serde(default)]
+    #[schemars(length(max = crate::store::columns::CONNECTION_TEST_REQUEST_RESULT_MESSAGE.max_chars))]
     pub result_message: Option<String>,
 }
 

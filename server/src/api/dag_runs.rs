@@ -29,9 +29,9 @@ pub mod routes {
         DagRun, DagRunCountQuery, Params, PreviousDagRunQuery, TriggerDAGRunPayload,
         already_exists, legacy_json, not_found_run,
     };
-    use crate::api::bounds::{fits, fits_opt, loc};
+    use crate::api::bounds::{self, fits_opt, loc};
     use crate::api::{ApiError, Payload};
-    use crate::store::columns::{DAG_RUN_NOTE_CONTENT, DAG_RUN_PARTITION_KEY, DAG_RUN_RUN_ID};
+    use crate::store::columns::{DAG_RUN_NOTE_CONTENT, DAG_RUN_PARTITION_KEY};
     use crate::store::{
         ClearOutcome, DagRunFilter, NeedsPython, NewDagRun, Store, TriggerOutcome,
         plan_task_instances,
@@ -103,7 +103,7 @@ pub mod routes {
     ) -> Result<HttpResponse, ApiError> {
         let (dag_id, run_id) = path.into_inner();
         let payload = payload.0;
-        fits(DAG_RUN_RUN_ID, loc!["path", "run_id"], &run_id)?;
+        bounds::DAG_RUN_RUN_ID.check(&run_id)?;
         fits_opt(
             DAG_RUN_PARTITION_KEY,
             loc!["body", "partition_key"],
@@ -458,9 +458,11 @@ pub struct TriggerDAGRunPayload {
     pub reset_dag_run: bool,
     /// Partition key.
     #[serde(default)]
+    #[schemars(length(max = crate::store::columns::DAG_RUN_PARTITION_KEY.max_chars))]
     pub partition_key: Option<String>,
     /// A note for the run.
     #[serde(default)]
+    #[schemars(length(max = crate::store::columns::DAG_RUN_NOTE_CONTENT.max_chars))]
     pub note: Option<String>,
 }
 

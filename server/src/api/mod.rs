@@ -6,7 +6,7 @@
 //! checked at compile time and enforced before any extractor runs. This file
 //! is the list of groups.
 
-mod bounds;
+pub(crate) mod bounds;
 mod error;
 mod fields;
 mod payload;

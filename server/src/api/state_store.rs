@@ -30,8 +30,7 @@ pub mod routes {
         py_repr,
     };
     use crate::api::ApiError;
-    use crate::api::bounds::{fits, loc};
-    use crate::store::columns::{ASSET_STATE_STORE_KEY, TASK_STATE_STORE_KEY};
+    use crate::api::bounds;
     use crate::store::{AssetRef, AssetStateOutcome, AssetWriter, Store, TaskStateOutcome};
 
     fn no_task_instance(id: Uuid) -> ApiError {
@@ -66,7 +65,7 @@ pub mod routes {
         body: web::Bytes,
     ) -> Result<HttpResponse, ApiError> {
         let (id, key) = path.into_inner();
-        fits(TASK_STATE_STORE_KEY, loc!["path", "key"], &key)?;
+        bounds::TASK_STATE_STORE_KEY.check(&key)?;
         let (value, expires_at) = parse_put_body(&body, true)?;
         match store.put_task_state(id, &key, &value, expires_at).await? {
             TaskStateOutcome::NoTaskInstance => Err(no_task_instance(id)),
@@ -179,7 +178,7 @@ pub mod routes {
         body: web::Bytes,
     ) -> Result<HttpResponse, ApiError> {
         let (asset, key) = query.checked()?;
-        fits(ASSET_STATE_STORE_KEY, loc!["query", "key"], key)?;
+        bounds::ASSET_STATE_STORE_KEY_BY_NAME.check(key)?;
         put_asset_value(&store, &token, asset, key, &body).await
     }
 
@@ -221,7 +220,7 @@ pub mod routes {
         body: web::Bytes,
     ) -> Result<HttpResponse, ApiError> {
         let (asset, key) = query.checked()?;
-        fits(ASSET_STATE_STORE_KEY, loc!["query", "key"], key)?;
+        bounds::ASSET_STATE_STORE_KEY_BY_URI.check(key)?;
         put_asset_value(&store, &token, asset, key, &body).await
     }
 

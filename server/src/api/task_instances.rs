@@ -596,8 +596,10 @@ pub struct TIEnterRunningPayload {
     #[serde(default)]
     pub state: RunningState,
     /// Host the task runs on.
+    #[schemars(length(max = columns::TASK_INSTANCE_HOSTNAME.max_chars))]
     pub hostname: String,
     /// Unix user the task runs as.
+    #[schemars(length(max = columns::TASK_INSTANCE_UNIXNAME.max_chars))]
     pub unixname: String,
     /// Process id of the task runner.
     #[serde(deserialize_with = "integer")]
@@ -868,6 +870,7 @@ pub struct TISuccessStatePayload {
     pub outlet_events: Vec<serde_json::Map<String, serde_json::Value>>,
     /// Rendered map index: absent leaves it, `null` clears it, a string sets it.
     #[serde(default, deserialize_with = "present")]
+    #[schemars(length(max = columns::TASK_INSTANCE_RENDERED_MAP_INDEX.max_chars))]
     pub rendered_map_index: Option<Option<String>>,
 }
 
@@ -881,6 +884,7 @@ pub struct TITerminalStatePayload {
     pub end_date: OffsetDateTime,
     /// Rendered map index: absent leaves it, `null` clears it, a string sets it.
     #[serde(default, deserialize_with = "present")]
+    #[schemars(length(max = columns::TASK_INSTANCE_RENDERED_MAP_INDEX.max_chars))]
     pub rendered_map_index: Option<Option<String>>,
 }
 
@@ -894,6 +898,7 @@ pub struct TIRetryStatePayload {
     pub end_date: OffsetDateTime,
     /// Rendered map index: absent leaves it, `null` clears it, a string sets it.
     #[serde(default, deserialize_with = "present")]
+    #[schemars(length(max = columns::TASK_INSTANCE_RENDERED_MAP_INDEX.max_chars))]
     pub rendered_map_index: Option<Option<String>>,
     /// Override of the task's retry delay.
     #[serde(default)]
@@ -943,6 +948,7 @@ pub struct TITargetStatePayload {}
 #[serde(deny_unknown_fields)]
 pub struct TIDeferredStatePayload {
     /// The trigger's class path.
+    #[schemars(length(max = columns::TRIGGER_CLASSPATH.max_chars))]
     pub classpath: String,
     /// Arguments of the trigger: a JSON object, or a string the client encrypted.
     #[serde(default)]
@@ -953,8 +959,10 @@ pub struct TIDeferredStatePayload {
     pub trigger_timeout: Option<time::Duration>,
     /// The triggerer queue.
     #[serde(default)]
+    #[schemars(length(max = columns::TRIGGER_QUEUE.max_chars))]
     pub queue: Option<String>,
     /// Method to resume with after the trigger fired.
+    #[schemars(length(max = columns::TASK_INSTANCE_NEXT_METHOD.max_chars))]
     pub next_method: String,
     /// Its arguments.
     #[serde(default)]
@@ -989,6 +997,7 @@ pub struct TIAwaitingInputStatePayload {
     #[schemars(with = "Option<TimeDelta>")]
     pub timeout: Option<time::Duration>,
     /// Method to resume with after the input arrived.
+    #[schemars(length(max = columns::TASK_INSTANCE_NEXT_METHOD.max_chars))]
     pub next_method: String,
     /// Its arguments.
     #[serde(default)]

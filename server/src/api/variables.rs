@@ -24,10 +24,9 @@ pub mod routes {
     use super::{
         VariableKeysQuery, VariableKeysResponse, VariablePostBody, VariableResponse, require_key,
     };
-    use crate::api::bounds::{fits, loc};
+    use crate::api::bounds;
     use crate::api::fields::MessageResponse;
     use crate::api::{ApiError, FromQuery as _, Payload, QueryParams};
-    use crate::store::columns::VARIABLE_KEY;
     use crate::store::{Store, StoreError};
     use crate::versions::ApiVersion;
 
@@ -97,7 +96,7 @@ pub mod routes {
         body: Payload<VariablePostBody>,
     ) -> Result<HttpResponse, ApiError> {
         let key = require_key(&key)?;
-        fits(VARIABLE_KEY, loc!["path", "variable_key"], key)?;
+        bounds::VARIABLE_KEY.check(key)?;
         store
             .put_variable(key, body.val.as_deref(), body.description.as_deref())
             .await?;

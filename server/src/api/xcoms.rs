@@ -30,9 +30,8 @@ pub mod routes {
         python_slice, raw_json, raw_json_array,
     };
     use crate::api::ApiError;
-    use crate::api::bounds::{fits, loc};
+    use crate::api::bounds;
     use crate::api::fields::MessageResponse;
-    use crate::store::columns::XCOM_KEY;
     use crate::store::{Store, TaskMapLength, XComPick, XComWrite};
 
     /// Get a single XCom value from a mapped task by sequence index.
@@ -162,7 +161,7 @@ pub mod routes {
         query: web::Query<XComQuery>,
         body: web::Bytes,
     ) -> Result<HttpResponse, ApiError> {
-        fits(XCOM_KEY, loc!["path", "key"], &path.key)?;
+        bounds::XCOM_KEY.check(&path.key)?;
         check_access(&store, &token, &path.dag_id, true).await?;
         path.series()?;
         let mapped_length = match query.mapped_length {
