@@ -376,7 +376,7 @@ impl Store {
     /// is served by the runtime that opened it: a connection opened on another
     /// thread (the main one at start-up, another worker) has every round trip
     /// noticed by that thread, which then wakes this one, two context switches
-    /// where none is needed. Per worker, the pool and the read [`lane`] are opened
+    /// where none is needed. Per worker, the pool and the read lane (`store/lane.rs`) are opened
     /// lazily here, share nothing with other threads, and together hold the
     /// server's connections divided among the workers (as many workers as cores,
     /// actix-web's default).
