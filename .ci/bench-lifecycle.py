@@ -1,0 +1,72 @@
+"""Driver of .ci/bench-lifecycle: SERVER PORT PID TASKS GAP (see there)."""
+
+import glob
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+
+server, port, pid, tasks, gap = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+run = f"lifecycle_{int(time.time())}"
+
+
+def cli(*args):
+    return subprocess.check_output([server, *args], text=True, stderr=subprocess.DEVNULL).strip()
+
+
+instances = []
+for i in range(tasks):
+    ti = cli("ti", "create", "--dag-id", "lifecycle", "--task-id", "t", "--run-id", run, "--map-index", str(i))
+    instances.append((i, ti, cli("token", "mint", "--sub", ti, "--scope", "execution")))
+
+
+def threads():
+    """Per thread of the server: (CPU ticks, context switches)."""
+    out = {}
+    for task in glob.glob(f"/proc/{pid}/task/*"):
+        name = open(f"{task}/comm").read().strip()
+        fields = open(f"{task}/stat").read().rsplit(")", 1)[1].split()
+        switches = sum(int(line.split()[1]) for line in open(f"{task}/status") if "ctxt_switches" in line)
+        out[f"{name} ({task.rsplit('/', 1)[1]})"] = (int(fields[11]) + int(fields[12]), switches)
+    return out
+
+
+before = threads()
+failed = []
+for i, ti, token in instances:
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+               "Airflow-API-Version": "2026-06-30"}
+    xcom = f"/execution/xcoms/lifecycle/{run}/t/return_value?map_index={i}"
+    for method, path, body, ok in [
+        ("PATCH", f"/execution/task-instances/{ti}/run",
+         {"state": "running", "hostname": "h", "unixname": "u", "pid": 1, "start_date": "2026-12-03T00:00:00Z"}, {200}),
+        ("PUT", f"/execution/task-instances/{ti}/heartbeat", {"hostname": "h", "pid": 1}, {204}),
+        ("PUT", f"/execution/task-instances/{ti}/rtif", {"op_args": "[]"}, {201}),
+        # HEAD counts the key's values over all map indexes (Airflow refuses `map_index` on it).
+        ("HEAD", xcom.split("?")[0], None, {200, 404}),
+        ("POST", xcom, 42, {201}),
+        ("GET", xcom, None, {200}),
+        ("PATCH", f"/execution/task-instances/{ti}/state", {"state": "success", "end_date": "2026-12-03T00:00:01Z"}, {204}),
+    ]:
+        time.sleep(gap)
+        conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+        response = conn.getresponse()
+        response.read()
+        if response.status not in ok:
+            failed.append(f"{method} {path}: {response.status}")
+    conn.close()
+after = threads()
+if failed:
+    raise SystemExit("unexpected answers:\n" + "\n".join(failed[:20]))
+tick = os.sysconf("SC_CLK_TCK")
+cpu = sum(after[t][0] - before.get(t, (0, 0))[0] for t in after)
+switches = sum(after[t][1] - before.get(t, (0, 0))[1] for t in after)
+print(f"{tasks} tasks, 7 calls each: server CPU {cpu / tick * 1000 / tasks:.2f} ms per task, "
+      f"{switches / tasks:.1f} context switches per task")
+for t in sorted(after):
+    a, b = before.get(t, (0, 0)), after[t]
+    if b != a:
+        print(f"  {t:32} CPU {(b[0] - a[0]) / tick * 1000 / tasks:5.2f} ms/task  switches {(b[1] - a[1]) / tasks:5.1f}/task")
