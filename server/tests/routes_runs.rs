@@ -5,28 +5,10 @@
 mod backends;
 mod common;
 
-use backends::{Backend, unique};
+use backends::{Backend, normalize, unique};
 use common::http;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
-
-/// `value` with every RFC 3339 datetime string rewritten in one form (pydantic omits zero
-/// microseconds, we do not; both are the same instant).
-fn normalize(value: Value) -> Value {
-    match value {
-        Value::String(text) => match OffsetDateTime::parse(&text, &Rfc3339) {
-            Ok(t) => Value::String(format!("instant:{}", t.unix_timestamp_nanos())),
-            Err(_) => Value::String(text),
-        },
-        Value::Array(items) => Value::Array(items.into_iter().map(normalize).collect()),
-        Value::Object(fields) => {
-            Value::Object(fields.into_iter().map(|(k, v)| (k, normalize(v))).collect())
-        }
-        other => other,
-    }
-}
 
 /// Three runs of one DAG (`a` success 2024-01-01, `b` failed 2024-01-02, `c` running
 /// 2024-01-03) and the DAG's metadata with two tags.

@@ -9,11 +9,9 @@
 mod backends;
 mod common;
 
-use backends::{Backend, unique};
+use backends::{Backend, normalize, unique};
 use common::request;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 /// The head version and the older ones the Task SDK 1.1.x, 1.2.x and 1.3.x send.
@@ -36,22 +34,6 @@ struct Call {
     body: Option<&'static str>,
     /// SQL run before the request (on both sides).
     before: Vec<String>,
-}
-
-/// `value` with every RFC 3339 datetime string rewritten as its instant (pydantic omits
-/// zero microseconds, we do not; both are the same instant).
-fn normalize(value: Value) -> Value {
-    match value {
-        Value::String(text) => match OffsetDateTime::parse(&text, &Rfc3339) {
-            Ok(t) => Value::String(format!("instant:{}", t.unix_timestamp_nanos())),
-            Err(_) => Value::String(text),
-        },
-        Value::Array(items) => Value::Array(items.into_iter().map(normalize).collect()),
-        Value::Object(fields) => {
-            Value::Object(fields.into_iter().map(|(k, v)| (k, normalize(v))).collect())
-        }
-        other => other,
-    }
 }
 
 /// Two runs of one DAG (`r0` succeeded on 2024-01-01, `r1` running on 2024-01-02 with a NULL

@@ -354,3 +354,22 @@ async fn connect(url: &str) -> sqlx::AnyConnection {
         .await
         .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
 }
+
+/// `value` with every RFC 3339 datetime string rewritten in one form (pydantic omits zero
+/// microseconds, we do not; both are the same instant).
+pub fn normalize(value: Value) -> Value {
+    match value {
+        Value::String(text) => {
+            match time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+            {
+                Ok(t) => Value::String(format!("instant:{}", t.unix_timestamp_nanos())),
+                Err(_) => Value::String(text),
+            }
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(normalize).collect()),
+        Value::Object(fields) => {
+            Value::Object(fields.into_iter().map(|(k, v)| (k, normalize(v))).collect())
+        }
+        other => other,
+    }
+}
