@@ -45,7 +45,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Connection as _, Executor as _};
+use sqlx::{AnyConnection, AnyPool, Connection as _, Executor as _};
 use time::OffsetDateTime;
 
 use crate::crypto::{CryptoError, Fernet};
@@ -253,6 +253,9 @@ pub struct Store {
     /// On PostgreSQL, the connections of hot single-statement reads (see
     /// [`lane`]); `None` on SQLite.
     lane: Option<Arc<lane::Lane>>,
+    /// On PostgreSQL, the connections of write transactions (see [`lane`]:
+    /// no pings around them); `None` on SQLite.
+    write_lane: Option<Arc<lane::Lane>>,
     /// How to connect (for the pools of [`Store::for_worker`]).
     options: Arc<AnyConnectOptions>,
     backend: Backend,
@@ -332,6 +335,13 @@ impl Store {
             Backend::Sqlite => None,
             Backend::Postgres => Some(Arc::new(lane::Lane::new(options.clone(), LANE_CONNECTIONS))),
         };
+        let write_lane = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(Arc::new(lane::Lane::new(
+                options.clone(),
+                WRITE_LANE_CONNECTIONS,
+            ))),
+        };
         let writer = match backend {
             Backend::Sqlite => {
                 pool_options(backend)
@@ -346,6 +356,7 @@ impl Store {
             writer,
             heartbeats: None,
             lane,
+            write_lane,
             options: Arc::new(options),
             backend,
             kind: detected.clone(),
@@ -396,6 +407,10 @@ impl Store {
                 AnyConnectOptions::clone(&self.options),
                 share(LANE_CONNECTIONS),
             ))),
+            write_lane: Some(Arc::new(lane::Lane::new(
+                AnyConnectOptions::clone(&self.options),
+                share(WRITE_LANE_CONNECTIONS),
+            ))),
             ..self.clone()
         }
     }
@@ -441,7 +456,7 @@ impl Store {
     pub async fn close(&self) {
         self.writer.close().await;
         self.pool.close().await;
-        if let Some(lane) = &self.lane {
+        for lane in [&self.lane, &self.write_lane].into_iter().flatten() {
             lane.close().await;
         }
     }
@@ -460,11 +475,12 @@ impl Store {
 
     /// A transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: the
     /// write lock is taken (waiting up to `busy_timeout`) before any read, so a
-    /// read-then-write can never fail with `SQLITE_BUSY` half-way.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.writer.begin().await?,
+    /// read-then-write can never fail with `SQLITE_BUSY` half-way. On
+    /// PostgreSQL it runs on the write [`lane`], without the pool's pings.
+    async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+        Ok(match &self.write_lane {
+            Some(lane) => WriteTx::Lane(lane.begin().await?),
+            None => WriteTx::Pool(self.writer.begin_with("BEGIN IMMEDIATE").await?),
         })
     }
 
@@ -496,6 +512,50 @@ impl Store {
     }
 }
 
+/// A write transaction: sqlx's on SQLite's writer, a [`lane::LaneTx`] on
+/// PostgreSQL. Statements run on `&mut *tx`; dropped unfinished, it rolls back.
+#[derive(Debug)]
+enum WriteTx {
+    Pool(sqlx::Transaction<'static, sqlx::Any>),
+    Lane(lane::LaneTx),
+}
+
+impl WriteTx {
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            WriteTx::Pool(tx) => tx.commit().await,
+            WriteTx::Lane(tx) => tx.commit().await,
+        }
+    }
+
+    async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            WriteTx::Pool(tx) => tx.rollback().await,
+            WriteTx::Lane(tx) => tx.rollback().await,
+        }
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            WriteTx::Pool(tx) => tx,
+            WriteTx::Lane(tx) => tx,
+        }
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            WriteTx::Pool(tx) => tx,
+            WriteTx::Lane(tx) => tx,
+        }
+    }
+}
+
 /// What every PostgreSQL connection runs first.
 const POSTGRES_SESSION: &[&str] = &[
     // PostgreSQL's counterpart of busy_timeout: a row or table lock held
@@ -509,9 +569,13 @@ const POSTGRES_SESSION: &[&str] = &[
 /// PostgreSQL connections of the read [`lane`], beside the pool's.
 const LANE_CONNECTIONS: usize = 8;
 
+/// PostgreSQL connections of write transactions (the write [`lane`]).
+const WRITE_LANE_CONNECTIONS: usize = 8;
+
 /// PostgreSQL connections of the pool (of the workers' pools together, see
-/// [`Store::for_worker`]).
-const POSTGRES_CONNECTIONS: u32 = 10;
+/// [`Store::for_worker`]): the reads that are not single-row, and the
+/// heartbeats' slow path.
+const POSTGRES_CONNECTIONS: u32 = 6;
 
 /// PostgreSQL connections of the heartbeat collector (it writes one batch at a time).
 const HEARTBEAT_CONNECTIONS: u32 = 2;
