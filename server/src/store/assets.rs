@@ -113,43 +113,49 @@ const ACTIVE: &str =
 impl Store {
     /// The active asset with this name.
     pub async fn active_asset_by_name(&self, name: &str) -> Result<Option<Asset>, StoreError> {
-        let row = sqlx::query(sql!(
+        let row = self
+            .read_optional(|| {
+                sqlx::query(sql!(
             self.backend,
             "SELECT a.id, a.name, a.uri, a.\"group\", CAST(a.extra AS TEXT) AS extra FROM asset a \
              WHERE a.name = $1 AND EXISTS (SELECT 1 FROM asset_active aa \
              WHERE aa.name = a.name AND aa.uri = a.uri) LIMIT 1"
         ))
         .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
+            })
+            .await?;
         row.as_ref().map(asset_from_row).transpose()
     }
 
     /// The active asset with this URI.
     pub async fn active_asset_by_uri(&self, uri: &str) -> Result<Option<Asset>, StoreError> {
-        let row = sqlx::query(sql!(
+        let row = self
+            .read_optional(|| {
+                sqlx::query(sql!(
             self.backend,
             "SELECT a.id, a.name, a.uri, a.\"group\", CAST(a.extra AS TEXT) AS extra FROM asset a \
              WHERE a.uri = $1 AND EXISTS (SELECT 1 FROM asset_active aa \
              WHERE aa.name = a.name AND aa.uri = a.uri) LIMIT 1"
         ))
         .bind(uri)
-        .fetch_optional(&self.pool)
-        .await?;
+            })
+            .await?;
         row.as_ref().map(asset_from_row).transpose()
     }
 
     /// The assets an alias resolves to, active or not (empty for an unknown alias).
     pub async fn assets_by_alias(&self, alias_name: &str) -> Result<Vec<Asset>, StoreError> {
-        let rows = sqlx::query(sql!(
-            self.backend,
-            "SELECT a.id, a.name, a.uri, a.\"group\", CAST(a.extra AS TEXT) AS extra \
+        let rows = self
+            .read_all(|| {
+                sqlx::query(sql!(
+                    self.backend,
+                    "SELECT a.id, a.name, a.uri, a.\"group\", CAST(a.extra AS TEXT) AS extra \
              FROM asset_alias al JOIN asset_alias_asset aaa ON aaa.alias_id = al.id \
              JOIN asset a ON a.id = aaa.asset_id WHERE al.name = $1 ORDER BY a.id"
-        ))
-        .bind(alias_name)
-        .fetch_all(&self.pool)
-        .await?;
+                ))
+                .bind(alias_name)
+            })
+            .await?;
         rows.iter().map(asset_from_row).collect()
     }
 
@@ -210,11 +216,15 @@ impl Store {
             Backend::Postgres => text,
             Backend::Sqlite => strip_casts(&text),
         };
-        let mut select = sqlx::query(sqlx::AssertSqlSafe(text));
-        for value in binds {
-            select = select.bind(value);
-        }
-        let rows = select.fetch_all(&self.pool).await?;
+        let rows = self
+            .read_all(|| {
+                let mut select = sqlx::query(sqlx::AssertSqlSafe(text.as_str()));
+                for value in &binds {
+                    select = select.bind(value.clone());
+                }
+                select
+            })
+            .await?;
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
             let id: i64 = row.try_get("id")?;
@@ -241,19 +251,21 @@ impl Store {
     }
 
     async fn created_dagruns(&self, event_id: i64) -> Result<Vec<EventDagRun>, StoreError> {
-        let rows = sqlx::query(sql!(
-            self.backend,
-            "SELECT dr.run_id, dr.dag_id, CAST(dr.logical_date AS TEXT) AS logical_date, \
+        let rows = self
+            .read_all(|| {
+                sqlx::query(sql!(
+                    self.backend,
+                    "SELECT dr.run_id, dr.dag_id, CAST(dr.logical_date AS TEXT) AS logical_date, \
              CAST(dr.start_date AS TEXT) AS start_date, CAST(dr.run_after AS TEXT) AS run_after, \
              CAST(dr.end_date AS TEXT) AS end_date, dr.state, \
              CAST(dr.data_interval_start AS TEXT) AS data_interval_start, \
              CAST(dr.data_interval_end AS TEXT) AS data_interval_end, dr.partition_key \
              FROM dagrun_asset_event dae JOIN dag_run dr ON dr.id = dae.dag_run_id \
              WHERE dae.event_id = $1 ORDER BY dr.id"
-        ))
-        .bind(event_id)
-        .fetch_all(&self.pool)
-        .await?;
+                ))
+                .bind(event_id)
+            })
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(EventDagRun {

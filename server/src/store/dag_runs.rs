@@ -140,15 +140,17 @@ pub struct DagRunFilter {
 impl Store {
     /// One DAG run.
     pub async fn dag_run(&self, dag_id: &str, run_id: &str) -> Result<Option<DagRun>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            dag_run_columns!(),
-            " FROM dag_run WHERE dag_id = $1 AND run_id = $2"
-        ))
-        .bind(dag_id)
-        .bind(run_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = self
+            .read_optional(|| {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    dag_run_columns!(),
+                    " FROM dag_run WHERE dag_id = $1 AND run_id = $2"
+                ))
+                .bind(dag_id)
+                .bind(run_id)
+            })
+            .await?;
         row.as_ref().map(dag_run_from_row).transpose()
     }
 
@@ -158,10 +160,12 @@ impl Store {
         dag_id: &str,
         run_id: &str,
     ) -> Result<Option<Option<String>>, StoreError> {
-        let row = sqlx::query("SELECT state FROM dag_run WHERE dag_id = $1 AND run_id = $2")
-            .bind(dag_id)
-            .bind(run_id)
-            .fetch_optional(&self.pool)
+        let row = self
+            .read_optional(|| {
+                sqlx::query("SELECT state FROM dag_run WHERE dag_id = $1 AND run_id = $2")
+                    .bind(dag_id)
+                    .bind(run_id)
+            })
             .await?;
         row.map(|row| row.try_get::<Option<String>, _>(0))
             .transpose()
@@ -194,14 +198,19 @@ impl Store {
         if self.backend == Backend::Sqlite {
             text = strip_casts(&text);
         }
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(text)).bind(dag_id);
-        for date in &filter.logical_dates {
-            query = query.bind(time_param(*date));
-        }
-        for value in filter.run_ids.iter().chain(&filter.states) {
-            query = query.bind(value.clone());
-        }
-        Ok(query.fetch_one(&self.pool).await?.try_get(0)?)
+        let row = self
+            .read_one(|| {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(text.as_str())).bind(dag_id);
+                for date in &filter.logical_dates {
+                    query = query.bind(time_param(*date));
+                }
+                for value in filter.run_ids.iter().chain(&filter.states) {
+                    query = query.bind(value.clone());
+                }
+                query
+            })
+            .await?;
+        Ok(row.try_get(0)?)
     }
 
     /// The newest run of the DAG whose logical date is before `before`, in
@@ -212,38 +221,39 @@ impl Store {
         before: OffsetDateTime,
         state: Option<&str>,
     ) -> Result<Option<DagRun>, StoreError> {
-        let row = sqlx::query(sql!(
-            self.backend,
-            concat!(
-                "SELECT ",
-                dag_run_columns!(),
-                " FROM dag_run WHERE dag_id = $1 AND logical_date < $2::timestamptz \
+        let row = self
+            .read_optional(|| {
+                sqlx::query(sql!(
+                    self.backend,
+                    concat!(
+                        "SELECT ",
+                        dag_run_columns!(),
+                        " FROM dag_run WHERE dag_id = $1 AND logical_date < $2::timestamptz \
                  AND ($3 IS NULL OR state = $3) ORDER BY logical_date DESC LIMIT 1"
-            )
-        ))
-        .bind(dag_id)
-        .bind(time_param(before))
-        .bind(state)
-        .fetch_optional(&self.pool)
-        .await?;
+                    )
+                ))
+                .bind(dag_id)
+                .bind(time_param(before))
+                .bind(state)
+            })
+            .await?;
         row.as_ref().map(dag_run_from_row).transpose()
     }
 
     /// A DAG's metadata and tags (`GET /dags/{dag_id}`).
     pub async fn dag(&self, dag_id: &str) -> Result<Option<Dag>, StoreError> {
-        let row = sqlx::query(
+        let row = self.read_optional(|| sqlx::query(
             "SELECT dag_id, CASE WHEN is_paused THEN 1 ELSE 0 END AS is_paused, bundle_name, bundle_version, relative_fileloc, owners, \
              CAST(next_dagrun AS TEXT) AS next_dagrun FROM dag WHERE dag_id = $1",
         )
         .bind(dag_id)
-        .fetch_optional(&self.pool)
+        )
         .await?;
         let Some(row) = row else {
             return Ok(None);
         };
-        let mut tags: Vec<String> = sqlx::query("SELECT name FROM dag_tag WHERE dag_id = $1")
-            .bind(dag_id)
-            .fetch_all(&self.pool)
+        let mut tags: Vec<String> = self
+            .read_all(|| sqlx::query("SELECT name FROM dag_tag WHERE dag_id = $1").bind(dag_id))
             .await?
             .iter()
             .map(|row| row.try_get::<String, _>(0))
@@ -519,14 +529,16 @@ impl Store {
         &self,
         dag_id: &str,
     ) -> Result<Option<DagTriggerInfo>, StoreError> {
-        let row = sqlx::query(
-            "SELECT CASE WHEN is_stale THEN 1 ELSE 0 END AS is_stale, \
+        let row = self
+            .read_optional(|| {
+                sqlx::query(
+                    "SELECT CASE WHEN is_stale THEN 1 ELSE 0 END AS is_stale, \
              CASE WHEN has_import_errors THEN 1 ELSE 0 END AS has_import_errors, \
              CAST(allowed_run_types AS TEXT) AS allowed_run_types FROM dag WHERE dag_id = $1",
-        )
-        .bind(dag_id)
-        .fetch_optional(&self.pool)
-        .await?;
+                )
+                .bind(dag_id)
+            })
+            .await?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -548,15 +560,17 @@ impl Store {
     /// The `triggering_user_name` of a task instance's run (`None` if there is no
     /// such task instance or no user).
     pub async fn triggering_user_of(&self, ti_id: Uuid) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query(sql!(
-            self.backend,
-            "SELECT dr.triggering_user_name FROM task_instance ti \
+        let row = self
+            .read_optional(|| {
+                sqlx::query(sql!(
+                    self.backend,
+                    "SELECT dr.triggering_user_name FROM task_instance ti \
              JOIN dag_run dr ON ti.dag_id = dr.dag_id AND ti.run_id = dr.run_id \
              WHERE ti.id = $1::uuid"
-        ))
-        .bind(uuid_param(ti_id))
-        .fetch_optional(&self.pool)
-        .await?;
+                ))
+                .bind(uuid_param(ti_id))
+            })
+            .await?;
         Ok(row
             .map(|r| r.try_get::<Option<String>, _>(0))
             .transpose()?

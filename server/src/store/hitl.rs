@@ -101,9 +101,11 @@ macro_rules! select_hitl {
 impl Store {
     /// Reads a task instance's HITL detail.
     pub async fn hitl_detail(&self, ti_id: Uuid) -> Result<Option<HitlDetail>, StoreError> {
-        let row = sqlx::query(sql!(self.backend, select_hitl!("WHERE ti_id = $1::uuid")))
-            .bind(uuid_param(ti_id))
-            .fetch_optional(&self.pool)
+        let row = self
+            .read_optional(|| {
+                sqlx::query(sql!(self.backend, select_hitl!("WHERE ti_id = $1::uuid")))
+                    .bind(uuid_param(ti_id))
+            })
             .await?;
         row.as_ref().map(hitl_from_row).transpose()
     }

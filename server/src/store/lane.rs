@@ -64,6 +64,23 @@ impl Lane {
         &self,
         make: impl Fn() -> Query<'q, Any, AnyArguments>,
     ) -> Result<Option<AnyRow>, StoreError> {
+        Ok(self.fetch(make, Rows::First).await?.pop())
+    }
+
+    /// Runs the read `make` builds and returns all its rows, as
+    /// [`Lane::fetch_optional`] does.
+    pub(super) async fn fetch_all<'q>(
+        &self,
+        make: impl Fn() -> Query<'q, Any, AnyArguments>,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        self.fetch(make, Rows::All).await
+    }
+
+    async fn fetch<'q>(
+        &self,
+        make: impl Fn() -> Query<'q, Any, AnyArguments>,
+        rows: Rows,
+    ) -> Result<Vec<AnyRow>, StoreError> {
         let _permit = tokio::time::timeout(ACQUIRE_TIMEOUT, self.permits.acquire())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)?
@@ -74,10 +91,10 @@ impl Lane {
             Some(conn) => conn,
             None => self.connect().await?,
         };
-        match make().fetch_optional(&mut conn).await {
-            Ok(row) => {
+        match rows.fetch(make(), &mut conn).await {
+            Ok(rows) => {
                 self.put_idle(conn);
-                Ok(row)
+                Ok(rows)
             }
             Err(e) if !fresh && is_connection_error(&e) => {
                 // The others idled as long: the database may have restarted.
@@ -85,9 +102,9 @@ impl Lane {
                 self.drop_idle();
                 tracing::debug!(error = %e, "read lane: a stale connection, reconnecting");
                 let mut conn = self.connect().await?;
-                let row = make().fetch_optional(&mut conn).await?;
+                let rows = rows.fetch(make(), &mut conn).await?;
                 self.put_idle(conn);
-                Ok(row)
+                Ok(rows)
             }
             // The connection is dropped (closed): it may be in any state.
             Err(e) => Err(e.into()),
@@ -165,6 +182,26 @@ impl Lane {
         Ok(tokio::time::timeout(ACQUIRE_TIMEOUT, connecting)
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)??)
+    }
+}
+
+/// How many rows a lane read wants.
+#[derive(Clone, Copy, Debug)]
+enum Rows {
+    First,
+    All,
+}
+
+impl Rows {
+    async fn fetch<'q>(
+        self,
+        query: Query<'q, Any, AnyArguments>,
+        conn: &mut AnyConnection,
+    ) -> Result<Vec<AnyRow>, sqlx::Error> {
+        match self {
+            Rows::First => Ok(query.fetch_optional(conn).await?.into_iter().collect()),
+            Rows::All => query.fetch_all(conn).await,
+        }
     }
 }
 

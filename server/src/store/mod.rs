@@ -238,7 +238,7 @@ impl StoreError {
 /// The database handle: connection pools, cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    /// Reads (and, on PostgreSQL, writes).
+    /// Reads and writes on SQLite; on PostgreSQL what neither lane takes (see [`lane`]).
     pool: AnyPool,
     /// Writes. On SQLite a pool of one connection: SQLite has one writer at a
     /// time anyway, and writers queueing here (FIFO, bounded by the acquire
@@ -473,6 +473,29 @@ impl Store {
         }
     }
 
+    /// A single-statement read's rows: on PostgreSQL through the [`lane`]
+    /// (one round trip), on SQLite through the pool.
+    async fn read_all<'q>(
+        &self,
+        make: impl Fn() -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        match &self.lane {
+            Some(lane) => lane.fetch_all(make).await,
+            None => Ok(make().fetch_all(&self.pool).await?),
+        }
+    }
+
+    /// A single-statement read that always has a row (`COUNT(*)`, say), as
+    /// [`Store::read_optional`]; no row is sqlx's `RowNotFound`.
+    async fn read_one<'q>(
+        &self,
+        make: impl Fn() -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<sqlx::any::AnyRow, StoreError> {
+        self.read_optional(make)
+            .await?
+            .ok_or_else(|| sqlx::Error::RowNotFound.into())
+    }
+
     /// A transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: the
     /// write lock is taken (waiting up to `busy_timeout`) before any read, so a
     /// read-then-write can never fail with `SQLITE_BUSY` half-way. On
@@ -566,16 +589,16 @@ const POSTGRES_SESSION: &[&str] = &[
     "SET TIME ZONE 'UTC'",
 ];
 
-/// PostgreSQL connections of the read [`lane`], beside the pool's.
-const LANE_CONNECTIONS: usize = 8;
+/// PostgreSQL connections of the read [`lane`]: every single-statement read.
+const LANE_CONNECTIONS: usize = 10;
 
 /// PostgreSQL connections of write transactions (the write [`lane`]).
 const WRITE_LANE_CONNECTIONS: usize = 8;
 
 /// PostgreSQL connections of the pool (of the workers' pools together, see
-/// [`Store::for_worker`]): the reads that are not single-row, and the
-/// heartbeats' slow path.
-const POSTGRES_CONNECTIONS: u32 = 6;
+/// [`Store::for_worker`]): what is neither a single-statement read nor a
+/// write transaction (`/health/ping`, the variable keys' two reads).
+const POSTGRES_CONNECTIONS: u32 = 4;
 
 /// PostgreSQL connections of the heartbeat collector (it writes one batch at a time).
 const HEARTBEAT_CONNECTIONS: u32 = 2;

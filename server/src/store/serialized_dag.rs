@@ -328,16 +328,18 @@ impl Store {
         &self,
         dag_id: &str,
     ) -> Result<Option<SerializedDag>, StoreError> {
-        let row = sqlx::query(sql!(
-            self.backend,
-            "SELECT CAST(s.data AS TEXT) AS data, s.data_compressed, \
+        let row = self
+            .read_optional(|| {
+                sqlx::query(sql!(
+                    self.backend,
+                    "SELECT CAST(s.data AS TEXT) AS data, s.data_compressed, \
              CAST(s.dag_version_id AS TEXT) AS dag_version_id, v.version_number \
              FROM serialized_dag s JOIN dag_version v ON s.dag_version_id = v.id \
              WHERE s.dag_id = $1 ORDER BY v.version_number DESC LIMIT 1"
-        ))
-        .bind(dag_id)
-        .fetch_optional(&self.pool)
-        .await?;
+                ))
+                .bind(dag_id)
+            })
+            .await?;
         row.map(|row| read_row(&row)).transpose()
     }
 
@@ -346,16 +348,18 @@ impl Store {
         &self,
         dag_version_id: Uuid,
     ) -> Result<Option<SerializedDag>, StoreError> {
-        let row = sqlx::query(sql!(
-            self.backend,
-            "SELECT CAST(s.data AS TEXT) AS data, s.data_compressed, \
+        let row = self
+            .read_optional(|| {
+                sqlx::query(sql!(
+                    self.backend,
+                    "SELECT CAST(s.data AS TEXT) AS data, s.data_compressed, \
              CAST(s.dag_version_id AS TEXT) AS dag_version_id, v.version_number \
              FROM serialized_dag s JOIN dag_version v ON s.dag_version_id = v.id \
              WHERE s.dag_version_id = $1::uuid"
-        ))
-        .bind(uuid_param(dag_version_id))
-        .fetch_optional(&self.pool)
-        .await?;
+                ))
+                .bind(uuid_param(dag_version_id))
+            })
+            .await?;
         row.map(|row| read_row(&row)).transpose()
     }
 
@@ -367,15 +371,17 @@ impl Store {
         dag_id: &str,
         run_id: &str,
     ) -> Result<Option<SerializedDag>, StoreError> {
-        let row = sqlx::query(sql!(
-            self.backend,
-            "SELECT CAST(created_dag_version_id AS TEXT) AS version, bundle_version \
+        let row = self
+            .read_optional(|| {
+                sqlx::query(sql!(
+                    self.backend,
+                    "SELECT CAST(created_dag_version_id AS TEXT) AS version, bundle_version \
              FROM dag_run WHERE dag_id = $1 AND run_id = $2"
-        ))
-        .bind(dag_id)
-        .bind(run_id)
-        .fetch_optional(&self.pool)
-        .await?;
+                ))
+                .bind(dag_id)
+                .bind(run_id)
+            })
+            .await?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -384,14 +390,18 @@ impl Store {
         let version = match (version.filter(|v| !v.is_empty()), bundle_version) {
             (Some(version), Some(b)) if !b.is_empty() => Some(parse_uuid(&version)?),
             _ => {
-                let latest: Option<String> = sqlx::query_scalar(sql!(
-                    self.backend,
-                    "SELECT CAST(id AS TEXT) FROM dag_version WHERE dag_id = $1 \
-                     ORDER BY version_number DESC LIMIT 1"
-                ))
-                .bind(dag_id)
-                .fetch_optional(&self.pool)
-                .await?;
+                let latest: Option<String> = self
+                    .read_optional(|| {
+                        sqlx::query(sql!(
+                            self.backend,
+                            "SELECT CAST(id AS TEXT) FROM dag_version WHERE dag_id = $1 \
+                             ORDER BY version_number DESC LIMIT 1"
+                        ))
+                        .bind(dag_id)
+                    })
+                    .await?
+                    .map(|row| row.try_get(0))
+                    .transpose()?;
                 latest.as_deref().map(parse_uuid).transpose()?
             }
         };

@@ -35,9 +35,11 @@ impl Store {
     /// the old id is then found there, and is live while the live row is `up_for_retry`
     /// since at most `grace` (its `on_retry_callback` runs after the retry was reported).
     pub async fn subject(&self, id: Uuid, grace: Duration) -> Result<Option<Subject>, StoreError> {
-        let row = sqlx::query(sql!(
-            self.backend,
-            "SELECT ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.state, \
+        let row = self
+            .read_optional(|| {
+                sqlx::query(sql!(
+                    self.backend,
+                    "SELECT ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.state, \
              CAST(ti.end_date AS TEXT) AS end_date, CAST(ti.updated_at AS TEXT) AS updated_at, \
              0 AS archived FROM task_instance ti WHERE ti.id = $1::uuid \
              UNION ALL \
@@ -47,10 +49,10 @@ impl Store {
              ON ti.dag_id = h.dag_id AND ti.task_id = h.task_id AND ti.run_id = h.run_id \
              AND ti.map_index = h.map_index WHERE h.task_instance_id = $1::uuid \
              ORDER BY archived LIMIT 1"
-        ))
-        .bind(uuid_param(id))
-        .fetch_optional(&self.pool)
-        .await?;
+                ))
+                .bind(uuid_param(id))
+            })
+            .await?;
         let Some(row) = row else {
             return Ok(None);
         };

@@ -217,16 +217,20 @@ impl Builder {
         }
     }
 
-    async fn fetch_all(self, pool: &sqlx::AnyPool) -> Result<Vec<AnyRow>, StoreError> {
+    async fn fetch_all(self, store: &Store) -> Result<Vec<AnyRow>, StoreError> {
         let text = self.text();
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
-        for bind in self.binds {
-            query = match bind {
-                Bind::Text(v) => query.bind(v),
-                Bind::Int(v) => query.bind(v),
-            };
-        }
-        Ok(query.fetch_all(pool).await?)
+        store
+            .read_all(|| {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(text.as_str()));
+                for bind in &self.binds {
+                    query = match bind {
+                        Bind::Text(v) => query.bind(v.clone()),
+                        Bind::Int(v) => query.bind(*v),
+                    };
+                }
+                query
+            })
+            .await
     }
 }
 
@@ -244,7 +248,7 @@ impl Store {
     pub async fn count_task_instances(&self, filter: &TiFilter) -> Result<i64, StoreError> {
         let mut query = Builder::new(self.backend, "SELECT COUNT(*) FROM task_instance ti");
         query.filter(filter);
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(self).await?;
         let row = rows
             .first()
             .ok_or_else(|| StoreError::Corrupt("COUNT without row".into()))?;
@@ -261,12 +265,7 @@ impl Store {
             "SELECT ti.run_id, ti.task_id, ti.map_index, ti.state FROM task_instance ti",
         );
         query.filter(filter);
-        query
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(state_row)
-            .collect()
+        query.fetch_all(self).await?.iter().map(state_row).collect()
     }
 
     /// The finished task instances of a run, by task id and map index (`/breadcrumbs`).
@@ -275,17 +274,19 @@ impl Store {
         dag_id: &str,
         run_id: &str,
     ) -> Result<Vec<Breadcrumb>, StoreError> {
-        let rows = sqlx::query(sql!(
-            self.backend,
-            "SELECT task_id, map_index, state, operator, duration FROM task_instance \
+        let rows = self
+            .read_all(|| {
+                sqlx::query(sql!(
+                    self.backend,
+                    "SELECT task_id, map_index, state, operator, duration FROM task_instance \
              WHERE dag_id = $1 AND run_id = $2 \
              AND state IN ('success', 'failed', 'skipped', 'upstream_failed', 'removed') \
              ORDER BY task_id, map_index"
-        ))
-        .bind(dag_id)
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await?;
+                ))
+                .bind(dag_id)
+                .bind(run_id)
+            })
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(Breadcrumb {
@@ -331,7 +332,7 @@ impl Store {
             query.push(&format!(" AND ti.state = {p}"));
         }
         query.push(" ORDER BY dr.logical_date DESC LIMIT 1");
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(self).await?;
         let Some(row) = rows.first() else {
             return Ok(None);
         };
@@ -353,14 +354,14 @@ impl Store {
     /// run's logical date; `None` when the task instance is missing, its run has no logical
     /// date, or there is no such run (`previous-successful-dagrun`).
     pub async fn previous_successful_run(&self, id: Uuid) -> Result<Option<RunDates>, StoreError> {
-        let row = sqlx::query(sql!(
+        let row = self.read_optional(|| sqlx::query(sql!(
             self.backend,
             "SELECT ti.dag_id, CAST(dr.logical_date AS TEXT) AS logical_date \
              FROM task_instance ti JOIN dag_run dr ON ti.dag_id = dr.dag_id AND ti.run_id = dr.run_id \
              WHERE ti.id = $1::uuid"
         ))
         .bind(uuid_param(id))
-        .fetch_optional(&self.pool)
+        )
         .await?;
         let Some(row) = row else {
             return Ok(None);
@@ -369,7 +370,7 @@ impl Store {
         let Some(logical_date) = parse_opt_time(row.try_get("logical_date")?)? else {
             return Ok(None);
         };
-        let row = sqlx::query(sql!(
+        let row = self.read_optional(|| sqlx::query(sql!(
             self.backend,
             "SELECT CAST(data_interval_start AS TEXT) AS data_interval_start, \
              CAST(data_interval_end AS TEXT) AS data_interval_end, \
@@ -377,9 +378,9 @@ impl Store {
              FROM dag_run WHERE dag_id = $1 AND logical_date < $2::timestamptz AND state = 'success' \
              ORDER BY logical_date DESC LIMIT 1"
         ))
-        .bind(dag_id)
+        .bind(dag_id.as_str())
         .bind(time_param(logical_date))
-        .fetch_optional(&self.pool)
+        )
         .await?;
         row.map(|row| {
             Ok(RunDates {
@@ -394,13 +395,15 @@ impl Store {
 
     /// Where a task instance is: its DAG, run and task.
     pub async fn task_instance_place(&self, id: Uuid) -> Result<Option<TiPlace>, StoreError> {
-        let row = sqlx::query(sql!(
-            self.backend,
-            "SELECT dag_id, run_id, task_id FROM task_instance WHERE id = $1::uuid"
-        ))
-        .bind(uuid_param(id))
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = self
+            .read_optional(|| {
+                sqlx::query(sql!(
+                    self.backend,
+                    "SELECT dag_id, run_id, task_id FROM task_instance WHERE id = $1::uuid"
+                ))
+                .bind(uuid_param(id))
+            })
+            .await?;
         row.map(|row| {
             Ok(TiPlace {
                 dag_id: row.try_get("dag_id")?,
@@ -428,7 +431,7 @@ impl Store {
         }
         query.push(&terms.join(" OR "));
         query
-            .fetch_all(&self.pool)
+            .fetch_all(self)
             .await?
             .iter()
             .map(|row| Ok((row.try_get("name")?, row.try_get("uri")?)))

@@ -631,17 +631,19 @@ impl Store {
 
     /// Reads one task instance.
     pub async fn task_instance(&self, id: Uuid) -> Result<Option<TaskInstance>, StoreError> {
-        let row = sqlx::query(sql!(
-            self.backend,
-            concat!(
-                "SELECT ",
-                ti_columns!(),
-                " FROM task_instance WHERE id = $1::uuid"
-            )
-        ))
-        .bind(uuid_param(id))
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = self
+            .read_optional(|| {
+                sqlx::query(sql!(
+                    self.backend,
+                    concat!(
+                        "SELECT ",
+                        ti_columns!(),
+                        " FROM task_instance WHERE id = $1::uuid"
+                    )
+                ))
+                .bind(uuid_param(id))
+            })
+            .await?;
         row.as_ref().map(ti_from_row).transpose()
     }
 
@@ -1506,7 +1508,7 @@ impl Store {
                 ));
             }
             text.push(')');
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(text))
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(text.as_str()))
                 .bind(dag_id.clone())
                 .bind(run_id.clone())
                 .bind(time_param(now()));

@@ -13,14 +13,16 @@ impl Store {
         &self,
         id: Uuid,
     ) -> Result<Option<OffsetDateTime>, StoreError> {
-        let row = sqlx::query(sql!(
-            self.backend,
-            "SELECT CAST(start_date AS TEXT) FROM task_reschedule WHERE ti_id = $1::uuid \
+        let row = self
+            .read_optional(|| {
+                sqlx::query(sql!(
+                    self.backend,
+                    "SELECT CAST(start_date AS TEXT) FROM task_reschedule WHERE ti_id = $1::uuid \
              ORDER BY id ASC LIMIT 1"
-        ))
-        .bind(uuid_param(id))
-        .fetch_optional(&self.pool)
-        .await?;
+                ))
+                .bind(uuid_param(id))
+            })
+            .await?;
         row.map(|row| parse_time(&row.try_get::<String, _>(0)?))
             .transpose()
     }

@@ -123,18 +123,20 @@ async fn set_xcom_postgres(
 impl Store {
     /// Reads an XCom's value: its JSON text as stored (`null` for SQL NULL).
     pub async fn xcom(&self, at: XComKey<'_>) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query(sql!(
-            self.backend,
-            "SELECT CAST(value AS TEXT) FROM xcom WHERE dag_id = $1 AND run_id = $2 \
+        let row = self
+            .read_optional(|| {
+                sqlx::query(sql!(
+                    self.backend,
+                    "SELECT CAST(value AS TEXT) FROM xcom WHERE dag_id = $1 AND run_id = $2 \
              AND task_id = $3 AND map_index = $4 AND key = $5"
-        ))
-        .bind(at.dag_id)
-        .bind(at.run_id)
-        .bind(at.task_id)
-        .bind(at.map_index)
-        .bind(at.key)
-        .fetch_optional(&self.pool)
-        .await?;
+                ))
+                .bind(at.dag_id)
+                .bind(at.run_id)
+                .bind(at.task_id)
+                .bind(at.map_index)
+                .bind(at.key)
+            })
+            .await?;
         row.map(|row| value_text(&row)).transpose()
     }
 
@@ -174,13 +176,15 @@ impl Store {
             ),
         };
         let text = format!("{BASE}{runs}{tail}");
-        let row = sqlx::query(sqlx::AssertSqlSafe(text))
-            .bind(at.key)
-            .bind(at.task_id)
-            .bind(at.dag_id)
-            .bind(at.run_id)
-            .bind(n)
-            .fetch_optional(&self.pool)
+        let row = self
+            .read_optional(|| {
+                sqlx::query(sqlx::AssertSqlSafe(text.as_str()))
+                    .bind(at.key)
+                    .bind(at.task_id)
+                    .bind(at.dag_id)
+                    .bind(at.run_id)
+                    .bind(n)
+            })
             .await?;
         row.map(|row| value_text(&row)).transpose()
     }
@@ -203,13 +207,15 @@ impl Store {
              WHERE xcom.key = $1 AND xcom.task_id = $2 AND xcom.dag_id = $3 AND xcom.run_id = $4 \
              ORDER BY xcom.map_index {direction} LIMIT 1 OFFSET $5"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(query))
-            .bind(at.key)
-            .bind(at.task_id)
-            .bind(at.dag_id)
-            .bind(at.run_id)
-            .bind(skip)
-            .fetch_optional(&self.pool)
+        let row = self
+            .read_optional(|| {
+                sqlx::query(sqlx::AssertSqlSafe(query.as_str()))
+                    .bind(at.key)
+                    .bind(at.task_id)
+                    .bind(at.dag_id)
+                    .bind(at.run_id)
+                    .bind(skip)
+            })
             .await?;
         row.map(|row| value_text(&row)).transpose()
     }
@@ -234,29 +240,33 @@ impl Store {
              WHERE xcom.key = $1 AND xcom.task_id = $2 AND xcom.dag_id = $3 AND xcom.run_id = $4 \
              ORDER BY xcom.map_index ASC"
         };
-        let rows = sqlx::query(query)
-            .bind(at.key)
-            .bind(at.task_id)
-            .bind(at.dag_id)
-            .bind(at.run_id)
-            .fetch_all(&self.pool)
+        let rows = self
+            .read_all(|| {
+                sqlx::query(query)
+                    .bind(at.key)
+                    .bind(at.task_id)
+                    .bind(at.dag_id)
+                    .bind(at.run_id)
+            })
             .await?;
         rows.iter().map(value_text).collect()
     }
 
     /// How many XComs the series has, over all map indexes (`HEAD .../{key}`).
     pub async fn xcom_count(&self, at: XComSeries<'_>) -> Result<i64, StoreError> {
-        Ok(sqlx::query(
-            "SELECT COUNT(*) FROM xcom JOIN dag_run ON xcom.dag_run_id = dag_run.id \
+        Ok(self
+            .read_one(|| {
+                sqlx::query(
+                    "SELECT COUNT(*) FROM xcom JOIN dag_run ON xcom.dag_run_id = dag_run.id \
              WHERE xcom.key = $1 AND xcom.task_id = $2 AND xcom.dag_id = $3 AND xcom.run_id = $4",
-        )
-        .bind(at.key)
-        .bind(at.task_id)
-        .bind(at.dag_id)
-        .bind(at.run_id)
-        .fetch_one(&self.pool)
-        .await?
-        .try_get(0)?)
+                )
+                .bind(at.key)
+                .bind(at.task_id)
+                .bind(at.dag_id)
+                .bind(at.run_id)
+            })
+            .await?
+            .try_get(0)?)
     }
 
     /// Stores an XCom: `value` is JSON text, kept as sent. As Airflow does, the
