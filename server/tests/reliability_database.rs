@@ -86,6 +86,17 @@ fn start_ti(addr: SocketAddr, token: &str, ti: Uuid) -> Response {
     .unwrap()
 }
 
+fn heartbeat(addr: SocketAddr, token: &str, ti: Uuid) -> Response {
+    call(
+        addr,
+        "PUT",
+        &format!("/execution/task-instances/{ti}/heartbeat"),
+        token,
+        Some(r#"{"hostname":"worker-1","pid":4242}"#),
+    )
+    .unwrap()
+}
+
 fn no_panics(server: ServerProcess) {
     let (status, log) = server.terminate();
     assert!(!log.contains("panicked"), "server panicked:\n{log}");
@@ -242,6 +253,11 @@ fn postgres_unreachable_is_503_then_recovers_when_configured() {
     let token = token(ti);
     let key = format!("pg_down_{}", Uuid::new_v4().simple());
     assert_eq!(put_variable(addr, &token, &key, "before").status, 201);
+    // Every kind of connection in use before the cut: reads, write
+    // transactions, the heartbeat collector's.
+    assert_eq!(get_variable(addr, &token, &key).status, 200);
+    assert_eq!(start_ti(addr, &token, ti).status, 200);
+    assert_eq!(heartbeat(addr, &token, ti).status, 204);
 
     proxy.cut();
     assert_unavailable(
@@ -253,6 +269,7 @@ fn postgres_unreachable_is_503_then_recovers_when_configured() {
         &get_variable(addr, &token, &key),
     );
     assert_unavailable("PATCH /run, database gone", &start_ti(addr, &token, ti));
+    assert_unavailable("heartbeat, database gone", &heartbeat(addr, &token, ti));
     let ping = request(addr, "GET", "/execution/health/ping", &[], None).unwrap();
     assert_eq!(ping.status, 503, "{}", ping.body);
     assert!(ping.header("retry-after").is_some(), "{:?}", ping.headers);
@@ -263,8 +280,11 @@ fn postgres_unreachable_is_503_then_recovers_when_configured() {
     let reply = put_variable(addr, &token, &key, "after");
     assert_eq!(reply.status, 201, "{}", reply.body);
     assert_eq!(get_variable(addr, &token, &key).json()["value"], "after");
+    // The same worker's /run again: Airflow's duplicate check answers 200.
     let reply = start_ti(addr, &token, ti);
     assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = heartbeat(addr, &token, ti);
+    assert_eq!(reply.status, 204, "{}", reply.body);
     no_panics(server);
 }
 

@@ -79,6 +79,7 @@ use sqlx::{AnyConnection, AnyPool, Row as _};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::lane::{Checkout, Lane};
 use super::sql::{Backend, parse_uuid, sql, time_param, uuid_param};
 use super::task_instances::{ti_columns, ti_from_row};
 use super::{HeartbeatOutcome, Store, StoreError, TiState, now};
@@ -134,15 +135,23 @@ pub(super) struct HeartbeatBatcher {
     stats: Arc<Stats>,
     /// What the collector writes through (held by the tests).
     #[cfg(test)]
-    writer: AnyPool,
+    writer: Writer,
+}
+
+/// What the collector writes through.
+#[derive(Clone, Debug)]
+pub(super) enum Writer {
+    /// SQLite: the single writer connection, shared with every other write.
+    Sqlite(AnyPool),
+    /// PostgreSQL: a [`Lane`] of its own (no pings around a batch), opened
+    /// lazily so that the collector's runtime serves its sockets.
+    Postgres(Arc<Lane>),
 }
 
 impl HeartbeatBatcher {
-    /// Starts the collector writing through `writer` (SQLite: the single
-    /// writer connection; PostgreSQL: a pool of its own, one connection per
-    /// batch, opened lazily so that the collector's runtime serves its sockets).
-    /// `None` if its thread cannot start: heartbeats are then written one by one.
-    pub(super) fn start(writer: AnyPool, backend: Backend) -> Option<HeartbeatBatcher> {
+    /// Starts the collector writing through `writer`. `None` if its thread
+    /// cannot start: heartbeats are then written one by one.
+    pub(super) fn start(writer: Writer) -> Option<HeartbeatBatcher> {
         let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
         let stats = Arc::new(Stats::default());
         let batcher = HeartbeatBatcher {
@@ -166,7 +175,7 @@ impl HeartbeatBatcher {
                         return;
                     }
                 };
-                runtime.block_on(collect(writer, backend, requests, stats));
+                runtime.block_on(collect(writer, requests, stats));
             });
         match spawned {
             Ok(_) => Some(batcher),
@@ -192,16 +201,13 @@ impl HeartbeatBatcher {
 }
 
 /// The collector: one batch at a time, until every store handle is dropped.
-async fn collect(
-    writer: AnyPool,
-    backend: Backend,
-    mut requests: mpsc::Receiver<Request>,
-    stats: Arc<Stats>,
-) {
+async fn collect(writer: Writer, mut requests: mpsc::Receiver<Request>, stats: Arc<Stats>) {
     while let Some(first) = requests.recv().await {
-        match backend {
-            Backend::Sqlite => write_sqlite_batch(&writer, &mut requests, first, &stats).await,
-            Backend::Postgres => write_postgres_batch(&writer, &mut requests, first, &stats).await,
+        match &writer {
+            Writer::Sqlite(pool) => write_sqlite_batch(pool, &mut requests, first, &stats).await,
+            Writer::Postgres(lane) => {
+                write_postgres_batch(lane, &mut requests, first, &stats).await
+            }
         }
     }
 }
@@ -271,12 +277,12 @@ async fn write_sqlite_batch(
 /// all: `Alive` for the rows it updated, `None` (the caller's own slow path)
 /// for the others.
 async fn write_postgres_batch(
-    writer: &AnyPool,
+    writer: &Lane,
     requests: &mut mpsc::Receiver<Request>,
     first: Request,
     stats: &Stats,
 ) {
-    let mut conn = match writer.acquire().await {
+    let conn = match writer.checkout().await {
         Ok(conn) => conn,
         Err(e) => {
             fail_queued(first, requests, StoreError::from(e), stats);
@@ -295,7 +301,7 @@ async fn write_postgres_batch(
     if members.is_empty() {
         return;
     }
-    match update_running(&mut conn, &members).await {
+    match update_running(conn, &members).await {
         Ok(updated) => {
             committed(stats, members.len());
             for request in members {
@@ -314,7 +320,7 @@ async fn write_postgres_batch(
 /// member, on the rows no other transaction holds locked; returns the rows it
 /// updated as (id, hostname, pid).
 async fn update_running(
-    conn: &mut AnyConnection,
+    conn: Checkout<'_>,
     members: &[Request],
 ) -> Result<HashSet<(Uuid, String, i64)>, StoreError> {
     let beats: Vec<serde_json::Value> = members
@@ -329,8 +335,12 @@ async fn update_running(
         .collect();
     let beats = serde_json::Value::Array(beats).to_string();
     let stamp = time_param(now());
-    let rows = sqlx::query(
-        "WITH beat AS ( \
+    // Repeated once on a fresh connection if the lane's was stale: a
+    // heartbeat written twice is the same heartbeat.
+    let rows = conn
+        .fetch_all(|| {
+            sqlx::query(
+                "WITH beat AS ( \
              SELECT * FROM json_to_recordset($1::json) AS beat(id uuid, hostname text, pid bigint) \
          ), mine AS MATERIALIZED ( \
              SELECT id FROM task_instance WHERE id IN (SELECT id FROM beat) \
@@ -342,11 +352,11 @@ async fn update_running(
          WHERE ti.id = beat.id AND ti.id IN (SELECT id FROM mine) AND ti.state = 'running' \
          AND ti.hostname = beat.hostname AND ti.pid = beat.pid \
          RETURNING CAST(ti.id AS TEXT) AS id, ti.hostname, CAST(ti.pid AS BIGINT) AS pid",
-    )
-    .bind(beats)
-    .bind(stamp)
-    .fetch_all(&mut *conn)
-    .await?;
+            )
+            .bind(beats.as_str())
+            .bind(stamp.as_str())
+        })
+        .await?;
     rows.iter()
         .map(|row| {
             Ok((
@@ -696,16 +706,26 @@ mod tests {
         );
     }
 
+    /// What [`hold_writer`] holds.
+    #[allow(dead_code)] // held only to be dropped
+    enum Held {
+        Pool(Vec<sqlx::pool::PoolConnection<sqlx::Any>>),
+        Lane(tokio::sync::OwnedSemaphorePermit),
+    }
+
     /// Every connection the collector could write with, held: the SQLite
-    /// writer, or the collector's whole PostgreSQL pool.
-    async fn hold_writer(store: &Store) -> Vec<sqlx::pool::PoolConnection<sqlx::Any>> {
-        let writer = &store.heartbeats.as_ref().unwrap().writer;
-        let size = writer.options().get_max_connections();
-        let mut held = Vec::new();
-        for _ in 0..size {
-            held.push(writer.acquire().await.unwrap());
+    /// writer, or the collector's whole PostgreSQL lane.
+    async fn hold_writer(store: &Store) -> Held {
+        match &store.heartbeats.as_ref().unwrap().writer {
+            Writer::Sqlite(pool) => {
+                let mut held = Vec::new();
+                for _ in 0..pool.options().get_max_connections() {
+                    held.push(pool.acquire().await.unwrap());
+                }
+                Held::Pool(held)
+            }
+            Writer::Postgres(lane) => Held::Lane(lane.hold().await),
         }
-        held
     }
 
     /// Sends every heartbeat at once, each from its own task, and returns the
@@ -845,13 +865,9 @@ mod tests {
                 .execute(&mut *holder)
                 .await
                 .unwrap();
-            // Both in one batch: the rest of the collector's pool is held until
+            // Both in one batch: the collector's connections are held until
             // both are queued.
-            let writer = &store.heartbeats.as_ref().unwrap().writer;
-            let mut held = Vec::new();
-            for _ in 1..writer.options().get_max_connections() {
-                held.push(writer.acquire().await.unwrap());
-            }
+            let held = hold_writer(&store).await;
             let spawn = |id: Uuid, info: Beat| {
                 let store = store.clone();
                 tokio::spawn(async move { store.heartbeat(id, &info).await })
@@ -1028,7 +1044,7 @@ mod tests {
         store.heartbeats = Some(HeartbeatBatcher {
             queue,
             stats: Arc::clone(&stats),
-            writer: store.writer.clone(),
+            writer: Writer::Sqlite(store.writer.clone()),
         });
         assert_eq!(
             store.heartbeat(id, &beat("h", 1)).await.unwrap(),
@@ -1046,7 +1062,7 @@ mod tests {
         store.heartbeats = Some(HeartbeatBatcher {
             queue,
             stats,
-            writer: store.writer.clone(),
+            writer: Writer::Sqlite(store.writer.clone()),
         });
         assert_eq!(
             store.heartbeat(id, &beat("h", 1)).await.unwrap(),

@@ -1,4 +1,4 @@
-//! PostgreSQL: hot single-statement reads without the pool's two pings.
+//! PostgreSQL: single-statement reads and write transactions without the pool's two pings.
 //!
 //! sqlx's pool sends a `Sync` round trip to the server before it lends a
 //! connection out (`test_before_acquire`) and another one when the connection
@@ -7,16 +7,25 @@
 //! connection), that is three round trips, and three wake-ups of a PostgreSQL
 //! backend, where one does the work.
 //!
-//! The lane keeps a few connections of its own and uses them for such reads:
-//! one statement, no transaction. A connection goes back to the lane only
-//! after its statement completed, so it is never left mid-query (a cancelled
-//! request drops its connection, which closes it); it is never pinged. A
-//! connection that went stale while idle (the database restarted, the network
-//! cut it) is found by the read itself: an I/O error on a reused connection
-//! drops it, and the other idle ones with it, and the read runs once more on a
-//! fresh connection. A read can be repeated safely. Writes stay on the pool,
-//! except a single autocommitted statement that writes the same row again when
-//! repeated (the PostgreSQL XCom upsert): a repeat changes at most a timestamp.
+//! A lane keeps a few connections of its own. The store has two: one for
+//! single-statement reads, one for write transactions, so that writes waiting
+//! on row locks never hold up reads.
+//!
+//! Reads: one statement, no transaction. A connection goes back to the lane
+//! only after its statement completed, so it is never left mid-query (a
+//! cancelled request drops its connection, which closes it); it is never
+//! pinged. A connection that went stale while idle (the database restarted,
+//! the network cut it) is found by the read itself: an I/O error on a reused
+//! connection drops it, and the other idle ones with it, and the read runs
+//! once more on a fresh connection. A read can be repeated safely. The only
+//! writes run this way are single autocommitted statements that write the
+//! same rows again when repeated (the PostgreSQL XCom upsert, the rendered
+//! fields): a repeat changes at most a timestamp.
+//!
+//! Transactions ([`LaneTx`]): `BEGIN` finds a stale connection the same way
+//! (nothing has run yet, so it is simply sent again on a fresh one); after
+//! `COMMIT` or `ROLLBACK` the connection goes back. One dropped unfinished is
+//! rolled back by a spawned task before its connection is lent again.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
@@ -25,7 +34,7 @@ use std::time::Duration;
 use sqlx::any::{AnyArguments, AnyConnectOptions, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Connection as _, Executor as _};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 use super::StoreError;
 
@@ -37,11 +46,14 @@ pub(super) struct Lane {
     options: AnyConnectOptions,
     idle: Mutex<Vec<AnyConnection>>,
     permits: Arc<Semaphore>,
+    /// The most connections open at once.
+    size: usize,
 }
 
 impl std::fmt::Debug for Lane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lane")
+            .field("size", &self.size)
             .field("available", &self.permits.available_permits())
             .finish_non_exhaustive()
     }
@@ -54,6 +66,7 @@ impl Lane {
             options,
             idle: Mutex::new(Vec::with_capacity(size)),
             permits: Arc::new(Semaphore::new(size)),
+            size,
         }
     }
 
@@ -81,34 +94,36 @@ impl Lane {
         make: impl Fn() -> Query<'q, Any, AnyArguments>,
         rows: Rows,
     ) -> Result<Vec<AnyRow>, StoreError> {
-        let _permit = tokio::time::timeout(ACQUIRE_TIMEOUT, self.permits.acquire())
+        self.checkout().await?.fetch(make, rows).await
+    }
+
+    /// A connection in hand (waiting for a free one first), for one statement.
+    pub(super) async fn checkout(&self) -> Result<Checkout<'_>, StoreError> {
+        let permit = tokio::time::timeout(ACQUIRE_TIMEOUT, self.permits.acquire())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)?
             .map_err(|_| sqlx::Error::PoolClosed)?;
         let reused = self.take_idle();
         let fresh = reused.is_none();
-        let mut conn = match reused {
+        let conn = match reused {
             Some(conn) => conn,
             None => self.connect().await?,
         };
-        match rows.fetch(make(), &mut conn).await {
-            Ok(rows) => {
-                self.put_idle(conn);
-                Ok(rows)
-            }
-            Err(e) if !fresh && is_connection_error(&e) => {
-                // The others idled as long: the database may have restarted.
-                drop(conn);
-                self.drop_idle();
-                tracing::debug!(error = %e, "read lane: a stale connection, reconnecting");
-                let mut conn = self.connect().await?;
-                let rows = rows.fetch(make(), &mut conn).await?;
-                self.put_idle(conn);
-                Ok(rows)
-            }
-            // The connection is dropped (closed): it may be in any state.
-            Err(e) => Err(e.into()),
-        }
+        Ok(Checkout {
+            lane: self,
+            _permit: permit,
+            conn,
+            fresh,
+        })
+    }
+
+    /// Takes every permit, so that no statement starts until it is dropped.
+    #[cfg(test)]
+    pub(super) async fn hold(&self) -> OwnedSemaphorePermit {
+        Arc::clone(&self.permits)
+            .acquire_many_owned(self.size as u32)
+            .await
+            .unwrap()
     }
 
     /// Starts a transaction on a lane connection (`BEGIN`). A reused connection
@@ -182,6 +197,51 @@ impl Lane {
         Ok(tokio::time::timeout(ACQUIRE_TIMEOUT, connecting)
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)??)
+    }
+}
+
+/// A lane connection in hand, from [`Lane::checkout`]: one statement runs on it.
+pub(super) struct Checkout<'l> {
+    lane: &'l Lane,
+    _permit: SemaphorePermit<'l>,
+    conn: AnyConnection,
+    fresh: bool,
+}
+
+impl Checkout<'_> {
+    /// Runs the statement `make` builds and returns all its rows, once more on
+    /// a fresh connection if a reused one fails with a connection error.
+    pub(super) async fn fetch_all<'q>(
+        self,
+        make: impl Fn() -> Query<'q, Any, AnyArguments>,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        self.fetch(make, Rows::All).await
+    }
+
+    async fn fetch<'q>(
+        mut self,
+        make: impl Fn() -> Query<'q, Any, AnyArguments>,
+        rows: Rows,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        let lane = self.lane;
+        match rows.fetch(make(), &mut self.conn).await {
+            Ok(rows) => {
+                lane.put_idle(self.conn);
+                Ok(rows)
+            }
+            Err(e) if !self.fresh && is_connection_error(&e) => {
+                // The others idled as long: the database may have restarted.
+                drop(self.conn);
+                lane.drop_idle();
+                tracing::debug!(error = %e, "lane: a stale connection, reconnecting");
+                let mut conn = lane.connect().await?;
+                let rows = rows.fetch(make(), &mut conn).await?;
+                lane.put_idle(conn);
+                Ok(rows)
+            }
+            // The connection is dropped (closed): it may be in any state.
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -431,10 +491,7 @@ mod tests {
                 .await
                 .unwrap();
             drop(tx);
-            assert_eq!(
-                settled_idle(&lane, crate::store::WRITE_LANE_CONNECTIONS).await,
-                1
-            );
+            assert_eq!(settled_idle(&lane, lane.size).await, 1);
             assert_eq!(count(&store, &table).await, 1);
             let mut tx = lane.begin().await.unwrap();
             assert_eq!(
@@ -458,7 +515,7 @@ mod tests {
                     .is_err()
             );
             drop(tx);
-            settled_idle(&lane, crate::store::WRITE_LANE_CONNECTIONS).await;
+            settled_idle(&lane, lane.size).await;
             assert_eq!(count(&store, &table).await, 1);
             let mut tx = lane.begin().await.unwrap();
             let n: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -367,16 +367,14 @@ impl Store {
         if detected == DatabaseKind::Empty {
             store.kind = store.create_embedded().await?;
         }
-        let heartbeat_writer = match backend {
-            // The single writer connection, shared with every other write.
-            Backend::Sqlite => store.writer.clone(),
-            // A pool of the collector's own, opened lazily on its thread (see
-            // [`Store::for_worker`]).
-            Backend::Postgres => pool_options(backend)
-                .max_connections(HEARTBEAT_CONNECTIONS)
-                .connect_lazy_with(AnyConnectOptions::clone(&store.options)),
+        let heartbeat_writer = match &store.write_lane {
+            Some(_) => heartbeats::Writer::Postgres(Arc::new(lane::Lane::new(
+                AnyConnectOptions::clone(&store.options),
+                HEARTBEAT_CONNECTIONS,
+            ))),
+            None => heartbeats::Writer::Sqlite(store.writer.clone()),
         };
-        store.heartbeats = heartbeats::HeartbeatBatcher::start(heartbeat_writer, backend);
+        store.heartbeats = heartbeats::HeartbeatBatcher::start(heartbeat_writer);
         Ok(store)
     }
 
@@ -601,7 +599,7 @@ const WRITE_LANE_CONNECTIONS: usize = 8;
 const POSTGRES_CONNECTIONS: u32 = 4;
 
 /// PostgreSQL connections of the heartbeat collector (it writes one batch at a time).
-const HEARTBEAT_CONNECTIONS: u32 = 2;
+const HEARTBEAT_CONNECTIONS: usize = 2;
 
 /// The pool settings of both backends.
 fn pool_options(backend: Backend) -> AnyPoolOptions {
