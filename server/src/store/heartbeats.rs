@@ -285,7 +285,7 @@ async fn write_postgres_batch(
     let conn = match writer.checkout().await {
         Ok(conn) => conn,
         Err(e) => {
-            fail_queued(first, requests, StoreError::from(e), stats);
+            fail_queued(first, requests, e, stats);
             return;
         }
     };
