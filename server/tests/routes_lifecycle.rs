@@ -244,6 +244,11 @@ impl Db {
     /// Airflow's own CLI on this database (its DAGs folder: `tests/airflow/lifecycle_dags`).
     fn airflow_cli(&self, args: &[&str]) -> String {
         let venv = required("EXECUTION_API_TEST_AIRFLOW_VENV");
+        // Two `airflow dags reserialize` on one database at once race to
+        // insert the same `dag` rows (Airflow's own unique violation).
+        static RESERIALIZE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = (args.starts_with(&["dags", "reserialize"]))
+            .then(|| RESERIALIZE.lock().unwrap_or_else(|e| e.into_inner()));
         let dags = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/airflow/lifecycle_dags");
         let output = Command::new(Path::new(&venv).join("bin/airflow"))
             .args(args)

@@ -800,46 +800,49 @@ impl Store {
         .bind(&stamp)
         .execute(&mut *tx)
         .await?;
-        let dag_run = sqlx::query(concat!(
-            "SELECT ",
-            dag_run_columns!(),
-            " FROM dag_run WHERE dag_id = $1 AND run_id = $2"
-        ))
-        .bind(&ti.dag_id)
-        .bind(&ti.run_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(dag_run) = dag_run else {
+        // The run, its task's reschedule count and the task's XCom keys in one
+        // round trip (each as Airflow reads it, in this transaction).
+        let text = match b {
+            Backend::Postgres => concat!(
+                "SELECT ",
+                dag_run_columns!(),
+                ", (SELECT COUNT(id) FROM task_reschedule WHERE ti_id = $3::uuid) \
+                 AS task_reschedule_count, (SELECT CAST(json_agg(x.key) AS TEXT) FROM xcom x \
+                 WHERE x.dag_id = $1 AND x.task_id = $4 AND x.run_id = $2 \
+                 AND ($5 < 0 OR x.map_index = $5)) AS xcom_keys \
+                 FROM dag_run WHERE dag_id = $1 AND run_id = $2"
+            ),
+            Backend::Sqlite => concat!(
+                "SELECT ",
+                dag_run_columns!(),
+                ", (SELECT COUNT(id) FROM task_reschedule WHERE ti_id = $3) \
+                 AS task_reschedule_count, (SELECT json_group_array(x.key) FROM xcom x \
+                 WHERE x.dag_id = $1 AND x.task_id = $4 AND x.run_id = $2 \
+                 AND ($5 < 0 OR x.map_index = $5)) AS xcom_keys \
+                 FROM dag_run WHERE dag_id = $1 AND run_id = $2"
+            ),
+        };
+        let dag_run = sqlx::query(text)
+            .bind(&ti.dag_id)
+            .bind(&ti.run_id)
+            .bind(uuid_param(id))
+            .bind(&ti.task_id)
+            .bind(ti.map_index)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = dag_run else {
             return Ok(StartOutcome::NotFound);
         };
-        let dag_run = dag_run_from_row(&dag_run)?;
+        let task_reschedule_count: i64 = row.try_get("task_reschedule_count")?;
+        // A resumed deferral keeps its XComs.
+        let xcom_keys_to_clear: Vec<String> = match row.try_get::<Option<String>, _>("xcom_keys")? {
+            Some(keys) if locked.next_method.is_none() => serde_json::from_str(&keys)
+                .map_err(|e| StoreError::Corrupt(format!("XCom keys: {e}")))?,
+            _ => Vec::new(),
+        };
+        let dag_run = dag_run_from_row(&row)?;
         let consumed_asset_events =
             super::assets::consumed_asset_events(&mut tx, b, &ti.dag_id, &ti.run_id).await?;
-        let xcom_keys_to_clear: Vec<String> = if locked.next_method.is_some() {
-            Vec::new()
-        } else {
-            sqlx::query(
-                "SELECT key FROM xcom WHERE dag_id = $1 AND task_id = $2 AND run_id = $3 \
-                 AND ($4 < 0 OR map_index = $4)",
-            )
-            .bind(&ti.dag_id)
-            .bind(&ti.task_id)
-            .bind(&ti.run_id)
-            .bind(ti.map_index)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|row| row.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()?
-        };
-        let task_reschedule_count: i64 = sqlx::query(sql!(
-            b,
-            "SELECT COUNT(id) FROM task_reschedule WHERE ti_id = $1::uuid"
-        ))
-        .bind(uuid_param(id))
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
         tx.commit().await?;
         let resume = locked.next_method.clone().map(|next_method| Resume {
             next_method,

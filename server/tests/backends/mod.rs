@@ -315,6 +315,12 @@ impl Backend {
     /// [`Backend::venv`] with extra environment.
     pub fn venv_with(&self, program: &str, args: &[&str], extra: &[(&str, &str)]) -> String {
         let airflow = self.airflow.as_ref().expect("an Airflow backend");
+        // Two `airflow dags reserialize` on one database at once race to
+        // insert the same `dag` rows (Airflow's own unique violation): one at
+        // a time in this process (test binaries run one after the other).
+        static RESERIALIZE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = (args.starts_with(&["dags", "reserialize"]))
+            .then(|| RESERIALIZE.lock().unwrap_or_else(|e| e.into_inner()));
         let output = Command::new(airflow.venv.join("bin").join(program))
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
