@@ -532,6 +532,47 @@ pub(super) struct LogEvent<'a> {
     pub(super) extra: Option<String>,
 }
 
+/// Binds the ten parameters of a `log` row's INSERT, in [`Store::insert_log`]'s
+/// order (the event's time is now).
+fn bind_log<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    log: &'q LogEvent<'q>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    query
+        .bind(time_param(now()))
+        .bind(log.dag_id)
+        .bind(log.task_id)
+        .bind(log.map_index)
+        .bind(log.event)
+        .bind(log.logical_date.map(time_param))
+        .bind(log.run_id)
+        .bind(log.owner)
+        .bind(log.extra.as_deref())
+        .bind(log.try_number)
+}
+
+/// PostgreSQL: `statement` (parameters `$1` to `$params`) with a `log` row's
+/// INSERT in front of it as a CTE, whose parameters follow (bound by
+/// [`bind_log`]): the transition and its log row in one round trip.
+fn with_log_cte(statement: &str, params: usize) -> String {
+    let p = |i: usize| format!("${}", params + i);
+    format!(
+        "WITH log_row AS (INSERT INTO log (dttm, dag_id, task_id, map_index, event, \
+         logical_date, run_id, owner, owner_display_name, extra, try_number) \
+         VALUES ({}::timestamptz, {}, {}, {}, {}, {}::timestamptz, {}, {}, NULL, {}, {})) {statement}",
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+        p(6),
+        p(7),
+        p(8),
+        p(9),
+        p(10)
+    )
+}
+
 /// The task instance, its run's logical date and its DAG's owners, locked for
 /// the transaction (Airflow's "load and lock").
 struct Locked {
@@ -686,22 +727,15 @@ impl Store {
         conn: &mut sqlx::AnyConnection,
         log: &LogEvent<'_>,
     ) -> Result<(), StoreError> {
-        sqlx::query(sql!(
-            self.backend,
-            "INSERT INTO log (dttm, dag_id, task_id, map_index, event, logical_date, run_id, \
-             owner, owner_display_name, extra, try_number) \
-             VALUES ($1::timestamptz, $2, $3, $4, $5, $6::timestamptz, $7, $8, NULL, $9, $10)"
-        ))
-        .bind(time_param(now()))
-        .bind(log.dag_id)
-        .bind(log.task_id)
-        .bind(log.map_index)
-        .bind(log.event)
-        .bind(log.logical_date.map(time_param))
-        .bind(log.run_id)
-        .bind(log.owner)
-        .bind(log.extra.as_deref())
-        .bind(log.try_number)
+        bind_log(
+            sqlx::query(sql!(
+                self.backend,
+                "INSERT INTO log (dttm, dag_id, task_id, map_index, event, logical_date, run_id, \
+                 owner, owner_display_name, extra, try_number) \
+                 VALUES ($1::timestamptz, $2, $3, $4, $5, $6::timestamptz, $7, $8, NULL, $9, $10)"
+            )),
+            log,
+        )
         .execute(&mut *conn)
         .await?;
         Ok(())
@@ -759,47 +793,53 @@ impl Store {
             && ti.hostname.as_deref() == Some(request.hostname.as_str())
             && ti.unixname.as_deref() == Some(request.unixname.as_str())
             && ti.pid == Some(request.pid);
-        if !duplicate {
-            if !matches!(ti.state, Some(TiState::Queued | TiState::Restarting)) {
-                return Ok(StartOutcome::InvalidState {
-                    previous_state: ti.state,
-                });
-            }
-            self.insert_log(
-                &mut tx,
-                &LogEvent {
-                    event: "running",
-                    dag_id: &ti.dag_id,
-                    task_id: &ti.task_id,
-                    run_id: &ti.run_id,
-                    map_index: ti.map_index,
-                    try_number: ti.try_number,
-                    logical_date: locked.logical_date,
-                    owner: locked.owners.as_deref(),
-                    extra: host_name_extra(Some(&request.hostname)),
-                },
-            )
-            .await?;
+        if !duplicate && !matches!(ti.state, Some(TiState::Queued | TiState::Restarting)) {
+            return Ok(StartOutcome::InvalidState {
+                previous_state: ti.state,
+            });
         }
+        let log = (!duplicate).then(|| LogEvent {
+            event: "running",
+            dag_id: &ti.dag_id,
+            task_id: &ti.task_id,
+            run_id: &ti.run_id,
+            map_index: ti.map_index,
+            try_number: ti.try_number,
+            logical_date: locked.logical_date,
+            owner: locked.owners.as_deref(),
+            extra: host_name_extra(Some(&request.hostname)),
+        });
         // Resuming from a deferral keeps the original start date.
         let resuming = json_truthy(locked.next_kwargs.as_deref());
         let stamp = time_param(now());
-        sqlx::query(sql!(
-            b,
-            "UPDATE task_instance SET start_date = CASE WHEN $2 THEN start_date \
+        const START: &str = "UPDATE task_instance SET start_date = CASE WHEN $2 THEN start_date \
              ELSE $3::timestamptz END, state = 'running', hostname = $4, unixname = $5, pid = $6, \
              end_date = NULL, last_heartbeat_at = $7::timestamptz, retry_delay_override = NULL, \
-             retry_reason = NULL, updated_at = $7::timestamptz WHERE id = $1::uuid"
-        ))
-        .bind(uuid_param(id))
-        .bind(resuming)
-        .bind(time_param(request.start_date))
-        .bind(&request.hostname)
-        .bind(&request.unixname)
-        .bind(request.pid)
-        .bind(&stamp)
-        .execute(&mut *tx)
-        .await?;
+             retry_reason = NULL, updated_at = $7::timestamptz WHERE id = $1::uuid";
+        static START_LOGGED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        // PostgreSQL: the log row rides on the UPDATE (one round trip).
+        let fold = b == Backend::Postgres && log.is_some();
+        if let (Some(log), false) = (&log, fold) {
+            self.insert_log(&mut tx, log).await?;
+        }
+        let text = if fold {
+            START_LOGGED.get_or_init(|| with_log_cte(START, 7)).as_str()
+        } else {
+            sql!(b, START)
+        };
+        let query = sqlx::query(text)
+            .bind(uuid_param(id))
+            .bind(resuming)
+            .bind(time_param(request.start_date))
+            .bind(&request.hostname)
+            .bind(&request.unixname)
+            .bind(request.pid)
+            .bind(&stamp);
+        let query = match (&log, fold) {
+            (Some(log), true) => bind_log(query, log),
+            _ => query,
+        };
+        query.execute(&mut *tx).await?;
         // The run, its task's reschedule count and the task's XCom keys in one
         // round trip (each as Airflow reads it, in this transaction).
         let text = match b {
@@ -908,14 +948,38 @@ impl Store {
         };
         let ti = &locked.ti;
         let mut final_state = target;
+        let log = |event: TiState| LogEvent {
+            event: event.as_str(),
+            dag_id: &ti.dag_id,
+            task_id: &ti.task_id,
+            run_id: &ti.run_id,
+            map_index: ti.map_index,
+            try_number: ti.try_number,
+            logical_date: locked.logical_date,
+            owner: locked.owners.as_deref(),
+            extra: host_name_extra(ti.hostname.as_deref()),
+        };
+        // Whether the transition's log row is written yet (with `finish_try`,
+        // where nothing else writes a log row after it).
+        let mut logged = false;
         match change {
             StateChange::Terminal {
                 end_date,
                 rendered_map_index,
                 ..
             } => {
-                self.finish_try(&mut tx, id, target, *end_date, rendered_map_index, &stamp)
-                    .await?;
+                let log = log(target);
+                self.finish_try(
+                    &mut tx,
+                    id,
+                    target,
+                    *end_date,
+                    rendered_map_index,
+                    &stamp,
+                    Some(&log),
+                )
+                .await?;
+                logged = true;
             }
             StateChange::Success {
                 end_date,
@@ -928,8 +992,20 @@ impl Store {
                         message,
                     });
                 }
-                self.finish_try(&mut tx, id, target, *end_date, rendered_map_index, &stamp)
-                    .await?;
+                // Asset changes may log too: the transition's row stays after theirs.
+                let plain = outlets.task_outlets.is_empty() && outlets.outlet_events.is_empty();
+                let log = log(target);
+                self.finish_try(
+                    &mut tx,
+                    id,
+                    target,
+                    *end_date,
+                    rendered_map_index,
+                    &stamp,
+                    plain.then_some(&log),
+                )
+                .await?;
+                logged = plain;
                 if let Err(refused) = self.register_asset_changes(&mut tx, ti, outlets).await? {
                     return Ok(refused);
                 }
@@ -940,8 +1016,16 @@ impl Store {
                 retry_delay_seconds,
                 retry_reason,
             } => {
-                self.finish_try(&mut tx, id, target, *end_date, rendered_map_index, &stamp)
-                    .await?;
+                self.finish_try(
+                    &mut tx,
+                    id,
+                    target,
+                    *end_date,
+                    rendered_map_index,
+                    &stamp,
+                    None,
+                )
+                .await?;
                 // Cut to its column, as Airflow's route does (`retry_reason[:500]`).
                 let reason: Option<String> = retry_reason.as_ref().map(|r| {
                     r.chars()
@@ -969,7 +1053,7 @@ impl Store {
                 reschedule_date,
                 end_date,
             } => {
-                self.finish_try(&mut tx, id, target, *end_date, &None, &stamp)
+                self.finish_try(&mut tx, id, target, *end_date, &None, &stamp, None)
                     .await?;
                 // Airflow: `start_date` is the server's now and the duration is
                 // `int((end_date - now).total_seconds())` (`models/taskreschedule.py`).
@@ -1023,21 +1107,9 @@ impl Store {
                     .await?;
             }
         }
-        self.insert_log(
-            &mut tx,
-            &LogEvent {
-                event: final_state.as_str(),
-                dag_id: &ti.dag_id,
-                task_id: &ti.task_id,
-                run_id: &ti.run_id,
-                map_index: ti.map_index,
-                try_number: ti.try_number,
-                logical_date: locked.logical_date,
-                owner: locked.owners.as_deref(),
-                extra: host_name_extra(ti.hostname.as_deref()),
-            },
-        )
-        .await?;
+        if !logged {
+            self.insert_log(&mut tx, &log(final_state)).await?;
+        }
         if final_state == TiState::Failed {
             self.fail_fast(&mut tx, ti).await?;
         }
@@ -1367,6 +1439,7 @@ impl Store {
 
     /// The update every ending try gets: end date, duration (Airflow's SQL
     /// expression for the dialect), state, deferral fields cleared.
+    #[allow(clippy::too_many_arguments)]
     async fn finish_try(
         &self,
         conn: &mut sqlx::AnyConnection,
@@ -1375,32 +1448,46 @@ impl Store {
         end_date: OffsetDateTime,
         rendered_map_index: &Option<Option<String>>,
         stamp: &str,
+        log: Option<&LogEvent<'_>>,
     ) -> Result<(), StoreError> {
-        let query = match self.backend {
-            Backend::Sqlite => {
+        const POSTGRES: &str = "UPDATE task_instance SET end_date = $2::timestamptz, \
+             duration = EXTRACT(EPOCH FROM $2::timestamptz - start_date), \
+             state = $3, next_method = NULL, next_kwargs = 'null'::jsonb, \
+             rendered_map_index = CASE WHEN $4 THEN $5 ELSE rendered_map_index END, \
+             updated_at = $6::timestamptz WHERE id = $1::uuid";
+        static POSTGRES_LOGGED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let query = match (self.backend, log) {
+            (Backend::Sqlite, _) => {
                 "UPDATE task_instance SET end_date = $2, \
                  duration = round((julianday($2) - julianday(start_date)) * 86400, 3), \
                  state = $3, next_method = NULL, next_kwargs = 'null', \
                  rendered_map_index = CASE WHEN $4 THEN $5 ELSE rendered_map_index END, \
                  updated_at = $6 WHERE id = $1"
             }
-            Backend::Postgres => {
-                "UPDATE task_instance SET end_date = $2::timestamptz, \
-                 duration = EXTRACT(EPOCH FROM $2::timestamptz - start_date), \
-                 state = $3, next_method = NULL, next_kwargs = 'null'::jsonb, \
-                 rendered_map_index = CASE WHEN $4 THEN $5 ELSE rendered_map_index END, \
-                 updated_at = $6::timestamptz WHERE id = $1::uuid"
-            }
+            (Backend::Postgres, None) => POSTGRES,
+            // The log row rides on the UPDATE (one round trip).
+            (Backend::Postgres, Some(_)) => POSTGRES_LOGGED
+                .get_or_init(|| with_log_cte(POSTGRES, 6))
+                .as_str(),
         };
-        sqlx::query(query)
+        let query = sqlx::query(query)
             .bind(uuid_param(id))
             .bind(time_param(end_date))
             .bind(state.as_str())
             .bind(rendered_map_index.is_some())
             .bind(rendered_map_index.clone().flatten())
-            .bind(stamp)
-            .execute(&mut *conn)
-            .await?;
+            .bind(stamp);
+        match (self.backend, log) {
+            (Backend::Postgres, Some(log)) => {
+                bind_log(query, log).execute(&mut *conn).await?;
+            }
+            (_, log) => {
+                query.execute(&mut *conn).await?;
+                if let Some(log) = log {
+                    self.insert_log(conn, log).await?;
+                }
+            }
+        }
         Ok(())
     }
 
