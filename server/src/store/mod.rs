@@ -38,6 +38,7 @@ mod task_reschedules;
 mod teams;
 mod triggers;
 mod variables;
+mod xcom_batch;
 mod xcoms;
 
 use std::path::{Path, PathBuf};
@@ -250,6 +251,11 @@ pub struct Store {
     /// The group commit of heartbeats (see [`heartbeats`]); `None` when it
     /// could not start.
     heartbeats: Option<heartbeats::HeartbeatBatcher>,
+    /// On PostgreSQL, the group commit of XCom writes made while others are
+    /// in flight (see [`xcom_batch`]); `None` on SQLite.
+    xcom_batch: Option<xcom_batch::XComBatcher>,
+    /// XCom writes in flight in this process (with the store's clones).
+    xcom_writes: Arc<std::sync::atomic::AtomicUsize>,
     /// On PostgreSQL, the connections of hot single-statement reads (see
     /// [`lane`]); `None` on SQLite.
     lane: Option<Arc<lane::Lane>>,
@@ -355,6 +361,8 @@ impl Store {
             pool,
             writer,
             heartbeats: None,
+            xcom_batch: None,
+            xcom_writes: Arc::default(),
             lane,
             write_lane,
             options: Arc::new(options),
@@ -375,6 +383,12 @@ impl Store {
             None => heartbeats::Writer::Sqlite(store.writer.clone()),
         };
         store.heartbeats = heartbeats::HeartbeatBatcher::start(heartbeat_writer);
+        if store.write_lane.is_some() {
+            store.xcom_batch = xcom_batch::XComBatcher::start(Arc::new(lane::Lane::new(
+                AnyConnectOptions::clone(&store.options),
+                xcom_batch::BATCHES_IN_FLIGHT,
+            )));
+        }
         Ok(store)
     }
 

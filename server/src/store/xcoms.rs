@@ -120,6 +120,27 @@ async fn set_xcom_postgres(
     })
 }
 
+/// Counts an XCom write in flight for as long as it lives.
+pub(super) struct InFlight<'a> {
+    count: &'a std::sync::atomic::AtomicUsize,
+    /// Writes in flight when this one came.
+    others: usize,
+}
+
+impl<'a> InFlight<'a> {
+    pub(super) fn enter(count: &'a std::sync::atomic::AtomicUsize) -> InFlight<'a> {
+        let others = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight { count, others }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.count
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl Store {
     /// Reads an XCom's value: its JSON text as stored (`null` for SQL NULL).
     pub async fn xcom(&self, at: XComKey<'_>) -> Result<Option<String>, StoreError> {
@@ -282,6 +303,28 @@ impl Store {
     ) -> Result<XComWrite, StoreError> {
         let b = self.backend;
         if let Some(lane) = &self.lane {
+            // Alone, the write runs at once on this worker's lane; arriving
+            // while others are in flight, it joins the collector's next batch.
+            let in_flight = InFlight::enter(&self.xcom_writes);
+            if let Some(batcher) = &self.xcom_batch
+                && in_flight.others > 0
+            {
+                let row = super::xcom_batch::XComRow {
+                    dag_id: at.dag_id.to_owned(),
+                    run_id: at.run_id.to_owned(),
+                    task_id: at.task_id.to_owned(),
+                    map_index: at.map_index,
+                    key: at.key.to_owned(),
+                    value: value.to_owned(),
+                    dag_result,
+                    mapped_length: mapped_length.map(|TaskMapLength(length)| length),
+                };
+                if row.batchable()
+                    && let Some(outcome) = batcher.submit(row).await
+                {
+                    return Ok(outcome);
+                }
+            }
             return set_xcom_postgres(lane, at, value, dag_result, mapped_length).await;
         }
         let mut tx = self.begin_write().await?;
