@@ -17,6 +17,7 @@
 
 mod asset_changes;
 mod assets;
+mod batch;
 pub mod columns;
 mod connection_tests;
 mod connections;
@@ -253,7 +254,7 @@ pub struct Store {
     heartbeats: Option<heartbeats::HeartbeatBatcher>,
     /// On PostgreSQL, the group commit of XCom writes made while others are
     /// in flight (see [`xcom_batch`]); `None` on SQLite.
-    xcom_batch: Option<xcom_batch::XComBatcher>,
+    xcom_batch: Option<batch::Batcher<xcom_batch::XComBatch>>,
     /// XCom writes in flight in this process (with the store's clones).
     xcom_writes: Arc<std::sync::atomic::AtomicUsize>,
     /// On PostgreSQL, the connections of hot single-statement reads (see
@@ -384,9 +385,9 @@ impl Store {
         };
         store.heartbeats = heartbeats::HeartbeatBatcher::start(heartbeat_writer);
         if store.write_lane.is_some() {
-            store.xcom_batch = xcom_batch::XComBatcher::start(Arc::new(lane::Lane::new(
+            store.xcom_batch = batch::Batcher::start(Arc::new(lane::Lane::new(
                 AnyConnectOptions::clone(&store.options),
-                xcom_batch::BATCHES_IN_FLIGHT,
+                batch::BATCHES_IN_FLIGHT,
             )));
         }
         Ok(store)

@@ -1,52 +1,24 @@
-//! PostgreSQL: the group commit of XCom writes.
+//! PostgreSQL: the group commit of XCom writes (see [`super::batch`]).
 //!
-//! An XCom write is one autocommitted upsert (`set_xcom_postgres`), and each
-//! costs PostgreSQL a statement, a commit and a wake-up of its backend. Under
-//! concurrent writes those costs, not our CPU, bound the throughput. As the
-//! heartbeats do (see [`super::heartbeats`]), concurrent writes therefore go to
-//! a *collector* that writes whatever is queued when one of its two batch
-//! writers is free (at most [`MAX_BATCH`]) as one statement, and answers each
-//! caller once that statement (and so its commit) succeeded: an acknowledged
-//! XCom is committed exactly as before. Only writes that arrive while another
-//! XCom write is in flight go there: a lone write runs at once on the caller's
-//! own connection, without the hop to the collector's thread.
-//!
-//! The batch statement is the single write's, over every member at once (the
+//! The batch statement is the single write's over every member at once (the
 //! members passed as one JSON parameter, `json_to_recordset`): each member's
 //! DAG run and task instance are looked up, its `task_map` row merged when it
 //! records a `mapped_length`, its XCom upserted on the primary key, and the
 //! statement returns, per member, whether its run and its task instance exist
-//! (so each caller gets the answer it would have had alone: stored, no such
-//! run, no such task instance). Two members writing the same XCom (or the same
-//! `task_map` row) are written once, the later one's value winning, as if they
-//! had run one after the other.
-//!
-//! Anything unusual goes the single way instead, so that one member can never
-//! fail the others: a value PostgreSQL's `jsonb` refuses (a `\u0000` escape),
-//! and every member of a batch whose statement failed (each then runs its own
-//! statement and gets its own answer or error). The collector runs on its own
-//! thread and runtime with connections of its own (a [`Lane`]), as the
-//! heartbeats' does; if it is gone, callers write alone.
+//! (stored, no such run, no such task instance). Two members writing the same
+//! XCom (or the same `task_map` row) are written once, the later one's value
+//! winning. A value PostgreSQL's `jsonb` refuses (a `\u0000` escape) never
+//! joins a batch: the single statement reports it on its own.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use sqlx::Row as _;
-use tokio::sync::{mpsc, oneshot};
 
-use super::lane::Lane;
+use super::batch::{Batch, Written};
+use super::lane::Checkout;
 use super::sql::time_param;
 use super::xcoms::XComWrite;
 use super::{StoreError, now};
-
-/// The most XComs one statement writes.
-const MAX_BATCH: usize = 128;
-
-/// Batches written at once (the collector's connections).
-pub(super) const BATCHES_IN_FLIGHT: usize = 2;
-
-/// Writes waiting for the collector; senders wait when it is full.
-const QUEUE_CAPACITY: usize = 1024;
 
 /// One XCom write, owned (it crosses to the collector's thread).
 #[derive(Clone, Debug)]
@@ -70,142 +42,28 @@ impl XComRow {
     }
 }
 
-/// The collector's answer: the outcome, or `None` when the batch failed and
-/// the caller is to write alone.
-type Answer = Option<XComWrite>;
+/// XCom writes, batched.
+pub(super) struct XComBatch;
 
-struct Request {
-    row: XComRow,
-    reply: oneshot::Sender<Answer>,
-}
+impl Batch for XComBatch {
+    type Row = XComRow;
+    type Outcome = XComWrite;
+    const THREAD: &'static str = "xcom-commit";
 
-/// The handle on the collector: cheap to clone, one per store.
-#[derive(Clone, Debug)]
-pub(super) struct XComBatcher {
-    queue: mpsc::Sender<Request>,
-    /// The collector's connections (held by the tests).
-    #[cfg(test)]
-    lane: Arc<Lane>,
-}
-
-impl XComBatcher {
-    /// Starts the collector writing through `lane` on a thread of its own;
-    /// `None` if the thread cannot start (writes then go alone).
-    pub(super) fn start(lane: Arc<Lane>) -> Option<XComBatcher> {
-        let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
-        #[cfg(test)]
-        let held = Arc::clone(&lane);
-        let spawned = std::thread::Builder::new()
-            .name("xcom-commit".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "XCom group commit disabled: no runtime");
-                        return;
-                    }
-                };
-                runtime.block_on(collect(lane, requests));
-            });
-        match spawned {
-            Ok(_) => Some(XComBatcher {
-                queue,
-                #[cfg(test)]
-                lane: held,
-            }),
-            Err(e) => {
-                tracing::warn!(error = %e, "XCom group commit disabled: no thread");
-                None
-            }
-        }
-    }
-
-    /// Hands a write to the collector and waits for its answer; `None` when
-    /// the collector is gone or the batch failed (the caller writes alone).
-    pub(super) async fn submit(&self, row: XComRow) -> Option<XComWrite> {
-        let (reply, answer) = oneshot::channel();
-        self.queue.send(Request { row, reply }).await.ok()?;
-        answer.await.ok().flatten()
-    }
-}
-
-/// The collector: [`BATCHES_IN_FLIGHT`] batch writers taking turns at the
-/// queue, until every store handle is dropped. While one batch's statement
-/// waits for its commit (its WAL flush), the next batch forms and is written:
-/// PostgreSQL flushes their commits together.
-async fn collect(lane: Arc<Lane>, requests: mpsc::Receiver<Request>) {
-    let requests = Arc::new(tokio::sync::Mutex::new(requests));
-    let writers: Vec<_> = (0..BATCHES_IN_FLIGHT)
-        .map(|_| {
-            let (lane, requests) = (Arc::clone(&lane), Arc::clone(&requests));
-            tokio::spawn(async move { write_batches(&lane, &requests).await })
-        })
-        .collect();
-    for writer in writers {
-        let _ = writer.await;
-    }
-}
-
-/// One batch writer: takes the queue, a connection and whatever is queued,
-/// lets go of the queue, writes, answers; again.
-async fn write_batches(lane: &Lane, requests: &tokio::sync::Mutex<mpsc::Receiver<Request>>) {
-    loop {
-        let (conn, mut members) = {
-            let mut queue = requests.lock().await;
-            let Some(first) = queue.recv().await else {
-                return;
-            };
-            // A connection in hand first: writes queued meanwhile join this batch.
-            let conn = match lane.checkout().await {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::debug!(error = %e, "XCom batch: no connection, members write alone");
-                    continue;
-                }
-            };
-            let mut members = vec![first];
-            while members.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(request) => members.push(request),
-                    Err(_) => break,
-                }
-            }
-            (conn, members)
-        };
-        // A cancelled caller is not written: nobody would hear the answer.
-        members.retain(|request| !request.reply.is_closed());
-        if members.is_empty() {
-            continue;
-        }
-        match write(conn, &members).await {
-            Ok(outcomes) => {
-                for (i, request) in members.into_iter().enumerate() {
-                    let _ = request.reply.send(outcomes.get(&i).copied());
-                }
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, size = members.len(), "XCom batch failed, members write alone");
-                for request in members {
-                    let _ = request.reply.send(None);
-                }
-            }
-        }
+    fn write<'a>(conn: Checkout<'a>, rows: Vec<&'a XComRow>) -> Written<'a, XComWrite> {
+        Box::pin(write(conn, rows))
     }
 }
 
 /// The batch statement; each member's outcome by its index.
 async fn write(
-    conn: super::lane::Checkout<'_>,
-    members: &[Request],
+    conn: Checkout<'_>,
+    members: Vec<&XComRow>,
 ) -> Result<HashMap<usize, XComWrite>, StoreError> {
     let rows: Vec<serde_json::Value> = members
         .iter()
         .enumerate()
-        .map(|(i, request)| {
-            let row = &request.row;
+        .map(|(i, row)| {
             serde_json::json!({
                 "i": i,
                 "dag_id": row.dag_id,
@@ -322,7 +180,7 @@ mod tests {
             .collect();
         let n = tasks.len();
         for _ in 0..500 {
-            let queued = batcher.queue.max_capacity() - batcher.queue.capacity();
+            let queued = batcher.queued();
             if queued + 1 >= n {
                 break;
             }
@@ -475,7 +333,7 @@ mod tests {
             let bad = submit(row("b", "1e1000000"));
             let other = submit(row("c", "3"));
             for _ in 0..500 {
-                if batcher.queue.max_capacity() - batcher.queue.capacity() >= 2 {
+                if batcher.queued() >= 2 {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;

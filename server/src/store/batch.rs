@@ -1,0 +1,207 @@
+//! PostgreSQL: the group commit of single-statement writes (XComs, rendered
+//! fields).
+//!
+//! Such a write is one autocommitted statement, and each costs PostgreSQL a
+//! statement, a commit and a wake-up of its backend; concurrent writes of one
+//! row also wait for each other's commit on its row lock. Under concurrent
+//! writes those costs, not our CPU, bound the throughput. As the heartbeats do
+//! (see [`super::heartbeats`]), a write that arrives while another of its kind
+//! is in flight therefore goes to a *collector* that writes whatever is queued
+//! when one of its [`BATCHES_IN_FLIGHT`] batch writers is free (at most
+//! [`MAX_BATCH`]) as one statement (the [`Batch`] kind's), and answers each
+//! caller once that statement, and so its commit, succeeded: an acknowledged
+//! write is committed exactly as before. A lone write runs at once on the
+//! caller's own connection, without the hop to the collector's thread.
+//!
+//! The statement answers each member with the outcome it would have had alone;
+//! members that write one row are written once, the later one winning, as if
+//! they had run one after the other. A batch whose statement fails answers
+//! `None` to every member, who then writes alone and gets its own answer or
+//! error: one member can never fail the others. The collector runs on its own
+//! thread and runtime with connections of its own (a [`Lane`]); if it is gone,
+//! callers write alone.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+use super::lane::{Checkout, Lane};
+
+/// The most writes one statement takes.
+const MAX_BATCH: usize = 128;
+
+/// Batches written at once (the collector's connections): while one batch's
+/// statement waits for its commit (its WAL flush), the next forms and is
+/// written, and PostgreSQL flushes their commits together.
+pub(super) const BATCHES_IN_FLIGHT: usize = 2;
+
+/// Writes waiting for the collector; senders wait when it is full.
+const QUEUE_CAPACITY: usize = 1024;
+
+/// A batch statement's future.
+pub(super) type Written<'a, O> =
+    Pin<Box<dyn Future<Output = Result<HashMap<usize, O>, StoreError>> + Send + 'a>>;
+
+/// A kind of write the collector batches.
+pub(super) trait Batch: 'static {
+    /// One write, owned (it crosses to the collector's thread).
+    type Row: Send + 'static;
+    /// What a write found.
+    type Outcome: Copy + Send + 'static;
+    /// The collector thread's name.
+    const THREAD: &'static str;
+    /// Writes every row with one statement on `conn`; each row's outcome by
+    /// its index in `rows`.
+    fn write<'a>(conn: Checkout<'a>, rows: Vec<&'a Self::Row>) -> Written<'a, Self::Outcome>;
+}
+
+struct Request<B: Batch> {
+    row: B::Row,
+    reply: oneshot::Sender<Option<B::Outcome>>,
+}
+
+/// The handle on a collector: cheap to clone, one per store.
+pub(super) struct Batcher<B: Batch> {
+    queue: mpsc::Sender<Request<B>>,
+    /// The collector's connections (held by the tests).
+    #[cfg(test)]
+    pub(super) lane: Arc<Lane>,
+}
+
+impl<B: Batch> Clone for Batcher<B> {
+    fn clone(&self) -> Self {
+        Batcher {
+            queue: self.queue.clone(),
+            #[cfg(test)]
+            lane: Arc::clone(&self.lane),
+        }
+    }
+}
+
+impl<B: Batch> std::fmt::Debug for Batcher<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher")
+            .field("thread", &B::THREAD)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Batch> Batcher<B> {
+    /// Starts the collector writing through `lane` on a thread of its own;
+    /// `None` if the thread cannot start (writes then go alone).
+    pub(super) fn start(lane: Arc<Lane>) -> Option<Batcher<B>> {
+        let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
+        #[cfg(test)]
+        let held = Arc::clone(&lane);
+        let spawned = std::thread::Builder::new()
+            .name(B::THREAD.into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        tracing::warn!(error = %e, thread = B::THREAD, "group commit disabled: no runtime");
+                        return;
+                    }
+                };
+                runtime.block_on(collect::<B>(lane, requests));
+            });
+        match spawned {
+            Ok(_) => Some(Batcher {
+                queue,
+                #[cfg(test)]
+                lane: held,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, thread = B::THREAD, "group commit disabled: no thread");
+                None
+            }
+        }
+    }
+
+    /// Hands a write to the collector and waits for its answer; `None` when
+    /// the collector is gone or the batch failed (the caller writes alone).
+    pub(super) async fn submit(&self, row: B::Row) -> Option<B::Outcome> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send(Request { row, reply }).await.ok()?;
+        answer.await.ok().flatten()
+    }
+
+    /// Writes waiting in the queue (for the tests).
+    #[cfg(test)]
+    pub(super) fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+}
+
+/// The collector: [`BATCHES_IN_FLIGHT`] batch writers taking turns at the
+/// queue, until every store handle is dropped.
+async fn collect<B: Batch>(lane: Arc<Lane>, requests: mpsc::Receiver<Request<B>>) {
+    let requests = Arc::new(tokio::sync::Mutex::new(requests));
+    let writers: Vec<_> = (0..BATCHES_IN_FLIGHT)
+        .map(|_| {
+            let (lane, requests) = (Arc::clone(&lane), Arc::clone(&requests));
+            tokio::spawn(async move { write_batches::<B>(&lane, &requests).await })
+        })
+        .collect();
+    for writer in writers {
+        let _ = writer.await;
+    }
+}
+
+/// One batch writer: takes the queue, a connection and whatever is queued,
+/// lets go of the queue, writes, answers; again.
+async fn write_batches<B: Batch>(
+    lane: &Lane,
+    requests: &tokio::sync::Mutex<mpsc::Receiver<Request<B>>>,
+) {
+    loop {
+        let (conn, mut members) = {
+            let mut queue = requests.lock().await;
+            let Some(first) = queue.recv().await else {
+                return;
+            };
+            // A connection in hand first: writes queued meanwhile join this batch.
+            let conn = match lane.checkout().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::debug!(error = %e, thread = B::THREAD, "no connection, members write alone");
+                    continue;
+                }
+            };
+            let mut members = vec![first];
+            while members.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(request) => members.push(request),
+                    Err(_) => break,
+                }
+            }
+            (conn, members)
+        };
+        // A cancelled caller is not written: nobody would hear the answer.
+        members.retain(|request| !request.reply.is_closed());
+        if members.is_empty() {
+            continue;
+        }
+        let rows = members.iter().map(|request| &request.row).collect();
+        match B::write(conn, rows).await {
+            Ok(outcomes) => {
+                for (i, request) in members.into_iter().enumerate() {
+                    let _ = request.reply.send(outcomes.get(&i).copied());
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, size = members.len(), thread = B::THREAD, "batch failed, members write alone");
+                for request in members {
+                    let _ = request.reply.send(None);
+                }
+            }
+        }
+    }
+}
