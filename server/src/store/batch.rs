@@ -205,3 +205,25 @@ async fn write_batches<B: Batch>(
         }
     }
 }
+
+/// Counts a write in flight for as long as it lives: whether it goes to a
+/// collector depends on the others.
+pub(super) struct InFlight<'a> {
+    count: &'a std::sync::atomic::AtomicUsize,
+    /// Writes in flight when this one came.
+    pub(super) others: usize,
+}
+
+impl<'a> InFlight<'a> {
+    pub(super) fn enter(count: &'a std::sync::atomic::AtomicUsize) -> InFlight<'a> {
+        let others = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight { count, others }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.count
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}

@@ -257,6 +257,11 @@ pub struct Store {
     xcom_batch: Option<batch::Batcher<xcom_batch::XComBatch>>,
     /// XCom writes in flight in this process (with the store's clones).
     xcom_writes: Arc<std::sync::atomic::AtomicUsize>,
+    /// On PostgreSQL, the group commit of rendered-fields writes made while
+    /// others are in flight; `None` on SQLite.
+    rtif_batch: Option<batch::Batcher<rtif::RtifBatch>>,
+    /// Rendered-fields writes in flight in this process.
+    rtif_writes: Arc<std::sync::atomic::AtomicUsize>,
     /// On PostgreSQL, the connections of hot single-statement reads (see
     /// [`lane`]); `None` on SQLite.
     lane: Option<Arc<lane::Lane>>,
@@ -364,6 +369,8 @@ impl Store {
             heartbeats: None,
             xcom_batch: None,
             xcom_writes: Arc::default(),
+            rtif_batch: None,
+            rtif_writes: Arc::default(),
             lane,
             write_lane,
             options: Arc::new(options),
@@ -386,6 +393,10 @@ impl Store {
         store.heartbeats = heartbeats::HeartbeatBatcher::start(heartbeat_writer);
         if store.write_lane.is_some() {
             store.xcom_batch = batch::Batcher::start(Arc::new(lane::Lane::new(
+                AnyConnectOptions::clone(&store.options),
+                batch::BATCHES_IN_FLIGHT,
+            )));
+            store.rtif_batch = batch::Batcher::start(Arc::new(lane::Lane::new(
                 AnyConnectOptions::clone(&store.options),
                 batch::BATCHES_IN_FLIGHT,
             )));

@@ -100,7 +100,7 @@ fn redact_all(item: &PyJson, depth: usize) -> PyJson {
 }
 
 /// What `PUT /rtif` found.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RtifOutcome {
     /// Stored.
     Stored,
@@ -169,6 +169,102 @@ async fn put_rendered_fields_postgres(
     })
 }
 
+/// One rendered-fields write, owned (it crosses to the collector's thread).
+#[derive(Clone, Debug)]
+pub(super) struct RtifRow {
+    id: Uuid,
+    /// The redacted fields, JSON text.
+    fields: String,
+    /// `[core] num_dag_runs_to_retain_rendered_fields`, `None` for all.
+    runs_to_keep: Option<i64>,
+}
+
+/// Rendered-fields writes, batched (see [`super::batch`]): the single
+/// statement of [`put_rendered_fields_postgres`] over every member at once;
+/// members of one task instance are written once, the later one winning, and
+/// the runs kept are read once per DAG of the batch.
+pub(super) struct RtifBatch;
+
+impl super::batch::Batch for RtifBatch {
+    type Row = RtifRow;
+    type Outcome = RtifOutcome;
+    const THREAD: &'static str = "rtif-commit";
+
+    fn write<'a>(
+        conn: super::lane::Checkout<'a>,
+        rows: Vec<&'a RtifRow>,
+    ) -> super::batch::Written<'a, RtifOutcome> {
+        Box::pin(write_batch(conn, rows))
+    }
+}
+
+async fn write_batch(
+    conn: super::lane::Checkout<'_>,
+    members: Vec<&RtifRow>,
+) -> Result<std::collections::HashMap<usize, RtifOutcome>, StoreError> {
+    let rows: Vec<serde_json::Value> = members
+        .iter()
+        .enumerate()
+        .map(|(i, row)| serde_json::json!({ "i": i, "id": row.id, "fields": row.fields }))
+        .collect();
+    let rows = serde_json::Value::Array(rows).to_string();
+    // One store, one setting: every member carries the same.
+    let keep = members.first().and_then(|row| row.runs_to_keep);
+    // Repeated once on a fresh connection if the lane's was stale: each
+    // repeat writes the same rows.
+    let answers = conn
+        .fetch_all(|| {
+            sqlx::query(
+                "WITH m AS MATERIALIZED ( \
+                     SELECT * FROM json_to_recordset($1::json) AS m(i int, id uuid, fields text) \
+                 ), ti AS MATERIALIZED ( \
+                     SELECT m.i, t.dag_id, t.task_id, t.run_id, t.map_index \
+                     FROM m JOIN task_instance t ON t.id = m.id \
+                 ), kept AS MATERIALIZED ( \
+                     SELECT d.dag_id, k.run_id FROM (SELECT DISTINCT dag_id FROM ti) d \
+                     CROSS JOIN LATERAL (SELECT run_id FROM dag_run \
+                     WHERE dag_run.dag_id = d.dag_id ORDER BY run_after DESC LIMIT $2) k \
+                 ), stored AS ( \
+                     INSERT INTO rendered_task_instance_fields \
+                     (dag_id, task_id, run_id, map_index, rendered_fields, k8s_pod_yaml) \
+                     SELECT DISTINCT ON (ti.dag_id, ti.task_id, ti.run_id, ti.map_index) \
+                     ti.dag_id, ti.task_id, ti.run_id, ti.map_index, m.fields::json, 'null'::json \
+                     FROM ti JOIN m ON m.i = ti.i \
+                     WHERE $2::bigint IS NULL OR EXISTS (SELECT FROM kept \
+                     WHERE kept.dag_id = ti.dag_id AND kept.run_id = ti.run_id) \
+                     ORDER BY ti.dag_id, ti.task_id, ti.run_id, ti.map_index, ti.i DESC \
+                     ON CONFLICT (dag_id, task_id, run_id, map_index) DO UPDATE SET \
+                     rendered_fields = excluded.rendered_fields, \
+                     k8s_pod_yaml = excluded.k8s_pod_yaml \
+                 ), pruned AS ( \
+                     DELETE FROM rendered_task_instance_fields r \
+                     USING (SELECT DISTINCT dag_id, task_id FROM ti) t \
+                     WHERE $2::bigint IS NOT NULL AND r.dag_id = t.dag_id AND r.task_id = t.task_id \
+                     AND NOT EXISTS (SELECT FROM kept \
+                     WHERE kept.dag_id = r.dag_id AND kept.run_id = r.run_id) \
+                 ) \
+                 SELECT m.i, EXISTS (SELECT FROM ti WHERE ti.i = m.i) AS found, \
+                 EXISTS (SELECT FROM task_instance_history h \
+                 WHERE h.task_instance_id = m.id) AS archived FROM m",
+            )
+            .bind(rows.as_str())
+            .bind(keep)
+        })
+        .await?;
+    answers
+        .iter()
+        .map(|row| {
+            let i: i32 = row.try_get("i")?;
+            let outcome = match (row.try_get::<bool, _>("found")?, row.try_get("archived")?) {
+                (true, _) => RtifOutcome::Stored,
+                (false, true) => RtifOutcome::Archived,
+                (false, false) => RtifOutcome::NotFound,
+            };
+            Ok((i as usize, outcome))
+        })
+        .collect()
+}
+
 impl Store {
     /// Stores a task instance's rendered fields (redacted), replacing earlier
     /// ones, and prunes those of older runs of its DAG.
@@ -180,7 +276,24 @@ impl Store {
         let b = self.backend;
         if let Some(lane) = &self.lane {
             let keep = self.transitions.rendered_fields_runs_to_keep;
-            return put_rendered_fields_postgres(lane, id, &redacted(fields).dumps(), keep).await;
+            let fields = redacted(fields).dumps();
+            // Alone, the write runs at once on this worker's lane; arriving
+            // while others are in flight, it joins the collector's next batch.
+            let in_flight = super::batch::InFlight::enter(&self.rtif_writes);
+            if let Some(batcher) = &self.rtif_batch
+                && in_flight.others > 0
+            {
+                let row = RtifRow {
+                    id,
+                    fields: fields.clone(),
+                    // 0 or less keeps every run: no LIMIT, no pruning.
+                    runs_to_keep: (keep > 0).then_some(keep),
+                };
+                if let Some(outcome) = batcher.submit(row).await {
+                    return Ok(outcome);
+                }
+            }
+            return put_rendered_fields_postgres(lane, id, &fields, keep).await;
         }
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(sql!(
@@ -285,5 +398,106 @@ mod tests {
             out.dumps(),
             r#"{"password": "***", "env": {"API_KEY": "***", "n": 1, "deep": [{"token": ["***", 2, null]}]}, "secret": {"a": {"b": {"c": {"d": {"e": {"f": "***"}}}}}}, "cmd": "echo"}"#
         );
+    }
+
+    /// One batch: two writes of one task instance (the later wins), another
+    /// task's, a task of a run no longer kept (answered stored, not kept, its
+    /// earlier row pruned), an unknown id.
+    #[tokio::test]
+    async fn a_batch_of_rendered_fields_answers_each_member_as_alone() {
+        use std::time::Duration;
+
+        use crate::store::NewTaskInstance;
+
+        let test = "a_batch_of_rendered_fields_answers_each_member_as_alone";
+        for store in crate::store::testing::stores(test).await {
+            let Some(batcher) = store.rtif_batch.clone() else {
+                continue;
+            };
+            let dag = format!("dag_{}", Uuid::new_v4().simple());
+            let ti = |run: &'static str, task: &'static str| {
+                let store = store.clone();
+                let dag = dag.clone();
+                async move {
+                    store
+                        .create_task_instance(&NewTaskInstance {
+                            run_id: Some(run.into()),
+                            ..NewTaskInstance::new(&dag, task)
+                        })
+                        .await
+                        .unwrap()
+                }
+            };
+            let old = ti("old", "o").await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let a = ti("new", "a").await;
+            let b = ti("new", "b").await;
+            let fields = PyJson::parse(r#"{"v": 0}"#).unwrap();
+            assert_eq!(
+                store.put_rendered_fields(old, &fields).await.unwrap(),
+                RtifOutcome::Stored
+            );
+            let row = |id: Uuid, v: i32| RtifRow {
+                id,
+                fields: format!(r#"{{"v": {v}}}"#),
+                runs_to_keep: Some(1),
+            };
+            let held = batcher.lane.hold().await;
+            let members = [
+                row(a, 1),
+                row(a, 2),
+                row(b, 3),
+                row(old, 4),
+                row(Uuid::new_v4(), 5),
+            ];
+            let n = members.len();
+            let tasks: Vec<_> = members
+                .into_iter()
+                .map(|row| {
+                    let batcher = batcher.clone();
+                    tokio::spawn(async move { batcher.submit(row).await })
+                })
+                .collect();
+            for _ in 0..500 {
+                if batcher.queued() + 1 >= n {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            drop(held);
+            let mut answers = Vec::new();
+            for task in tasks {
+                answers.push(task.await.unwrap());
+            }
+            use RtifOutcome::*;
+            assert_eq!(
+                answers,
+                [
+                    Some(Stored),
+                    Some(Stored),
+                    Some(Stored),
+                    Some(Stored),
+                    Some(NotFound)
+                ]
+            );
+            let rows: Vec<(String, String)> = sqlx::query(
+                "SELECT task_id, CAST(rendered_fields AS TEXT) FROM rendered_task_instance_fields \
+                 WHERE dag_id = $1 ORDER BY task_id",
+            )
+            .bind(&dag)
+            .fetch_all(&store.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.try_get(0).unwrap(), row.try_get(1).unwrap()))
+            .collect();
+            assert_eq!(
+                rows,
+                [
+                    ("a".to_owned(), r#"{"v": 2}"#.to_owned()),
+                    ("b".to_owned(), r#"{"v": 3}"#.to_owned())
+                ]
+            );
+        }
     }
 }

@@ -157,7 +157,7 @@ mod tests {
     ) -> Vec<XComWrite> {
         let batcher = store.xcom_batch.as_ref().unwrap();
         // Counted as in flight, so that every write goes to the collector.
-        let _busy = super::super::xcoms::InFlight::enter(&store.xcom_writes);
+        let _busy = super::super::batch::InFlight::enter(&store.xcom_writes);
         let held = batcher.lane.hold().await;
         let tasks: Vec<_> = writes
             .into_iter()

@@ -120,27 +120,6 @@ async fn set_xcom_postgres(
     })
 }
 
-/// Counts an XCom write in flight for as long as it lives.
-pub(super) struct InFlight<'a> {
-    count: &'a std::sync::atomic::AtomicUsize,
-    /// Writes in flight when this one came.
-    others: usize,
-}
-
-impl<'a> InFlight<'a> {
-    pub(super) fn enter(count: &'a std::sync::atomic::AtomicUsize) -> InFlight<'a> {
-        let others = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        InFlight { count, others }
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.count
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 impl Store {
     /// Reads an XCom's value: its JSON text as stored (`null` for SQL NULL).
     pub async fn xcom(&self, at: XComKey<'_>) -> Result<Option<String>, StoreError> {
@@ -305,7 +284,7 @@ impl Store {
         if let Some(lane) = &self.lane {
             // Alone, the write runs at once on this worker's lane; arriving
             // while others are in flight, it joins the collector's next batch.
-            let in_flight = InFlight::enter(&self.xcom_writes);
+            let in_flight = super::batch::InFlight::enter(&self.xcom_writes);
             if let Some(batcher) = &self.xcom_batch
                 && in_flight.others > 0
             {
