@@ -26,6 +26,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
@@ -57,6 +59,24 @@ pub(super) trait Batch: 'static {
     /// Writes every row with one statement on `conn`; each row's outcome by
     /// its index in `rows`.
     fn write<'a>(conn: Checkout<'a>, rows: Vec<&'a Self::Row>) -> Written<'a, Self::Outcome>;
+}
+
+/// Reads a batch statement's answer: one row per member, with the member's
+/// index `i` and the two flags named in `flags`, each member's outcome by its
+/// index.
+pub(super) fn outcomes<O>(
+    answers: &[AnyRow],
+    flags: [&str; 2],
+    outcome: impl Fn(bool, bool) -> O,
+) -> Result<HashMap<usize, O>, StoreError> {
+    answers
+        .iter()
+        .map(|row| {
+            let i: i32 = row.try_get("i")?;
+            let found = outcome(row.try_get(flags[0])?, row.try_get(flags[1])?);
+            Ok((i as usize, found))
+        })
+        .collect()
 }
 
 struct Request<B: Batch> {

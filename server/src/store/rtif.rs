@@ -251,18 +251,13 @@ async fn write_batch(
             .bind(keep)
         })
         .await?;
-    answers
-        .iter()
-        .map(|row| {
-            let i: i32 = row.try_get("i")?;
-            let outcome = match (row.try_get::<bool, _>("found")?, row.try_get("archived")?) {
-                (true, _) => RtifOutcome::Stored,
-                (false, true) => RtifOutcome::Archived,
-                (false, false) => RtifOutcome::NotFound,
-            };
-            Ok((i as usize, outcome))
-        })
-        .collect()
+    super::batch::outcomes(&answers, ["found", "archived"], |found, archived| {
+        match (found, archived) {
+            (true, _) => RtifOutcome::Stored,
+            (false, true) => RtifOutcome::Archived,
+            (false, false) => RtifOutcome::NotFound,
+        }
+    })
 }
 
 impl Store {

@@ -12,8 +12,6 @@
 
 use std::collections::HashMap;
 
-use sqlx::Row as _;
-
 use super::batch::{Batch, Written};
 use super::lane::Checkout;
 use super::sql::time_param;
@@ -124,18 +122,13 @@ async fn write(
             .bind(stamp.as_str())
         })
         .await?;
-    answers
-        .iter()
-        .map(|row| {
-            let i: i32 = row.try_get("i")?;
-            let outcome = match (row.try_get::<bool, _>("has_run")?, row.try_get("has_ti")?) {
-                (false, _) => XComWrite::NoDagRun,
-                (true, false) => XComWrite::NoTaskInstance,
-                (true, true) => XComWrite::Stored,
-            };
-            Ok((i as usize, outcome))
-        })
-        .collect()
+    super::batch::outcomes(&answers, ["has_run", "has_ti"], |has_run, has_ti| {
+        match (has_run, has_ti) {
+            (false, _) => XComWrite::NoDagRun,
+            (true, false) => XComWrite::NoTaskInstance,
+            (true, true) => XComWrite::Stored,
+        }
+    })
 }
 
 #[cfg(test)]
