@@ -1,33 +1,38 @@
-//! PostgreSQL: the group commit of single-statement writes (XComs, rendered
-//! fields).
+//! The group commit of writes (XComs, rendered fields).
 //!
-//! Such a write is one autocommitted statement, and each costs PostgreSQL a
-//! statement, a commit and a wake-up of its backend; concurrent writes of one
-//! row also wait for each other's commit on its row lock. Under concurrent
-//! writes those costs, not our CPU, bound the throughput. As the heartbeats do
-//! (see [`super::heartbeats`]), a write that arrives while another of its kind
-//! is in flight therefore goes to a *collector* that writes whatever is queued
-//! when one of its [`BATCHES_IN_FLIGHT`] batch writers is free (at most
-//! [`MAX_BATCH`]) as one statement (the [`Batch`] kind's), and answers each
-//! caller once that statement, and so its commit, succeeded: an acknowledged
-//! write is committed exactly as before. A lone write runs at once on the
-//! caller's own connection, without the hop to the collector's thread.
+//! Each such write alone is one commit, and a commit waits for the database's
+//! flush to disk (SQLite's `synchronous = FULL`, PostgreSQL's WAL flush);
+//! PostgreSQL's concurrent writes of one row also wait for each other's commit
+//! on its row lock. Under concurrent writes those costs, not our CPU, bound the
+//! throughput. As the heartbeats do (see [`super::heartbeats`]), a write that
+//! arrives while another of its kind is in flight therefore goes to a
+//! *collector* that writes whatever is queued when one of its
+//! [`BATCHES_IN_FLIGHT`] batch writers is free (at most [`MAX_BATCH`]) with
+//! one commit, and answers each caller once that commit succeeded: an
+//! acknowledged write is committed exactly as before. A lone write runs at
+//! once on the caller's own connection, without the hop to the collector's
+//! thread.
 //!
-//! The statement answers each member with the outcome it would have had alone;
-//! members that write one row are written once, the later one winning, as if
-//! they had run one after the other. A batch whose statement fails answers
-//! `None` to every member, who then writes alone and gets its own answer or
-//! error: one member can never fail the others. The collector runs on its own
-//! thread and runtime with connections of its own (a [`Lane`]); if it is gone,
-//! callers write alone.
-
+//! On PostgreSQL a batch is one autocommitted statement (the [`Batch`] kind's
+//! [`Batch::write`]) on connections of the collector's own (a [`Lane`]). On
+//! SQLite it is one `BEGIN IMMEDIATE ... COMMIT` on the store's one writer
+//! connection, in which the kind's [`Batch::write_sqlite`] runs each member's
+//! statements in turn.
+//!
+//! Each member is answered with the outcome it would have had alone; members
+//! that write one row are written once, the later one winning, as if they had
+//! run one after the other. A batch that fails (its statement, any member's
+//! statement on SQLite, the commit) is rolled back and answers `None` to every
+//! member, who then writes alone and gets its own answer or error: one member
+//! can never fail the others. The collector runs on its own thread and
+//! runtime; if it is gone, callers write alone.
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use sqlx::Row as _;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row as _};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
@@ -51,14 +56,92 @@ pub(super) type Written<'a, O> =
 /// A kind of write the collector batches.
 pub(super) trait Batch: 'static {
     /// One write, owned (it crosses to the collector's thread).
-    type Row: Send + 'static;
+    type Row: Send + Sync + 'static;
     /// What a write found.
     type Outcome: Copy + Send + 'static;
     /// The collector thread's name.
     const THREAD: &'static str;
-    /// Writes every row with one statement on `conn`; each row's outcome by
-    /// its index in `rows`.
+    /// PostgreSQL: writes every row with one statement on `conn`; each row's
+    /// outcome by its index in `rows`.
     fn write<'a>(conn: Checkout<'a>, rows: Vec<&'a Self::Row>) -> Written<'a, Self::Outcome>;
+    /// SQLite: writes every row on `conn`, inside the batch's transaction
+    /// (which the collector commits, or rolls back if this fails); each row's
+    /// outcome by its index in `rows`.
+    fn write_sqlite<'a>(
+        conn: &'a mut AnyConnection,
+        rows: Vec<&'a Self::Row>,
+    ) -> Written<'a, Self::Outcome>;
+}
+
+/// What a collector writes through.
+#[derive(Clone, Debug)]
+pub(super) enum Writer {
+    /// SQLite: the single writer connection, shared with every other write.
+    Sqlite(AnyPool),
+    /// PostgreSQL: a [`Lane`] of its own (no pings around a batch), opened
+    /// lazily so that the collector's runtime serves its sockets.
+    Postgres(Arc<Lane>),
+}
+
+/// What [`Writer::hold`] holds (the tests).
+#[cfg(test)]
+#[allow(dead_code)] // held only to be dropped
+pub(super) enum Holding {
+    Pool(Vec<sqlx::pool::PoolConnection<sqlx::Any>>),
+    Lane(tokio::sync::OwnedSemaphorePermit),
+}
+
+#[cfg(test)]
+impl Writer {
+    /// Every connection this writer could write with, held until the
+    /// answer is dropped: the SQLite writer, or the whole PostgreSQL lane.
+    pub(super) async fn hold(&self) -> Holding {
+        match self {
+            Writer::Sqlite(pool) => {
+                let mut held = Vec::new();
+                for _ in 0..pool.options().get_max_connections() {
+                    held.push(pool.acquire().await.unwrap());
+                }
+                Holding::Pool(held)
+            }
+            Writer::Postgres(lane) => Holding::Lane(lane.hold().await),
+        }
+    }
+}
+
+/// A batch writer's hold on the database, taken before the batch forms.
+enum Held<'a> {
+    /// PostgreSQL: a connection for the batch statement.
+    Statement(Checkout<'a>),
+    /// SQLite: the write lock (`BEGIN IMMEDIATE`).
+    Transaction(sqlx::Transaction<'static, sqlx::Any>),
+}
+
+impl Writer {
+    async fn claim(&self) -> Result<Held<'_>, StoreError> {
+        Ok(match self {
+            Writer::Postgres(lane) => Held::Statement(lane.checkout().await?),
+            Writer::Sqlite(pool) => Held::Transaction(pool.begin_with("BEGIN IMMEDIATE").await?),
+        })
+    }
+}
+
+impl Held<'_> {
+    /// Writes the batch and commits it.
+    async fn write<B: Batch>(
+        self,
+        rows: Vec<&B::Row>,
+    ) -> Result<HashMap<usize, B::Outcome>, StoreError> {
+        match self {
+            Held::Statement(conn) => B::write(conn, rows).await,
+            Held::Transaction(mut tx) => {
+                // An error drops `tx`, which rolls it back.
+                let outcomes = B::write_sqlite(&mut tx, rows).await?;
+                tx.commit().await?;
+                Ok(outcomes)
+            }
+        }
+    }
 }
 
 /// Reads a batch statement's answer: one row per member, with the member's
@@ -87,9 +170,9 @@ struct Request<B: Batch> {
 /// The handle on a collector: cheap to clone, one per store.
 pub(super) struct Batcher<B: Batch> {
     queue: mpsc::Sender<Request<B>>,
-    /// The collector's connections (held by the tests).
+    /// What the collector writes through (held by the tests).
     #[cfg(test)]
-    pub(super) lane: Arc<Lane>,
+    pub(super) writer: Writer,
 }
 
 impl<B: Batch> Clone for Batcher<B> {
@@ -97,7 +180,7 @@ impl<B: Batch> Clone for Batcher<B> {
         Batcher {
             queue: self.queue.clone(),
             #[cfg(test)]
-            lane: Arc::clone(&self.lane),
+            writer: self.writer.clone(),
         }
     }
 }
@@ -111,12 +194,12 @@ impl<B: Batch> std::fmt::Debug for Batcher<B> {
 }
 
 impl<B: Batch> Batcher<B> {
-    /// Starts the collector writing through `lane` on a thread of its own;
+    /// Starts the collector writing through `writer` on a thread of its own;
     /// `None` if the thread cannot start (writes then go alone).
-    pub(super) fn start(lane: Arc<Lane>) -> Option<Batcher<B>> {
+    pub(super) fn start(writer: Writer) -> Option<Batcher<B>> {
         let (queue, requests) = mpsc::channel(QUEUE_CAPACITY);
         #[cfg(test)]
-        let held = Arc::clone(&lane);
+        let held = writer.clone();
         let spawned = std::thread::Builder::new()
             .name(B::THREAD.into())
             .spawn(move || {
@@ -130,13 +213,13 @@ impl<B: Batch> Batcher<B> {
                         return;
                     }
                 };
-                runtime.block_on(collect::<B>(lane, requests));
+                runtime.block_on(collect::<B>(writer, requests));
             });
         match spawned {
             Ok(_) => Some(Batcher {
                 queue,
                 #[cfg(test)]
-                lane: held,
+                writer: held,
             }),
             Err(e) => {
                 tracing::warn!(error = %e, thread = B::THREAD, "group commit disabled: no thread");
@@ -162,12 +245,12 @@ impl<B: Batch> Batcher<B> {
 
 /// The collector: [`BATCHES_IN_FLIGHT`] batch writers taking turns at the
 /// queue, until every store handle is dropped.
-async fn collect<B: Batch>(lane: Arc<Lane>, requests: mpsc::Receiver<Request<B>>) {
+async fn collect<B: Batch>(writer: Writer, requests: mpsc::Receiver<Request<B>>) {
     let requests = Arc::new(tokio::sync::Mutex::new(requests));
     let writers: Vec<_> = (0..BATCHES_IN_FLIGHT)
         .map(|_| {
-            let (lane, requests) = (Arc::clone(&lane), Arc::clone(&requests));
-            tokio::spawn(async move { write_batches::<B>(&lane, &requests).await })
+            let (writer, requests) = (writer.clone(), Arc::clone(&requests));
+            tokio::spawn(async move { write_batches::<B>(&writer, &requests).await })
         })
         .collect();
     for writer in writers {
@@ -175,21 +258,23 @@ async fn collect<B: Batch>(lane: Arc<Lane>, requests: mpsc::Receiver<Request<B>>
     }
 }
 
-/// One batch writer: takes the queue, a connection and whatever is queued,
-/// lets go of the queue, writes, answers; again.
+/// One batch writer: takes the queue, a connection (on SQLite, the write
+/// lock) and whatever is queued, lets go of the queue, writes, answers; again.
+/// On SQLite the second batch writer waits at the one writer connection with
+/// the queue in hand, so the writes queued meanwhile join its batch.
 async fn write_batches<B: Batch>(
-    lane: &Lane,
+    writer: &Writer,
     requests: &tokio::sync::Mutex<mpsc::Receiver<Request<B>>>,
 ) {
     loop {
-        let (conn, mut members) = {
+        let (held, mut members) = {
             let mut queue = requests.lock().await;
             let Some(first) = queue.recv().await else {
                 return;
             };
             // A connection in hand first: writes queued meanwhile join this batch.
-            let conn = match lane.checkout().await {
-                Ok(conn) => conn,
+            let held = match writer.claim().await {
+                Ok(held) => held,
                 Err(e) => {
                     tracing::debug!(error = %e, thread = B::THREAD, "no connection, members write alone");
                     continue;
@@ -202,7 +287,7 @@ async fn write_batches<B: Batch>(
                     Err(_) => break,
                 }
             }
-            (conn, members)
+            (held, members)
         };
         // A cancelled caller is not written: nobody would hear the answer.
         members.retain(|request| !request.reply.is_closed());
@@ -210,7 +295,7 @@ async fn write_batches<B: Batch>(
             continue;
         }
         let rows = members.iter().map(|request| &request.row).collect();
-        match B::write(conn, rows).await {
+        match held.write::<B>(rows).await {
             Ok(outcomes) => {
                 for (i, request) in members.into_iter().enumerate() {
                     let _ = request.reply.send(outcomes.get(&i).copied());

@@ -79,6 +79,7 @@ use sqlx::{AnyConnection, AnyPool, Row as _};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+pub(super) use super::batch::Writer;
 use super::lane::{Checkout, Lane};
 use super::sql::{Backend, parse_uuid, sql, time_param, uuid_param};
 use super::task_instances::{ti_columns, ti_from_row};
@@ -136,16 +137,6 @@ pub(super) struct HeartbeatBatcher {
     /// What the collector writes through (held by the tests).
     #[cfg(test)]
     writer: Writer,
-}
-
-/// What the collector writes through.
-#[derive(Clone, Debug)]
-pub(super) enum Writer {
-    /// SQLite: the single writer connection, shared with every other write.
-    Sqlite(AnyPool),
-    /// PostgreSQL: a [`Lane`] of its own (no pings around a batch), opened
-    /// lazily so that the collector's runtime serves its sockets.
-    Postgres(Arc<Lane>),
 }
 
 impl HeartbeatBatcher {
@@ -706,26 +697,10 @@ mod tests {
         );
     }
 
-    /// What [`hold_writer`] holds.
-    #[allow(dead_code)] // held only to be dropped
-    enum Held {
-        Pool(Vec<sqlx::pool::PoolConnection<sqlx::Any>>),
-        Lane(tokio::sync::OwnedSemaphorePermit),
-    }
-
     /// Every connection the collector could write with, held: the SQLite
     /// writer, or the collector's whole PostgreSQL lane.
-    async fn hold_writer(store: &Store) -> Held {
-        match &store.heartbeats.as_ref().unwrap().writer {
-            Writer::Sqlite(pool) => {
-                let mut held = Vec::new();
-                for _ in 0..pool.options().get_max_connections() {
-                    held.push(pool.acquire().await.unwrap());
-                }
-                Held::Pool(held)
-            }
-            Writer::Postgres(lane) => Held::Lane(lane.hold().await),
-        }
+    async fn hold_writer(store: &Store) -> crate::store::batch::Holding {
+        store.heartbeats.as_ref().unwrap().writer.hold().await
     }
 
     /// Sends every heartbeat at once, each from its own task, and returns the

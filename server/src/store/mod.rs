@@ -252,13 +252,13 @@ pub struct Store {
     /// The group commit of heartbeats (see [`heartbeats`]); `None` when it
     /// could not start.
     heartbeats: Option<heartbeats::HeartbeatBatcher>,
-    /// On PostgreSQL, the group commit of XCom writes made while others are
-    /// in flight (see [`xcom_batch`]); `None` on SQLite.
+    /// The group commit of XCom writes made while others are in flight (see
+    /// [`batch`]); `None` when it could not start.
     xcom_batch: Option<batch::Batcher<xcom_batch::XComBatch>>,
     /// XCom writes in flight in this process (with the store's clones).
     xcom_writes: Arc<std::sync::atomic::AtomicUsize>,
-    /// On PostgreSQL, the group commit of rendered-fields writes made while
-    /// others are in flight; `None` on SQLite.
+    /// The group commit of rendered-fields writes made while others are in
+    /// flight; `None` when it could not start.
     rtif_batch: Option<batch::Batcher<rtif::RtifBatch>>,
     /// Rendered-fields writes in flight in this process.
     rtif_writes: Arc<std::sync::atomic::AtomicUsize>,
@@ -383,24 +383,23 @@ impl Store {
         if detected == DatabaseKind::Empty {
             store.kind = store.create_embedded().await?;
         }
-        let heartbeat_writer = match &store.write_lane {
-            Some(_) => heartbeats::Writer::Postgres(Arc::new(lane::Lane::new(
+        // Each collector on PostgreSQL has connections of its own; on SQLite
+        // they all write through the one writer connection.
+        let writer = |connections| match &store.write_lane {
+            Some(_) => batch::Writer::Postgres(Arc::new(lane::Lane::new(
                 AnyConnectOptions::clone(&store.options),
-                HEARTBEAT_CONNECTIONS,
+                connections,
             ))),
-            None => heartbeats::Writer::Sqlite(store.writer.clone()),
+            None => batch::Writer::Sqlite(store.writer.clone()),
         };
-        store.heartbeats = heartbeats::HeartbeatBatcher::start(heartbeat_writer);
-        if store.write_lane.is_some() {
-            store.xcom_batch = batch::Batcher::start(Arc::new(lane::Lane::new(
-                AnyConnectOptions::clone(&store.options),
-                batch::BATCHES_IN_FLIGHT,
-            )));
-            store.rtif_batch = batch::Batcher::start(Arc::new(lane::Lane::new(
-                AnyConnectOptions::clone(&store.options),
-                batch::BATCHES_IN_FLIGHT,
-            )));
-        }
+        let (heartbeats, xcoms, rtif) = (
+            writer(HEARTBEAT_CONNECTIONS),
+            writer(batch::BATCHES_IN_FLIGHT),
+            writer(batch::BATCHES_IN_FLIGHT),
+        );
+        store.heartbeats = heartbeats::HeartbeatBatcher::start(heartbeats);
+        store.xcom_batch = batch::Batcher::start(xcoms);
+        store.rtif_batch = batch::Batcher::start(rtif);
         Ok(store)
     }
 

@@ -7,7 +7,7 @@ use sqlx::Row as _;
 use uuid::Uuid;
 
 use super::pyjson::PyJson;
-use super::sql::{sql, uuid_param};
+use super::sql::uuid_param;
 use super::{Store, StoreError};
 
 /// Airflow's `DEFAULT_SENSITIVE_FIELDS`: a key containing one of these (after
@@ -196,6 +196,13 @@ impl super::batch::Batch for RtifBatch {
     ) -> super::batch::Written<'a, RtifOutcome> {
         Box::pin(write_batch(conn, rows))
     }
+
+    fn write_sqlite<'a>(
+        conn: &'a mut sqlx::AnyConnection,
+        rows: Vec<&'a RtifRow>,
+    ) -> super::batch::Written<'a, RtifOutcome> {
+        Box::pin(write_batch_sqlite(conn, rows))
+    }
 }
 
 async fn write_batch(
@@ -268,88 +275,137 @@ impl Store {
         id: Uuid,
         fields: &PyJson,
     ) -> Result<RtifOutcome, StoreError> {
-        let b = self.backend;
-        if let Some(lane) = &self.lane {
-            let keep = self.transitions.rendered_fields_runs_to_keep;
-            let fields = redacted(fields).dumps();
-            // Alone, the write runs at once on this worker's lane; arriving
-            // while others are in flight, it joins the collector's next batch.
-            let in_flight = super::batch::InFlight::enter(&self.rtif_writes);
-            if let Some(batcher) = &self.rtif_batch
-                && in_flight.others > 0
-            {
-                let row = RtifRow {
-                    id,
-                    fields: fields.clone(),
-                    // 0 or less keeps every run: no LIMIT, no pruning.
-                    runs_to_keep: (keep > 0).then_some(keep),
-                };
-                if let Some(outcome) = batcher.submit(row).await {
-                    return Ok(outcome);
-                }
+        let keep = self.transitions.rendered_fields_runs_to_keep;
+        // 0 or less keeps every run: no LIMIT, no pruning.
+        let runs_to_keep = (keep > 0).then_some(keep);
+        let fields = redacted(fields).dumps();
+        // Alone, the write runs at once on this worker's connection; arriving
+        // while others are in flight, it joins the collector's next batch.
+        let in_flight = super::batch::InFlight::enter(&self.rtif_writes);
+        if let Some(batcher) = &self.rtif_batch
+            && in_flight.others > 0
+        {
+            let row = RtifRow {
+                id,
+                fields: fields.clone(),
+                runs_to_keep,
+            };
+            if let Some(outcome) = batcher.submit(row).await {
+                return Ok(outcome);
             }
+        }
+        if let Some(lane) = &self.lane {
             return put_rendered_fields_postgres(lane, id, &fields, keep).await;
         }
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query(sql!(
-            b,
-            "SELECT dag_id, task_id, run_id, map_index FROM task_instance WHERE id = $1::uuid"
-        ))
-        .bind(uuid_param(id))
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            let archived: i64 = sqlx::query(sql!(
-                b,
-                "SELECT COUNT(task_instance_id) FROM task_instance_history \
-                 WHERE task_instance_id = $1::uuid"
-            ))
-            .bind(uuid_param(id))
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-            tx.rollback().await?;
-            return Ok(if archived > 0 {
-                RtifOutcome::Archived
-            } else {
-                RtifOutcome::NotFound
-            });
+        let outcome = match store_rendered_fields_sqlite(&mut tx, id, &fields).await? {
+            Some((dag_id, task_id)) => {
+                if let Some(keep) = runs_to_keep {
+                    prune_rendered_fields_sqlite(&mut tx, &dag_id, &task_id, keep).await?;
+                }
+                RtifOutcome::Stored
+            }
+            None => not_stored_sqlite(&mut tx, id).await?,
         };
-        let dag_id: String = row.try_get("dag_id")?;
-        let task_id: String = row.try_get("task_id")?;
-        let run_id: String = row.try_get("run_id")?;
-        let map_index: i64 = row.try_get("map_index")?;
-        let redacted = redacted(fields);
-        sqlx::query(sql!(
-            b,
-            "INSERT INTO rendered_task_instance_fields \
-             (dag_id, task_id, run_id, map_index, rendered_fields, k8s_pod_yaml) \
-             VALUES ($1, $2, $3, $4, $5::json, 'null'::json) \
-             ON CONFLICT (dag_id, task_id, run_id, map_index) DO UPDATE SET \
-             rendered_fields = excluded.rendered_fields, k8s_pod_yaml = excluded.k8s_pod_yaml"
-        ))
-        .bind(&dag_id)
-        .bind(&task_id)
-        .bind(&run_id)
-        .bind(map_index)
-        .bind(redacted.dumps())
-        .execute(&mut *tx)
-        .await?;
-        if self.transitions.rendered_fields_runs_to_keep > 0 {
-            sqlx::query(
-                "DELETE FROM rendered_task_instance_fields WHERE dag_id = $1 AND task_id = $2 \
-                 AND run_id NOT IN (SELECT run_id FROM dag_run WHERE dag_id = $1 \
-                 ORDER BY run_after DESC LIMIT $3)",
-            )
-            .bind(&dag_id)
-            .bind(&task_id)
-            .bind(self.transitions.rendered_fields_runs_to_keep)
-            .execute(&mut *tx)
-            .await?;
-        }
         tx.commit().await?;
-        Ok(RtifOutcome::Stored)
+        Ok(outcome)
     }
+}
+
+/// SQLite: upserts a task instance's rendered fields (`fields`, redacted JSON
+/// text) in one statement; the task instance's DAG and task, `None` if there
+/// is no such task instance.
+async fn store_rendered_fields_sqlite(
+    conn: &mut sqlx::AnyConnection,
+    id: Uuid,
+    fields: &str,
+) -> Result<Option<(String, String)>, StoreError> {
+    // (`WHERE` before `ON CONFLICT` is also what tells SQLite's parser the
+    // upsert from a join constraint.)
+    let row = sqlx::query(
+        "INSERT INTO rendered_task_instance_fields \
+         (dag_id, task_id, run_id, map_index, rendered_fields, k8s_pod_yaml) \
+         SELECT dag_id, task_id, run_id, map_index, $2, 'null' FROM task_instance \
+         WHERE id = $1 \
+         ON CONFLICT (dag_id, task_id, run_id, map_index) DO UPDATE SET \
+         rendered_fields = excluded.rendered_fields, k8s_pod_yaml = excluded.k8s_pod_yaml \
+         RETURNING dag_id, task_id",
+    )
+    .bind(uuid_param(id))
+    .bind(fields)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .transpose()
+}
+
+/// SQLite: deletes a task's rendered fields of the runs of its DAG older than
+/// the newest `keep`.
+async fn prune_rendered_fields_sqlite(
+    conn: &mut sqlx::AnyConnection,
+    dag_id: &str,
+    task_id: &str,
+    keep: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "DELETE FROM rendered_task_instance_fields WHERE dag_id = $1 AND task_id = $2 \
+         AND run_id NOT IN (SELECT run_id FROM dag_run WHERE dag_id = $1 \
+         ORDER BY run_after DESC LIMIT $3)",
+    )
+    .bind(dag_id)
+    .bind(task_id)
+    .bind(keep)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// SQLite: why a task instance's rendered fields were not stored: its try
+/// was archived (retried: Airflow's 410), or there is no such id.
+async fn not_stored_sqlite(
+    conn: &mut sqlx::AnyConnection,
+    id: Uuid,
+) -> Result<RtifOutcome, StoreError> {
+    let archived: i64 = sqlx::query(
+        "SELECT EXISTS (SELECT 1 FROM task_instance_history WHERE task_instance_id = $1)",
+    )
+    .bind(uuid_param(id))
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get(0)?;
+    Ok(if archived != 0 {
+        RtifOutcome::Archived
+    } else {
+        RtifOutcome::NotFound
+    })
+}
+
+/// SQLite: a batch's members one after the other in its transaction, each
+/// DAG's task pruned once after them all (which leaves the rows pruning after
+/// each would have).
+async fn write_batch_sqlite(
+    conn: &mut sqlx::AnyConnection,
+    members: Vec<&RtifRow>,
+) -> Result<std::collections::HashMap<usize, RtifOutcome>, StoreError> {
+    let mut outcomes = std::collections::HashMap::with_capacity(members.len());
+    let mut tasks = std::collections::BTreeSet::new();
+    for (i, row) in members.iter().enumerate() {
+        let outcome = match store_rendered_fields_sqlite(conn, row.id, &row.fields).await? {
+            Some(task) => {
+                tasks.insert(task);
+                RtifOutcome::Stored
+            }
+            None => not_stored_sqlite(conn, row.id).await?,
+        };
+        outcomes.insert(i, outcome);
+    }
+    // One store, one setting: every member carries the same.
+    if let Some(keep) = members.first().and_then(|row| row.runs_to_keep) {
+        for (dag_id, task_id) in &tasks {
+            prune_rendered_fields_sqlite(conn, dag_id, task_id, keep).await?;
+        }
+    }
+    Ok(outcomes)
 }
 
 #[cfg(test)]
@@ -406,9 +462,7 @@ mod tests {
 
         let test = "a_batch_of_rendered_fields_answers_each_member_as_alone";
         for store in crate::store::testing::stores(test).await {
-            let Some(batcher) = store.rtif_batch.clone() else {
-                continue;
-            };
+            let batcher = store.rtif_batch.clone().expect("the collector runs");
             let dag = format!("dag_{}", Uuid::new_v4().simple());
             let ti = |run: &'static str, task: &'static str| {
                 let store = store.clone();
@@ -437,7 +491,7 @@ mod tests {
                 fields: format!(r#"{{"v": {v}}}"#),
                 runs_to_keep: Some(1),
             };
-            let held = batcher.lane.hold().await;
+            let held = batcher.writer.hold().await;
             let members = [
                 row(a, 1),
                 row(a, 2),

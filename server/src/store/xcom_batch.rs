@@ -1,6 +1,7 @@
-//! PostgreSQL: the group commit of XCom writes (see [`super::batch`]).
+//! The group commit of XCom writes (see [`super::batch`]).
 //!
-//! The batch statement is the single write's over every member at once (the
+//! On SQLite each member runs the single write's statement in the batch's
+//! transaction, in arrival order. On PostgreSQL the batch statement is the single write's over every member at once (the
 //! members passed as one JSON parameter, `json_to_recordset`): each member's
 //! DAG run and task instance are looked up, its `task_map` row merged when it
 //! records a `mapped_length`, its XCom upserted on the primary key, and the
@@ -14,8 +15,10 @@ use std::collections::HashMap;
 
 use super::batch::{Batch, Written};
 use super::lane::Checkout;
-use super::sql::time_param;
-use super::xcoms::XComWrite;
+use sqlx::AnyConnection;
+
+use super::sql::{Backend, time_param};
+use super::xcoms::{XComKey, XComWrite, set_xcom_sqlite};
 use super::{StoreError, now};
 
 /// One XCom write, owned (it crosses to the collector's thread).
@@ -33,10 +36,20 @@ pub(super) struct XComRow {
 }
 
 impl XComRow {
-    /// Whether the batch statement can take it: PostgreSQL's `jsonb` refuses
-    /// the NUL character, which the single statement reports on its own.
-    pub(super) fn batchable(&self) -> bool {
-        !self.value.contains("\\u0000")
+    /// Whether a batch can take it: PostgreSQL's `jsonb` refuses the NUL
+    /// character, which the single statement reports on its own.
+    pub(super) fn batchable(&self, backend: Backend) -> bool {
+        backend == Backend::Sqlite || !self.value.contains("\\u0000")
+    }
+
+    fn key(&self) -> XComKey<'_> {
+        XComKey {
+            dag_id: &self.dag_id,
+            run_id: &self.run_id,
+            task_id: &self.task_id,
+            key: &self.key,
+            map_index: self.map_index,
+        }
     }
 }
 
@@ -50,6 +63,29 @@ impl Batch for XComBatch {
 
     fn write<'a>(conn: Checkout<'a>, rows: Vec<&'a XComRow>) -> Written<'a, XComWrite> {
         Box::pin(write(conn, rows))
+    }
+
+    fn write_sqlite<'a>(
+        conn: &'a mut AnyConnection,
+        rows: Vec<&'a XComRow>,
+    ) -> Written<'a, XComWrite> {
+        Box::pin(async move {
+            let stamp = time_param(now());
+            let mut outcomes = HashMap::with_capacity(rows.len());
+            for (i, row) in rows.into_iter().enumerate() {
+                let outcome = set_xcom_sqlite(
+                    conn,
+                    row.key(),
+                    &row.value,
+                    row.dag_result,
+                    row.mapped_length,
+                    &stamp,
+                )
+                .await?;
+                outcomes.insert(i, outcome);
+            }
+            Ok(outcomes)
+        })
     }
 }
 
@@ -137,6 +173,7 @@ mod tests {
 
     use sqlx::Row as _;
 
+    use crate::store::sql::Backend;
     use crate::store::testing::stores;
     use crate::store::xcoms::{TaskMapLength, XComKey, XComWrite};
     use crate::store::{NewTaskInstance, Store};
@@ -151,7 +188,7 @@ mod tests {
         let batcher = store.xcom_batch.as_ref().unwrap();
         // Counted as in flight, so that every write goes to the collector.
         let _busy = super::super::batch::InFlight::enter(&store.xcom_writes);
-        let held = batcher.lane.hold().await;
+        let held = batcher.writer.hold().await;
         let tasks: Vec<_> = writes
             .into_iter()
             .map(|(dag, run, task, map_index, value, length)| {
@@ -205,9 +242,6 @@ mod tests {
     #[tokio::test]
     async fn a_batch_answers_each_member_as_alone() {
         for store in stores("a_batch_answers_each_member_as_alone").await {
-            if store.xcom_batch.is_none() {
-                continue;
-            }
             let dag = format!("dag_{}", uuid::Uuid::new_v4().simple());
             for (task, map_index) in [("a", -1), ("b", -1), ("m", 0), ("m", 1)] {
                 store
@@ -233,7 +267,9 @@ mod tests {
                 &store,
                 vec![
                     w("a", "r", -1, r#"{"first": 1}"#, None),
-                    w("b", "r", -1, "18446744073709551616", Some(3)),
+                    // In a list: a bare number in SQLite's `JSON` column (NUMERIC
+                    // affinity) is stored as a number, as Airflow's own writes are.
+                    w("b", "r", -1, "[18446744073709551616]", Some(3)),
                     w("a", "r", -1, r#"{"second": 2}"#, None),
                     w("m", "r", 0, "[0]", None),
                     w("m", "r", 1, "[1]", None),
@@ -261,7 +297,7 @@ mod tests {
             );
             assert_eq!(
                 value(&store, &dag, "b", -1).await.as_deref(),
-                Some("18446744073709551616")
+                Some("[18446744073709551616]")
             );
             assert_eq!(value(&store, &dag, "m", 1).await.as_deref(), Some("[1]"));
             let length: i64 = sqlx::query(
@@ -285,15 +321,12 @@ mod tests {
         }
     }
 
-    /// A batch whose statement fails (a number `jsonb` cannot hold): every
-    /// member writes alone and gets its own answer; a value with a NUL escape
-    /// never joins a batch.
+    /// A batch that fails (a member's negative mapped length, which
+    /// `task_map`'s check refuses): every member writes alone and gets its own
+    /// answer; on PostgreSQL a value with a NUL escape never joins a batch.
     #[tokio::test]
     async fn a_failed_batch_lets_each_member_write_alone() {
         for store in stores("a_failed_batch_lets_each_member_write_alone").await {
-            if store.xcom_batch.is_none() {
-                continue;
-            }
             let dag = format!("dag_{}", uuid::Uuid::new_v4().simple());
             for task in ["a", "b", "c"] {
                 store
@@ -304,7 +337,7 @@ mod tests {
                     .await
                     .unwrap();
             }
-            let row = |task: &str, value: &str| super::XComRow {
+            let row = |task: &str, value: &str, length: Option<i64>| super::XComRow {
                 dag_id: dag.clone(),
                 run_id: "r".into(),
                 task_id: task.into(),
@@ -312,19 +345,20 @@ mod tests {
                 key: "k".into(),
                 value: value.into(),
                 dag_result: false,
-                mapped_length: None,
+                mapped_length: length,
             };
-            assert!(!row("a", r#""\u0000""#).batchable());
-            assert!(row("a", r#""\u0001""#).batchable());
+            assert!(!row("a", r#""\u0000""#, None).batchable(Backend::Postgres));
+            assert!(row("a", r#""\u0001""#, None).batchable(Backend::Postgres));
+            assert!(row("a", r#""\u0000""#, None).batchable(Backend::Sqlite));
             let batcher = store.xcom_batch.clone().unwrap();
-            let held = batcher.lane.hold().await;
+            let held = batcher.writer.hold().await;
             let submit = |row: super::XComRow| {
                 let batcher = batcher.clone();
                 tokio::spawn(async move { batcher.submit(row).await })
             };
-            let good = submit(row("a", "1"));
-            let bad = submit(row("b", "1e1000000"));
-            let other = submit(row("c", "3"));
+            let good = submit(row("a", "1", None));
+            let bad = submit(row("b", "2", Some(-1)));
+            let other = submit(row("c", "3", None));
             for _ in 0..500 {
                 if batcher.queued() >= 2 {
                     break;
@@ -351,11 +385,12 @@ mod tests {
             );
             assert!(
                 store
-                    .set_xcom(at("b"), "1e1000000", false, None)
+                    .set_xcom(at("b"), "2", false, Some(TaskMapLength(-1)))
                     .await
                     .is_err()
             );
             assert_eq!(value(&store, &dag, "a", -1).await.as_deref(), Some("1"));
+            assert_eq!(value(&store, &dag, "b", -1).await, None);
         }
     }
 }

@@ -120,6 +120,77 @@ async fn set_xcom_postgres(
     })
 }
 
+/// [`Store::set_xcom`] on SQLite, on `conn` in a write transaction (alone,
+/// or one member of a batch: [`super::xcom_batch`]). The XCom is upserted on
+/// its primary key (the DAG run's id stands for `dag_id` and `run_id`) where
+/// its run and task instance exist, which leaves the same row as Airflow's
+/// delete and insert; one statement, and the lookups that tell a missing run
+/// from a missing task instance only when nothing was written.
+pub(super) async fn set_xcom_sqlite(
+    conn: &mut sqlx::AnyConnection,
+    at: XComKey<'_>,
+    value: &str,
+    dag_result: bool,
+    mapped_length: Option<i64>,
+    stamp: &str,
+) -> Result<XComWrite, StoreError> {
+    if let Some(length) = mapped_length {
+        // `session.merge(TaskMap(...))`: one row per task instance.
+        sqlx::query(
+            "INSERT INTO task_map (dag_id, task_id, run_id, map_index, length, keys) \
+             SELECT $1, $2, $3, $4, $5, 'null' \
+             WHERE EXISTS (SELECT 1 FROM task_instance WHERE dag_id = $1 AND run_id = $3 \
+             AND task_id = $2 AND map_index = $4) \
+             ON CONFLICT (dag_id, task_id, run_id, map_index) \
+             DO UPDATE SET length = excluded.length, keys = excluded.keys",
+        )
+        .bind(at.dag_id)
+        .bind(at.task_id)
+        .bind(at.run_id)
+        .bind(at.map_index)
+        .bind(length)
+        .execute(&mut *conn)
+        .await?;
+    }
+    // (`WHERE` before `ON CONFLICT` is also what tells SQLite's parser the
+    // upsert from a join constraint.)
+    let written = sqlx::query(
+        "INSERT INTO xcom (dag_run_id, task_id, map_index, key, dag_id, run_id, value, \
+         timestamp, dag_result) \
+         SELECT dag_run.id, $3, $4, $5, $1, $2, $6, $7, $8 FROM dag_run \
+         WHERE dag_run.dag_id = $1 AND dag_run.run_id = $2 \
+         AND EXISTS (SELECT 1 FROM task_instance WHERE dag_id = $1 AND run_id = $2 \
+         AND task_id = $3 AND map_index = $4) \
+         ON CONFLICT (dag_run_id, task_id, map_index, key) DO UPDATE SET \
+         dag_id = excluded.dag_id, run_id = excluded.run_id, value = excluded.value, \
+         timestamp = excluded.timestamp, dag_result = excluded.dag_result",
+    )
+    .bind(at.dag_id)
+    .bind(at.run_id)
+    .bind(at.task_id)
+    .bind(at.map_index)
+    .bind(at.key)
+    .bind(value)
+    .bind(stamp)
+    .bind(dag_result)
+    .execute(&mut *conn)
+    .await?;
+    if written.rows_affected() > 0 {
+        return Ok(XComWrite::Stored);
+    }
+    let row =
+        sqlx::query("SELECT EXISTS (SELECT 1 FROM dag_run WHERE dag_id = $1 AND run_id = $2)")
+            .bind(at.dag_id)
+            .bind(at.run_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(if row.try_get::<i64, _>(0)? != 0 {
+        XComWrite::NoTaskInstance
+    } else {
+        XComWrite::NoDagRun
+    })
+}
+
 impl Store {
     /// Reads an XCom's value: its JSON text as stored (`null` for SQL NULL).
     pub async fn xcom(&self, at: XComKey<'_>) -> Result<Option<String>, StoreError> {
@@ -280,110 +351,37 @@ impl Store {
         dag_result: bool,
         mapped_length: Option<TaskMapLength>,
     ) -> Result<XComWrite, StoreError> {
-        let b = self.backend;
-        if let Some(lane) = &self.lane {
-            // Alone, the write runs at once on this worker's lane; arriving
-            // while others are in flight, it joins the collector's next batch.
-            let in_flight = super::batch::InFlight::enter(&self.xcom_writes);
-            if let Some(batcher) = &self.xcom_batch
-                && in_flight.others > 0
+        let length = mapped_length.map(|TaskMapLength(length)| length);
+        // Alone, the write runs at once on this worker's connection; arriving
+        // while others are in flight, it joins the collector's next batch.
+        let in_flight = super::batch::InFlight::enter(&self.xcom_writes);
+        if let Some(batcher) = &self.xcom_batch
+            && in_flight.others > 0
+        {
+            let row = super::xcom_batch::XComRow {
+                dag_id: at.dag_id.to_owned(),
+                run_id: at.run_id.to_owned(),
+                task_id: at.task_id.to_owned(),
+                map_index: at.map_index,
+                key: at.key.to_owned(),
+                value: value.to_owned(),
+                dag_result,
+                mapped_length: length,
+            };
+            if row.batchable(self.backend)
+                && let Some(outcome) = batcher.submit(row).await
             {
-                let row = super::xcom_batch::XComRow {
-                    dag_id: at.dag_id.to_owned(),
-                    run_id: at.run_id.to_owned(),
-                    task_id: at.task_id.to_owned(),
-                    map_index: at.map_index,
-                    key: at.key.to_owned(),
-                    value: value.to_owned(),
-                    dag_result,
-                    mapped_length: mapped_length.map(|TaskMapLength(length)| length),
-                };
-                if row.batchable()
-                    && let Some(outcome) = batcher.submit(row).await
-                {
-                    return Ok(outcome);
-                }
+                return Ok(outcome);
             }
+        }
+        if let Some(lane) = &self.lane {
             return set_xcom_postgres(lane, at, value, dag_result, mapped_length).await;
         }
         let mut tx = self.begin_write().await?;
-        let dag_run_id: Option<i64> = sqlx::query(sql!(
-            b,
-            "SELECT id FROM dag_run WHERE dag_id = $1 AND run_id = $2"
-        ))
-        .bind(at.dag_id)
-        .bind(at.run_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|row| row.try_get(0))
-        .transpose()?;
-        let Some(dag_run_id) = dag_run_id else {
-            return Ok(XComWrite::NoDagRun);
-        };
-        let has_ti: i64 = sqlx::query(sql!(
-            b,
-            "SELECT COUNT(*) FROM task_instance WHERE dag_id = $1 AND run_id = $2 \
-             AND task_id = $3 AND map_index = $4"
-        ))
-        .bind(at.dag_id)
-        .bind(at.run_id)
-        .bind(at.task_id)
-        .bind(at.map_index)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-        if has_ti == 0 {
-            return Ok(XComWrite::NoTaskInstance);
-        }
-        if let Some(TaskMapLength(length)) = mapped_length {
-            // `session.merge(TaskMap(...))`: one row per task instance.
-            sqlx::query(sql!(
-                b,
-                "INSERT INTO task_map (dag_id, task_id, run_id, map_index, length, keys) \
-                 VALUES ($1, $2, $3, $4, $5, 'null'::jsonb) \
-                 ON CONFLICT (dag_id, task_id, run_id, map_index) \
-                 DO UPDATE SET length = excluded.length, keys = excluded.keys"
-            ))
-            .bind(at.dag_id)
-            .bind(at.task_id)
-            .bind(at.run_id)
-            .bind(at.map_index)
-            .bind(length)
-            .execute(&mut *tx)
-            .await?;
-        }
-        // By the primary key: the DAG run's id stands for (dag_id, run_id). (Filtering on
-        // dag_id, run_id and task_id lets SQLite, without statistics, scan the task's XComs.)
-        sqlx::query(sql!(
-            b,
-            "DELETE FROM xcom WHERE dag_run_id = $1 AND task_id = $2 AND map_index = $3 \
-             AND key = $4"
-        ))
-        .bind(dag_run_id)
-        .bind(at.task_id)
-        .bind(at.map_index)
-        .bind(at.key)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(sql!(
-            b,
-            "INSERT INTO xcom (dag_run_id, task_id, map_index, key, dag_id, run_id, value, \
-             timestamp, dag_result) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::timestamptz, $9)"
-        ))
-        .bind(dag_run_id)
-        .bind(at.task_id)
-        .bind(at.map_index)
-        .bind(at.key)
-        .bind(at.dag_id)
-        .bind(at.run_id)
-        .bind(value)
-        .bind(time_param(now()))
-        .bind(dag_result)
-        .execute(&mut *tx)
-        .await?;
+        let stored =
+            set_xcom_sqlite(&mut tx, at, value, dag_result, length, &time_param(now())).await?;
         tx.commit().await?;
-        Ok(XComWrite::Stored)
+        Ok(stored)
     }
 
     /// Deletes an XCom; whether a row was deleted.
