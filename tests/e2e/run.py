@@ -56,6 +56,8 @@ ALL_DAGS = MANUAL_DAGS + ["e2e_consumer"]
 
 # The fault run's SIGKILLs of our server: at least this many while DAGs run, at most that many.
 MIN_KILLS = 3
+# How long our server stays down after each kill, in seconds.
+DOWN_SECS = 1.5
 MAX_KILLS = 8
 
 
@@ -344,11 +346,15 @@ class Deployment:
         wait_until("every DAG run to finish", finished, timeout, 2)
 
     def fault_loop(self, stop: threading.Event) -> None:
-        """SIGKILL our server every few seconds while DAGs run, restarting it at once.
+        """SIGKILL our server every few seconds while DAGs run, restarting it after `DOWN_SECS`.
 
         The kills start early and keep coming until every DAG run has finished (at most
         `MAX_KILLS`), so a quick machine, on which the suite finishes in half a minute, still
-        sees enough of them: the run fails with fewer than `MIN_KILLS`.
+        sees enough of them: the run fails with fewer than `MIN_KILLS`. The server stays down
+        a moment, as under a supervisor's restart delay: killed and restarted at once, it
+        answers quickly enough that no worker call may meet the outage (a run on a quick
+        machine had none, and proved nothing); down, every call workers make meanwhile is
+        refused and retried.
         """
         delays = [3, 5, 4, 6, 5, 7, 4, 6]
         for delay in delays[:MAX_KILLS]:
@@ -357,6 +363,7 @@ class Deployment:
             log(f"SIGKILL our server (kill {self.kills + 1})")
             self.procs.kill9("server")
             self.kills += 1
+            time.sleep(DOWN_SECS)
             try:
                 self.start_server()
             except Exception as exc:  # the main loop reports the dead server
