@@ -5,7 +5,7 @@
 
 use sqlx::Row as _;
 
-use super::sql::{sql, time_param};
+use super::sql::{Backend, sql, time_param};
 use super::{Store, StoreError, now};
 
 /// Where an XCom lives.
@@ -194,21 +194,22 @@ pub(super) async fn set_xcom_sqlite(
 impl Store {
     /// Reads an XCom's value: its JSON text as stored (`null` for SQL NULL).
     pub async fn xcom(&self, at: XComKey<'_>) -> Result<Option<String>, StoreError> {
+        let query = values_sql(
+            self.backend,
+            "SELECT CAST(xcom.value AS TEXT) FROM xcom WHERE dag_id = $1 AND run_id = $2 \
+             AND task_id = $3 AND map_index = $4 AND key = $5",
+        );
         let row = self
             .read_optional(|| {
-                sqlx::query(sql!(
-                    self.backend,
-                    "SELECT CAST(value AS TEXT) FROM xcom WHERE dag_id = $1 AND run_id = $2 \
-             AND task_id = $3 AND map_index = $4 AND key = $5"
-                ))
-                .bind(at.dag_id)
-                .bind(at.run_id)
-                .bind(at.task_id)
-                .bind(at.map_index)
-                .bind(at.key)
+                sqlx::query(sqlx::AssertSqlSafe(&*query))
+                    .bind(at.dag_id)
+                    .bind(at.run_id)
+                    .bind(at.task_id)
+                    .bind(at.map_index)
+                    .bind(at.key)
             })
             .await?;
-        row.map(|row| value_text(&row)).transpose()
+        row.map(|row| value_text(&row, self.backend)).transpose()
     }
 
     /// Reads the XCom `GET .../{key}` answers with (Airflow's
@@ -246,7 +247,7 @@ impl Store {
                 -1 - offset,
             ),
         };
-        let text = format!("{BASE}{runs}{tail}");
+        let text = values_sql(self.backend, &format!("{BASE}{runs}{tail}")).into_owned();
         let row = self
             .read_optional(|| {
                 sqlx::query(sqlx::AssertSqlSafe(text.as_str()))
@@ -257,7 +258,7 @@ impl Store {
                     .bind(n)
             })
             .await?;
-        row.map(|row| value_text(&row)).transpose()
+        row.map(|row| value_text(&row, self.backend)).transpose()
     }
 
     /// The value at a Python-style index over the run's XComs ordered by map
@@ -278,9 +279,10 @@ impl Store {
              WHERE xcom.key = $1 AND xcom.task_id = $2 AND xcom.dag_id = $3 AND xcom.run_id = $4 \
              ORDER BY xcom.map_index {direction} LIMIT 1 OFFSET $5"
         );
+        let query = values_sql(self.backend, &query);
         let row = self
             .read_optional(|| {
-                sqlx::query(sqlx::AssertSqlSafe(query.as_str()))
+                sqlx::query(sqlx::AssertSqlSafe(&*query))
                     .bind(at.key)
                     .bind(at.task_id)
                     .bind(at.dag_id)
@@ -288,7 +290,7 @@ impl Store {
                     .bind(skip)
             })
             .await?;
-        row.map(|row| value_text(&row)).transpose()
+        row.map(|row| value_text(&row, self.backend)).transpose()
     }
 
     /// Every value of the series ordered by map index (SQL NULL read as
@@ -311,16 +313,19 @@ impl Store {
              WHERE xcom.key = $1 AND xcom.task_id = $2 AND xcom.dag_id = $3 AND xcom.run_id = $4 \
              ORDER BY xcom.map_index ASC"
         };
+        let query = values_sql(self.backend, query);
         let rows = self
             .read_all(|| {
-                sqlx::query(query)
+                sqlx::query(sqlx::AssertSqlSafe(&*query))
                     .bind(at.key)
                     .bind(at.task_id)
                     .bind(at.dag_id)
                     .bind(at.run_id)
             })
             .await?;
-        rows.iter().map(value_text).collect()
+        rows.iter()
+            .map(|row| value_text(row, self.backend))
+            .collect()
     }
 
     /// How many XComs the series has, over all map indexes (`HEAD .../{key}`).
@@ -402,11 +407,45 @@ impl Store {
     }
 }
 
-/// An XCom value column as JSON text, SQL NULL read as `null`.
-fn value_text(row: &sqlx::any::AnyRow) -> Result<String, StoreError> {
-    Ok(row
+/// How the XCom reads select the value, as written for PostgreSQL.
+const VALUE_COLUMN: &str = "CAST(xcom.value AS TEXT)";
+
+/// The same on SQLite. Its `JSON` column has NUMERIC affinity: a value that is
+/// a bare number is stored as a number (by Airflow's writes and ours alike),
+/// and `CAST` of a REAL to text keeps 15 significant digits
+/// (0.30000000000000004 would read 0.3). `printf('%!.17g')` keeps every digit
+/// of the double; [`value_text`] then writes its shortest form.
+const SQLITE_VALUE_COLUMN: &str = "CASE typeof(xcom.value) WHEN 'real' \
+     THEN printf('%!.17g', xcom.value) ELSE CAST(xcom.value AS TEXT) END";
+
+/// An XCom read's query for `backend`.
+fn values_sql(backend: Backend, query: &str) -> std::borrow::Cow<'_, str> {
+    match backend {
+        Backend::Postgres => query.into(),
+        Backend::Sqlite => query.replace(VALUE_COLUMN, SQLITE_VALUE_COLUMN).into(),
+    }
+}
+
+/// An XCom value column as JSON text, SQL NULL read as `null`; on SQLite a
+/// REAL's 17 digits in the shortest form that reads back the same double (as
+/// Python writes a float), an infinite one as a literal JSON parsers read as
+/// infinite (`1e999`).
+fn value_text(row: &sqlx::any::AnyRow, backend: Backend) -> Result<String, StoreError> {
+    let text = row
         .try_get::<Option<String>, _>(0)?
-        .unwrap_or_else(|| "null".to_owned()))
+        .unwrap_or_else(|| "null".to_owned());
+    if backend == Backend::Sqlite
+        && text.starts_with(|c: char| c == '-' || c.is_ascii_digit() || c == 'I')
+        && text.contains(['.', 'e', 'E', 'I', 'n'])
+        && let Ok(number) = text.parse::<f64>()
+    {
+        return Ok(match number {
+            f64::INFINITY => "1e999".to_owned(),
+            f64::NEG_INFINITY => "-1e999".to_owned(),
+            number => format!("{number:?}"),
+        });
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -417,6 +456,80 @@ mod tests {
 
     fn json(text: &str) -> serde_json::Value {
         serde_json::from_str(text).unwrap()
+    }
+
+    /// A value that is a bare number reads back as the same number on every
+    /// backend, through every read (SQLite stores it as a number: see
+    /// [`SQLITE_VALUE_COLUMN`]); on PostgreSQL as written.
+    #[tokio::test]
+    async fn bare_numbers_read_back_the_same() {
+        for store in stores("bare_numbers_read_back_the_same").await {
+            let dag = format!("dag_{}", uuid::Uuid::new_v4().simple());
+            store
+                .create_task_instance(&NewTaskInstance {
+                    run_id: Some("r".into()),
+                    ..NewTaskInstance::new(&dag, "t")
+                })
+                .await
+                .unwrap();
+            for (i, (value, sqlite)) in [
+                ("0.30000000000000004", "0.30000000000000004"),
+                ("0.1", "0.1"),
+                ("-2.5e-300", "-2.5e-300"),
+                ("1.7976931348623157e308", "1.7976931348623157e308"),
+                ("3.0", "3"),
+                ("123456789012345678", "123456789012345678"),
+                ("18446744073709551616", "1.8446744073709552e19"),
+                ("1e400", "1e999"),
+                ("-1e400", "-1e999"),
+                ("[0.30000000000000004]", "[0.30000000000000004]"),
+                ("\"1.5\"", "\"1.5\""),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let key = format!("k{i}");
+                let at = XComKey {
+                    dag_id: &dag,
+                    run_id: "r",
+                    task_id: "t",
+                    key: &key,
+                    map_index: -1,
+                };
+                store.set_xcom(at, value, false, None).await.unwrap();
+                let want = match store.backend {
+                    Backend::Sqlite => sqlite,
+                    Backend::Postgres => value,
+                };
+                let series = XComSeries {
+                    dag_id: &dag,
+                    run_id: "r",
+                    task_id: "t",
+                    key: &key,
+                };
+                let reads = [
+                    store.xcom(at).await.unwrap(),
+                    store
+                        .xcom_pick(series, XComPick::MapIndex(-1), false)
+                        .await
+                        .unwrap(),
+                    store.xcom_item(series, 0).await.unwrap(),
+                    store.xcom_values(series, false).await.unwrap().pop(),
+                ];
+                for got in reads {
+                    let got = got.unwrap();
+                    // PostgreSQL's jsonb writes numbers its own way (1e400 in
+                    // full); beyond a double's range, both read as infinite.
+                    match (got.parse::<f64>(), want.parse::<f64>()) {
+                        (Ok(got), Ok(want)) => assert_eq!(got, want, "{value}"),
+                        _ => assert_eq!(json(&got), json(want), "{value}: {got}"),
+                    }
+                    if value.contains("0.30000000000000004") {
+                        assert!(got.contains("0.30000000000000004"), "{got}");
+                    }
+                }
+            }
+        }
     }
 
     #[tokio::test]
