@@ -222,13 +222,13 @@ fn query_config() -> web::QueryConfig {
     })
 }
 
-/// `GET /health/ping`: 200 `{"ok": ["database"], "failing": {}}`, or 503
-/// with `Retry-After` when the database does not answer.
 /// `GET /health`: the process answers (no database access), as Airflow's.
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "healthy"}))
 }
 
+/// `GET /health/ping`: 200 `{"ok": ["database"], "failing": {}}`, or 503
+/// with `Retry-After` when the database does not answer.
 async fn ping(store: web::Data<Store>) -> HttpResponse {
     match store.ping().await {
         Ok(()) => HttpResponse::Ok().json(json!({"ok": ["database"], "failing": {}})),

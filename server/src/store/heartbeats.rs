@@ -11,8 +11,10 @@
 //! [`MAX_BATCH`]) in one transaction, and answers each caller only once that
 //! commit succeeded: one `fsync` for the whole batch, and an acknowledged
 //! heartbeat is on disk exactly as before. There is no waiting for company: a
-//! lone heartbeat is written at once, and batches form only because heartbeats
-//! arrive while the previous batch is being written.
+//! lone heartbeat (no other in flight in this process) is written at once, as
+//! one autocommitted `UPDATE` on the caller's own connection, without the hop
+//! to the collector's thread and back; batches form only because heartbeats
+//! arrive while others are being written.
 //!
 //! # SQLite: one `BEGIN IMMEDIATE ... COMMIT`
 //!
@@ -486,19 +488,58 @@ impl Store {
     pub async fn heartbeat(&self, id: Uuid, info: &Beat) -> Result<HeartbeatOutcome, StoreError> {
         // PostgreSQL text cannot hold NUL: such a heartbeat would fail its whole batch.
         let batchable = self.backend == Backend::Sqlite || !info.hostname.contains('\0');
-        if let Some(batcher) = &self.heartbeats
-            && batchable
-            && let Some(answer) = batcher.submit(id, info).await
-            // `None` (PostgreSQL): the batch did not update the row; find out why.
-            && let Some(outcome) = answer?
-        {
-            return Ok(outcome);
+        let in_flight = super::batch::InFlight::enter(&self.heartbeat_writes);
+        match &self.heartbeats {
+            Some(batcher) if batchable && in_flight.others > 0 => {
+                if let Some(answer) = batcher.submit(id, info).await
+                    // `None` (PostgreSQL): the batch did not update the row; find out why.
+                    && let Some(outcome) = answer?
+                {
+                    return Ok(outcome);
+                }
+            }
+            // Alone: the fast path at once, on this worker's own connection.
+            _ if batchable && self.update_alone(id, info).await? => {
+                return Ok(HeartbeatOutcome::Alive);
+            }
+            _ => {}
         }
         // The slow path, or no collector: a transaction of its own.
         let mut tx = self.begin_write().await?;
         let outcome = record(&mut tx, self.backend, id, info).await?;
         tx.commit().await?;
         Ok(outcome)
+    }
+}
+
+impl Store {
+    /// A heartbeat with no other in flight: Airflow's fast-path `UPDATE` as
+    /// one autocommitted statement on this worker's connection (PostgreSQL:
+    /// its read lane, which takes such repeatable single-statement writes;
+    /// SQLite: the writer), without the hop to the collector's thread and
+    /// back. Whether it updated the row; when not, the caller's slow path
+    /// finds out why. A repeat on a fresh connection (the lane's was stale)
+    /// writes the same heartbeat again.
+    async fn update_alone(&self, id: Uuid, info: &Beat) -> Result<bool, StoreError> {
+        let Some(lane) = &self.lane else {
+            return update_one(&mut *self.writer.acquire().await?, self.backend, id, info).await;
+        };
+        let (key, stamp) = (uuid_param(id), time_param(now()));
+        let row = lane
+            .fetch_optional(|| {
+                sqlx::query(
+                    "UPDATE task_instance SET last_heartbeat_at = $4::timestamptz, \
+                     updated_at = $4::timestamptz \
+                     WHERE id = $1::uuid AND state = 'running' AND hostname = $2 AND pid = $3 \
+                     RETURNING 1",
+                )
+                .bind(key.as_str())
+                .bind(info.hostname.as_str())
+                .bind(info.pid)
+                .bind(stamp.as_str())
+            })
+            .await?;
+        Ok(row.is_some())
     }
 }
 
@@ -625,6 +666,11 @@ mod tests {
         stats(store).commits.load(Ordering::Relaxed)
     }
 
+    /// While held, every heartbeat goes to the collector: another one is in flight.
+    fn batched(store: &Store) -> crate::store::batch::InFlight<'_> {
+        crate::store::batch::InFlight::enter(&store.heartbeat_writes)
+    }
+
     /// A task instance running on `hostname`/`pid`, its last heartbeat [`OLD`].
     async fn started(store: &Store, dag: &str, task: &str, hostname: &str, pid: i64) -> Uuid {
         let id = store
@@ -715,6 +761,7 @@ mod tests {
             Some(_) => Some(hold_writer(store).await),
             None => None,
         };
+        let _batched = batched(store);
         let tasks: Vec<_> = requests
             .iter()
             .map(|(id, info)| {
@@ -843,6 +890,7 @@ mod tests {
             // Both in one batch: the collector's connections are held until
             // both are queued.
             let held = hold_writer(&store).await;
+            let batched = batched(&store);
             let spawn = |id: Uuid, info: Beat| {
                 let store = store.clone();
                 tokio::spawn(async move { store.heartbeat(id, &info).await })
@@ -850,7 +898,7 @@ mod tests {
             let waiting = spawn(locked, beat("h1", 1));
             let answered = spawn(free, beat("h2", 2));
             wait_queued(&store, 1).await;
-            drop(held);
+            drop((held, batched));
             let answer = tokio::time::timeout(Duration::from_secs(3), answered)
                 .await
                 .expect("the batch waited for the locked row")
@@ -926,9 +974,70 @@ mod tests {
             );
             assert_eq!(last_heartbeat(&store, id).await, Some(written));
             if store.heartbeats.is_some() {
-                // Both went through the collector, a lone heartbeat each.
-                assert_eq!(commits(&store), 2);
+                // Each alone: neither went through the collector.
+                assert_eq!(commits(&store), 0);
             }
+        }
+    }
+
+    /// With no other heartbeat in flight, each is written at once on the
+    /// caller's connection (the collector never sees it), with the outcome
+    /// it has through the collector.
+    #[tokio::test]
+    async fn a_lone_heartbeat_skips_the_collector_and_keeps_its_outcome() {
+        for store in stores("a_lone_heartbeat_skips_the_collector").await {
+            let dag = format!("dag_{}", Uuid::new_v4().simple());
+            let alive = started(&store, &dag, "alive", "h1", 1).await;
+            let done = started(&store, &dag, "done", "h3", 3).await;
+            succeed(&store, done).await;
+            age(&store, done).await;
+            // The collector's connections are held: a heartbeat sent there would wait.
+            let held = hold_writer(&store).await;
+            let alone = |id, info: Beat| {
+                let store = store.clone();
+                async move {
+                    tokio::time::timeout(Duration::from_secs(3), store.heartbeat(id, &info))
+                        .await
+                        .expect("answered without the collector")
+                        .unwrap()
+                }
+            };
+            if store.backend == Backend::Postgres {
+                assert_eq!(alone(alive, beat("h1", 1)).await, HeartbeatOutcome::Alive);
+                assert!(last_heartbeat(&store, alive).await.unwrap() > old());
+                assert_eq!(
+                    alone(alive, beat("h1", 2)).await,
+                    HeartbeatOutcome::RunningElsewhere {
+                        hostname: Some("h1".into()),
+                        pid: Some(1)
+                    }
+                );
+                assert_eq!(
+                    alone(done, beat("h3", 3)).await,
+                    HeartbeatOutcome::NotRunning {
+                        state: Some(TiState::Success)
+                    }
+                );
+                assert_eq!(last_heartbeat(&store, done).await, Some(old()));
+                assert_eq!(
+                    alone(Uuid::new_v4(), beat("h1", 1)).await,
+                    HeartbeatOutcome::NotFound
+                );
+                assert_eq!(commits(&store), 0);
+            }
+            // SQLite: the collector's connection is the one writer, so the
+            // lone heartbeat waits for it too, then is written alone.
+            drop(held);
+            age(&store, alive).await;
+            assert_eq!(alone(alive, beat("h1", 1)).await, HeartbeatOutcome::Alive);
+            assert!(last_heartbeat(&store, alive).await.unwrap() > old());
+            assert_eq!(
+                alone(done, beat("h3", 3)).await,
+                HeartbeatOutcome::NotRunning {
+                    state: Some(TiState::Success)
+                }
+            );
+            assert_eq!(commits(&store), 0);
         }
     }
 
@@ -950,6 +1059,7 @@ mod tests {
             .begin_with("BEGIN EXCLUSIVE")
             .await
             .unwrap();
+        let batched = batched(&store);
         let tasks: Vec<_> = (0..20)
             .map(|_| {
                 let store = store.clone();
@@ -962,18 +1072,19 @@ mod tests {
             let err = task.await.unwrap().unwrap_err();
             assert!(err.is_transient(), "{err:?}");
         }
+        drop(batched);
         assert_eq!(stats(&store).failed.load(Ordering::Relaxed), 1);
         assert_eq!(commits(&store), 0);
         lock.rollback().await.unwrap();
         assert_eq!(last_heartbeat(&store, id).await, Some(old()));
 
-        // The lock is gone: the next heartbeat is written.
+        // The lock is gone: the next heartbeat is written (alone, at once).
         assert_eq!(
             store.heartbeat(id, &beat("h", 1)).await.unwrap(),
             HeartbeatOutcome::Alive
         );
         assert!(last_heartbeat(&store, id).await.unwrap() > old());
-        assert_eq!(commits(&store), 1);
+        assert_eq!(commits(&store), 0);
     }
 
     #[tokio::test]
@@ -981,6 +1092,7 @@ mod tests {
         let store = Store::open(&temp_sqlite()).await.unwrap();
         let id = started(&store, "dag", "t", "h", 1).await;
         let held = store.writer.acquire().await.unwrap();
+        let _batched = batched(&store);
         let tasks: Vec<_> = (0..10)
             .map(|_| {
                 let store = store.clone();
@@ -1012,6 +1124,8 @@ mod tests {
         let mut store = Store::open(&temp_sqlite()).await.unwrap();
         let id = started(&store, "dag", "t", "h", 1).await;
         let stats = Arc::new(Stats::default());
+        let writes = Arc::clone(&store.heartbeat_writes);
+        let _batched = crate::store::batch::InFlight::enter(&writes);
 
         // The collector is gone: sending fails.
         let (queue, requests) = mpsc::channel(1);
@@ -1078,6 +1192,7 @@ mod tests {
             }
             (store, id)
         });
+        let _batched = batched(&store);
         // The opener's runtime is alive but idle, then gone: the collector
         // runs on its own thread either way.
         runtime().block_on(async {

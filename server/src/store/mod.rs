@@ -252,6 +252,9 @@ pub struct Store {
     /// The group commit of heartbeats (see [`heartbeats`]); `None` when it
     /// could not start.
     heartbeats: Option<heartbeats::HeartbeatBatcher>,
+    /// Heartbeats in flight in this process (with the store's clones): one
+    /// alone is written at once, others go to the collector.
+    heartbeat_writes: Arc<std::sync::atomic::AtomicUsize>,
     /// The group commit of XCom writes made while others are in flight (see
     /// [`batch`]); `None` when it could not start.
     xcom_batch: Option<batch::Batcher<xcom_batch::XComBatch>>,
@@ -367,6 +370,7 @@ impl Store {
             pool,
             writer,
             heartbeats: None,
+            heartbeat_writes: Arc::default(),
             xcom_batch: None,
             xcom_writes: Arc::default(),
             rtif_batch: None,

@@ -68,6 +68,16 @@ pub(crate) fn strip_casts(text: &str) -> String {
     out
 }
 
+/// A truth value selected by a query (`EXISTS (...)`): PostgreSQL's
+/// `boolean`, SQLite's integer 0 or 1.
+pub(crate) fn flag(row: &sqlx::any::AnyRow, column: &str) -> Result<bool, StoreError> {
+    use sqlx::Row as _;
+    match row.try_get::<bool, _>(column) {
+        Ok(flag) => Ok(flag),
+        Err(_) => Ok(row.try_get::<i64, _>(column)? != 0),
+    }
+}
+
 /// A UUID as bound: 32 lowercase hex digits, as Airflow stores it on SQLite
 /// (PostgreSQL's `::uuid` cast reads the same text).
 pub(crate) fn uuid_param(id: Uuid) -> String {

@@ -11,7 +11,8 @@ use uuid::Uuid;
 use super::asset_changes::AssetOutlets;
 use super::pyjson::{PyJson, python_float};
 use super::sql::{
-    Backend, json_or_none, parse_opt_time, parse_time, parse_uuid, sql, time_param, uuid_param,
+    Backend, flag, json_or_none, parse_opt_time, parse_time, parse_uuid, sql, time_param,
+    uuid_param,
 };
 use super::{Store, StoreError, TiState, now};
 
@@ -573,6 +574,92 @@ fn with_log_cte(statement: &str, params: usize) -> String {
     )
 }
 
+/// The task-instance columns of [`Locked`], on `ti`.
+macro_rules! locked_columns {
+    () => {
+        "CAST(ti.id AS TEXT) AS id, ti.dag_id, ti.run_id, ti.task_id, ti.map_index, \
+         ti.try_number, ti.max_tries, ti.state, ti.hostname, ti.unixname, ti.pid, \
+         CAST(ti.start_date AS TEXT) AS start_date, CAST(ti.end_date AS TEXT) AS end_date, \
+         ti.duration, CAST(ti.last_heartbeat_at AS TEXT) AS last_heartbeat_at, \
+         ti.rendered_map_index, ti.next_method, CAST(ti.next_kwargs AS TEXT) AS next_kwargs"
+    };
+}
+
+/// A transition's claim, as written for PostgreSQL (with `RETURNING` the
+/// [`Locked`] row and whether its run and DAG rows exist, as the inner joins
+/// of the SQLite read ask) and for SQLite. The condition names the task
+/// instance's columns unqualified (SQLite's `UPDATE` has no alias here).
+macro_rules! claim_texts {
+    ($condition:literal) => {
+        (
+            concat!(
+                "UPDATE task_instance AS ti SET updated_at = $2::timestamptz \
+                 WHERE ti.id = $1::uuid AND ",
+                $condition,
+                " RETURNING ",
+                locked_columns!(),
+                ", (SELECT CAST(dr.logical_date AS TEXT) FROM dag_run dr \
+                 WHERE dr.dag_id = ti.dag_id AND dr.run_id = ti.run_id) AS logical_date, \
+                 (SELECT dag.owners FROM dag WHERE dag.dag_id = ti.dag_id) AS owners, \
+                 EXISTS (SELECT 1 FROM dag_run dr JOIN dag ON dag.dag_id = dr.dag_id \
+                 WHERE dr.dag_id = ti.dag_id AND dr.run_id = ti.run_id) AS joined"
+            ),
+            concat!(
+                "UPDATE task_instance SET updated_at = $2 WHERE id = $1 AND ",
+                $condition
+            ),
+        )
+    };
+}
+
+/// Which transition claims the task instance (see [`Store::claim`]).
+#[derive(Clone, Copy)]
+enum Claiming {
+    /// `/run`: queued or restarting, or running for the same worker (`$3`
+    /// host, `$4` unix name, `$5` pid: a repeated request).
+    Run,
+    /// `/state`: running.
+    State,
+}
+
+impl Claiming {
+    /// The claim's text for PostgreSQL and for SQLite.
+    fn texts(self) -> (&'static str, &'static str) {
+        match self {
+            Claiming::Run => claim_texts!(
+                "(state IN ('queued', 'restarting') OR (state = 'running' \
+                 AND hostname = $3 AND unixname = $4 AND pid = $5))"
+            ),
+            Claiming::State => claim_texts!("state = 'running'"),
+        }
+    }
+}
+
+/// What a transition's claim found.
+enum Claim {
+    /// The `UPDATE` matched nothing: no such task instance, or it may not
+    /// make this transition. Nothing was changed.
+    Refused,
+    /// Claimed, but its run or DAG row is missing: read as not found (the
+    /// transaction is rolled back).
+    Orphan,
+    /// Claimed and locked.
+    Locked(Box<Locked>),
+}
+
+/// A statement being built on the `Any` driver.
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+fn locked_from_row(row: &AnyRow) -> Result<Locked, StoreError> {
+    Ok(Locked {
+        ti: ti_from_row(row)?,
+        next_method: row.try_get("next_method")?,
+        next_kwargs: row.try_get("next_kwargs")?,
+        logical_date: parse_opt_time(row.try_get("logical_date")?)?,
+        owners: row.try_get("owners")?,
+    })
+}
+
 /// The task instance, its run's logical date and its DAG's owners, locked for
 /// the transaction (Airflow's "load and lock").
 struct Locked {
@@ -688,38 +775,58 @@ impl Store {
         row.as_ref().map(ti_from_row).transpose()
     }
 
-    /// Loads and locks a task instance with its run's logical date and DAG's owners.
-    async fn lock(
+    /// A transition's first statement: the conditional `UPDATE` `claim` (its
+    /// `$1` the task instance, `$2` the time, then what `bind` adds), which
+    /// changes nothing unless the task instance may make the transition, and
+    /// the row it claimed, locked, with its run's logical date and its DAG's
+    /// owners (Airflow's "load and lock"). On PostgreSQL one statement (the
+    /// `UPDATE` locks the row and returns it); on SQLite, whose transaction
+    /// holds the write lock, the `UPDATE` then the read.
+    async fn claim<'q>(
         &self,
         conn: &mut sqlx::AnyConnection,
         id: Uuid,
-    ) -> Result<Option<Locked>, StoreError> {
+        claim: Claiming,
+        bind: impl FnOnce(AnyQuery<'q>) -> AnyQuery<'q>,
+    ) -> Result<Claim, StoreError> {
+        let (postgres, sqlite) = claim.texts();
+        let query = sqlx::query(match self.backend {
+            Backend::Postgres => postgres,
+            Backend::Sqlite => sqlite,
+        })
+        .bind(uuid_param(id));
+        let query = bind(query);
+        if self.backend == Backend::Postgres {
+            let Some(row) = query.fetch_optional(&mut *conn).await? else {
+                return Ok(Claim::Refused);
+            };
+            if !flag(&row, "joined")? {
+                return Ok(Claim::Orphan);
+            }
+            return Ok(Claim::Locked(Box::new(locked_from_row(&row)?)));
+        }
+        if query.execute(&mut *conn).await?.rows_affected() == 0 {
+            return Ok(Claim::Refused);
+        }
         let row = sqlx::query(sql!(
             self.backend,
-            "SELECT CAST(ti.id AS TEXT) AS id, ti.dag_id, ti.run_id, ti.task_id, ti.map_index, \
-             ti.try_number, ti.max_tries, ti.state, ti.hostname, ti.unixname, ti.pid, \
-             CAST(ti.start_date AS TEXT) AS start_date, CAST(ti.end_date AS TEXT) AS end_date, \
-             ti.duration, CAST(ti.last_heartbeat_at AS TEXT) AS last_heartbeat_at, \
-             ti.rendered_map_index, ti.next_method, CAST(ti.next_kwargs AS TEXT) AS next_kwargs, \
-             CAST(dr.logical_date AS TEXT) AS logical_date, dag.owners \
-             FROM task_instance ti \
-             JOIN dag_run dr ON ti.dag_id = dr.dag_id AND ti.run_id = dr.run_id \
-             JOIN dag ON ti.dag_id = dag.dag_id \
-             WHERE ti.id = $1::uuid FOR UPDATE OF ti"
+            concat!(
+                "SELECT ",
+                locked_columns!(),
+                ", CAST(dr.logical_date AS TEXT) AS logical_date, dag.owners \
+                 FROM task_instance ti \
+                 JOIN dag_run dr ON ti.dag_id = dr.dag_id AND ti.run_id = dr.run_id \
+                 JOIN dag ON ti.dag_id = dag.dag_id \
+                 WHERE ti.id = $1::uuid"
+            )
         ))
         .bind(uuid_param(id))
         .fetch_optional(&mut *conn)
         .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        Ok(Some(Locked {
-            ti: ti_from_row(&row)?,
-            next_method: row.try_get("next_method")?,
-            next_kwargs: row.try_get("next_kwargs")?,
-            logical_date: parse_opt_time(row.try_get("logical_date")?)?,
-            owners: row.try_get("owners")?,
-        }))
+        Ok(match row {
+            Some(row) => Claim::Locked(Box::new(locked_from_row(&row)?)),
+            None => Claim::Orphan,
+        })
     }
 
     pub(super) async fn insert_log(
@@ -753,40 +860,36 @@ impl Store {
         let mut tx = self.begin_write().await?;
         // The conditional UPDATE first: the task instance is claimed (and, on
         // PostgreSQL, locked) only if it may start; anything else changes nothing.
-        let claimed = sqlx::query(sql!(
-            b,
-            "UPDATE task_instance SET updated_at = $2::timestamptz WHERE id = $1::uuid \
-             AND (state IN ('queued', 'restarting') OR (state = 'running' AND hostname = $3 \
-             AND unixname = $4 AND pid = $5))"
-        ))
-        .bind(uuid_param(id))
-        .bind(time_param(now()))
-        .bind(&request.hostname)
-        .bind(&request.unixname)
-        .bind(request.pid)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if claimed == 0 {
-            let state: Option<Option<String>> = sqlx::query(sql!(
-                b,
-                "SELECT state FROM task_instance WHERE id = $1::uuid"
-            ))
-            .bind(uuid_param(id))
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|row| row.try_get(0))
-            .transpose()?;
-            tx.rollback().await?;
-            return Ok(match state {
-                None => StartOutcome::NotFound,
-                Some(state) => StartOutcome::InvalidState {
-                    previous_state: parse_state(state)?,
-                },
-            });
-        }
-        let Some(locked) = self.lock(&mut tx, id).await? else {
-            return Ok(StartOutcome::NotFound);
+        let claimed = self
+            .claim(&mut tx, id, Claiming::Run, |query| {
+                query
+                    .bind(time_param(now()))
+                    .bind(&request.hostname)
+                    .bind(&request.unixname)
+                    .bind(request.pid)
+            })
+            .await?;
+        let locked = match claimed {
+            Claim::Locked(locked) => locked,
+            Claim::Orphan => return Ok(StartOutcome::NotFound),
+            Claim::Refused => {
+                let state: Option<Option<String>> = sqlx::query(sql!(
+                    b,
+                    "SELECT state FROM task_instance WHERE id = $1::uuid"
+                ))
+                .bind(uuid_param(id))
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| row.try_get(0))
+                .transpose()?;
+                tx.rollback().await?;
+                return Ok(match state {
+                    None => StartOutcome::NotFound,
+                    Some(state) => StartOutcome::InvalidState {
+                        previous_state: parse_state(state)?,
+                    },
+                });
+            }
         };
         let ti = &locked.ti;
         let duplicate = ti.state == Some(TiState::Running)
@@ -840,8 +943,9 @@ impl Store {
             _ => query,
         };
         query.execute(&mut *tx).await?;
-        // The run, its task's reschedule count and the task's XCom keys in one
-        // round trip (each as Airflow reads it, in this transaction).
+        // The run, its task's reschedule count, the task's XCom keys and
+        // whether the run consumed asset events in one round trip (each as
+        // Airflow reads it, in this transaction).
         let text = match b {
             Backend::Postgres => concat!(
                 "SELECT ",
@@ -849,7 +953,9 @@ impl Store {
                 ", (SELECT COUNT(id) FROM task_reschedule WHERE ti_id = $3::uuid) \
                  AS task_reschedule_count, (SELECT CAST(json_agg(x.key) AS TEXT) FROM xcom x \
                  WHERE x.dag_id = $1 AND x.task_id = $4 AND x.run_id = $2 \
-                 AND ($5 < 0 OR x.map_index = $5)) AS xcom_keys \
+                 AND ($5 < 0 OR x.map_index = $5)) AS xcom_keys, \
+                 EXISTS (SELECT 1 FROM dagrun_asset_event dae WHERE dae.dag_run_id = dag_run.id) \
+                 AS consumes_asset_events \
                  FROM dag_run WHERE dag_id = $1 AND run_id = $2"
             ),
             Backend::Sqlite => concat!(
@@ -858,7 +964,9 @@ impl Store {
                 ", (SELECT COUNT(id) FROM task_reschedule WHERE ti_id = $3) \
                  AS task_reschedule_count, (SELECT json_group_array(x.key) FROM xcom x \
                  WHERE x.dag_id = $1 AND x.task_id = $4 AND x.run_id = $2 \
-                 AND ($5 < 0 OR x.map_index = $5)) AS xcom_keys \
+                 AND ($5 < 0 OR x.map_index = $5)) AS xcom_keys, \
+                 EXISTS (SELECT 1 FROM dagrun_asset_event dae WHERE dae.dag_run_id = dag_run.id) \
+                 AS consumes_asset_events \
                  FROM dag_run WHERE dag_id = $1 AND run_id = $2"
             ),
         };
@@ -881,8 +989,12 @@ impl Store {
             _ => Vec::new(),
         };
         let dag_run = dag_run_from_row(&row)?;
-        let consumed_asset_events =
-            super::assets::consumed_asset_events(&mut tx, b, &ti.dag_id, &ti.run_id).await?;
+        // Read only for a run that consumed asset events (one asset-triggered).
+        let consumed_asset_events = if flag(&row, "consumes_asset_events")? {
+            super::assets::consumed_asset_events(&mut tx, b, &ti.dag_id, &ti.run_id).await?
+        } else {
+            Vec::new()
+        };
         tx.commit().await?;
         let resume = locked.next_method.clone().map(|next_method| Resume {
             next_method,
@@ -913,38 +1025,32 @@ impl Store {
         let now = now();
         let stamp = time_param(now);
         let mut tx = self.begin_write().await?;
-        let claimed = sqlx::query(sql!(
-            b,
-            "UPDATE task_instance SET updated_at = $2::timestamptz \
-             WHERE id = $1::uuid AND state = 'running'"
-        ))
-        .bind(uuid_param(id))
-        .bind(&stamp)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if claimed == 0 {
-            let state: Option<Option<String>> = sqlx::query(sql!(
-                b,
-                "SELECT state FROM task_instance WHERE id = $1::uuid"
-            ))
-            .bind(uuid_param(id))
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|row| row.try_get(0))
-            .transpose()?;
-            tx.rollback().await?;
-            return Ok(match state {
-                None => StateOutcome::NotFound,
-                Some(state) => match parse_state(state)? {
-                    // Airflow's idempotency check: a repeated request is answered 200.
-                    Some(state) if state == target => StateOutcome::AlreadyInState,
-                    previous_state => StateOutcome::NotRunning { previous_state },
-                },
-            });
-        }
-        let Some(locked) = self.lock(&mut tx, id).await? else {
-            return Ok(StateOutcome::NotFound);
+        let claimed = self
+            .claim(&mut tx, id, Claiming::State, |query| query.bind(&stamp))
+            .await?;
+        let locked = match claimed {
+            Claim::Locked(locked) => locked,
+            Claim::Orphan => return Ok(StateOutcome::NotFound),
+            Claim::Refused => {
+                let state: Option<Option<String>> = sqlx::query(sql!(
+                    b,
+                    "SELECT state FROM task_instance WHERE id = $1::uuid"
+                ))
+                .bind(uuid_param(id))
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| row.try_get(0))
+                .transpose()?;
+                tx.rollback().await?;
+                return Ok(match state {
+                    None => StateOutcome::NotFound,
+                    Some(state) => match parse_state(state)? {
+                        // Airflow's idempotency check: a repeated request is answered 200.
+                        Some(state) if state == target => StateOutcome::AlreadyInState,
+                        previous_state => StateOutcome::NotRunning { previous_state },
+                    },
+                });
+            }
         };
         let ti = &locked.ti;
         let mut final_state = target;
