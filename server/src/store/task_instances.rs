@@ -637,9 +637,10 @@ impl Claiming {
 
 /// What a transition's claim found.
 enum Claim {
-    /// The `UPDATE` matched nothing: no such task instance, or it may not
-    /// make this transition. Nothing was changed.
-    Refused,
+    /// The `UPDATE` matched nothing: no such task instance (`None`), or it
+    /// may not make this transition from its state (read in the same
+    /// transaction). Nothing was changed.
+    Refused(Option<Option<TiState>>),
     /// Claimed, but its run or DAG row is missing: read as not found (the
     /// transaction is rolled back).
     Orphan,
@@ -798,7 +799,7 @@ impl Store {
         let query = bind(query);
         if self.backend == Backend::Postgres {
             let Some(row) = query.fetch_optional(&mut *conn).await? else {
-                return Ok(Claim::Refused);
+                return self.refused(conn, id).await;
             };
             if !flag(&row, "joined")? {
                 return Ok(Claim::Orphan);
@@ -806,7 +807,7 @@ impl Store {
             return Ok(Claim::Locked(Box::new(locked_from_row(&row)?)));
         }
         if query.execute(&mut *conn).await?.rows_affected() == 0 {
-            return Ok(Claim::Refused);
+            return self.refused(conn, id).await;
         }
         let row = sqlx::query(sql!(
             self.backend,
@@ -827,6 +828,20 @@ impl Store {
             Some(row) => Claim::Locked(Box::new(locked_from_row(&row)?)),
             None => Claim::Orphan,
         })
+    }
+
+    /// A refused claim, with the task instance's state if it exists.
+    async fn refused(&self, conn: &mut sqlx::AnyConnection, id: Uuid) -> Result<Claim, StoreError> {
+        let state: Option<Option<String>> = sqlx::query(sql!(
+            self.backend,
+            "SELECT state FROM task_instance WHERE id = $1::uuid"
+        ))
+        .bind(uuid_param(id))
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?;
+        Ok(Claim::Refused(state.map(parse_state).transpose()?))
     }
 
     pub(super) async fn insert_log(
@@ -872,22 +887,11 @@ impl Store {
         let locked = match claimed {
             Claim::Locked(locked) => locked,
             Claim::Orphan => return Ok(StartOutcome::NotFound),
-            Claim::Refused => {
-                let state: Option<Option<String>> = sqlx::query(sql!(
-                    b,
-                    "SELECT state FROM task_instance WHERE id = $1::uuid"
-                ))
-                .bind(uuid_param(id))
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|row| row.try_get(0))
-                .transpose()?;
+            Claim::Refused(state) => {
                 tx.rollback().await?;
                 return Ok(match state {
                     None => StartOutcome::NotFound,
-                    Some(state) => StartOutcome::InvalidState {
-                        previous_state: parse_state(state)?,
-                    },
+                    Some(previous_state) => StartOutcome::InvalidState { previous_state },
                 });
             }
         };
@@ -1031,20 +1035,11 @@ impl Store {
         let locked = match claimed {
             Claim::Locked(locked) => locked,
             Claim::Orphan => return Ok(StateOutcome::NotFound),
-            Claim::Refused => {
-                let state: Option<Option<String>> = sqlx::query(sql!(
-                    b,
-                    "SELECT state FROM task_instance WHERE id = $1::uuid"
-                ))
-                .bind(uuid_param(id))
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|row| row.try_get(0))
-                .transpose()?;
+            Claim::Refused(state) => {
                 tx.rollback().await?;
                 return Ok(match state {
                     None => StateOutcome::NotFound,
-                    Some(state) => match parse_state(state)? {
+                    Some(state) => match state {
                         // Airflow's idempotency check: a repeated request is answered 200.
                         Some(state) if state == target => StateOutcome::AlreadyInState,
                         previous_state => StateOutcome::NotRunning { previous_state },
