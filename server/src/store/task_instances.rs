@@ -449,11 +449,20 @@ fn is_eligible_to_retry(previous: Option<TiState>, try_number: i64, max_tries: i
     previous == Some(TiState::Restarting) || (max_tries != 0 && try_number <= max_tries)
 }
 
-/// JSON text is "truthy" in Python's sense (`if ti.next_kwargs:`).
+/// JSON text is "truthy" in Python's sense (`if ti.next_kwargs:`, on the
+/// decoded value): not null, false, zero, nor an empty string, list or object.
+/// Text that is not JSON counts as a value (truthy).
 fn json_truthy(text: Option<&str>) -> bool {
-    match text.map(str::trim) {
-        None => false,
-        Some(t) => !matches!(t, "null" | "{}" | "[]" | "\"\"" | "0" | "0.0" | "false"),
+    use serde_json::Value;
+    let Some(text) = text else { return false };
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Null) => false,
+        Ok(Value::Bool(b)) => b,
+        Ok(Value::Number(n)) => n.as_f64() != Some(0.0),
+        Ok(Value::String(s)) => !s.is_empty(),
+        Ok(Value::Array(a)) => !a.is_empty(),
+        Ok(Value::Object(o)) => !o.is_empty(),
+        Err(_) => true,
     }
 }
 
@@ -671,6 +680,97 @@ struct Locked {
     owners: Option<String>,
 }
 
+/// `/run` on PostgreSQL in one statement (`$1` the task instance, `$2` now,
+/// `$3` host, `$4` unix name, `$5` pid, `$6` the requested start date, `$7`
+/// the log row's `extra`). `old` locks the row and keeps its values before
+/// the start (a concurrent change is waited for and read as committed);
+/// `claimed` starts it only if it is queued or restarting, or running for
+/// the same worker (a repeated request), and its run and DAG rows exist;
+/// `log_row` logs a start that is not a repeat; the row then carries the
+/// task instance as it was, whether it was claimed, and the run context,
+/// read as Airflow reads it after the start. No row: no such task instance.
+const START_POSTGRES: &str = concat!(
+    "WITH old AS (SELECT id, dag_id, run_id, task_id, map_index, try_number, max_tries, state, \
+     hostname, unixname, pid, start_date, next_method, next_kwargs \
+     FROM task_instance WHERE id = $1::uuid FOR UPDATE), \
+     eligible AS (SELECT old.state IN ('queued', 'restarting') OR (old.state = 'running' \
+     AND old.hostname = $3 AND old.unixname = $4 AND old.pid = $5) AS eligible FROM old), \
+     parent AS (SELECT dr.id AS dag_run_id, dr.logical_date, dag.owners FROM old \
+     JOIN dag_run dr ON dr.dag_id = old.dag_id AND dr.run_id = old.run_id \
+     JOIN dag ON dag.dag_id = dr.dag_id), \
+     claimed AS (UPDATE task_instance AS ti SET start_date = CASE WHEN old.next_kwargs IS NULL \
+     OR old.next_kwargs IN ('null'::jsonb, '{}'::jsonb, '[]'::jsonb, '\"\"'::jsonb, '0'::jsonb, \
+     'false'::jsonb) THEN $6::timestamptz ELSE ti.start_date END, state = 'running', \
+     hostname = $3, unixname = $4, pid = $5, end_date = NULL, \
+     last_heartbeat_at = $2::timestamptz, retry_delay_override = NULL, retry_reason = NULL, \
+     updated_at = $2::timestamptz FROM old, eligible, parent \
+     WHERE ti.id = old.id AND eligible.eligible RETURNING ti.id), \
+     log_row AS (INSERT INTO log (dttm, dag_id, task_id, map_index, event, logical_date, \
+     run_id, owner, owner_display_name, extra, try_number) \
+     SELECT $2::timestamptz, old.dag_id, old.task_id, old.map_index, 'running', \
+     parent.logical_date, old.run_id, parent.owners, NULL, $7, old.try_number \
+     FROM claimed, old, parent WHERE old.state <> 'running'), \
+     run AS (SELECT id, ",
+    dag_run_columns!(),
+    " FROM dag_run WHERE id = (SELECT dag_run_id FROM parent)) \
+     SELECT old.try_number, old.max_tries, old.state AS ti_state, \
+     CAST(old.start_date AS TEXT) AS ti_start_date, old.next_method, \
+     CAST(old.next_kwargs AS TEXT) AS next_kwargs, \
+     EXISTS (SELECT 1 FROM claimed) AS claimed, EXISTS (SELECT 1 FROM parent) AS joined, \
+     COALESCE((SELECT eligible FROM eligible), false) AS eligible, run.*, \
+     (SELECT COUNT(id) FROM task_reschedule WHERE ti_id = old.id) AS task_reschedule_count, \
+     (SELECT CAST(json_agg(x.key) AS TEXT) FROM xcom x WHERE x.dag_id = old.dag_id \
+     AND x.task_id = old.task_id AND x.run_id = old.run_id \
+     AND (old.map_index < 0 OR x.map_index = old.map_index)) AS xcom_keys, \
+     EXISTS (SELECT 1 FROM dagrun_asset_event dae WHERE dae.dag_run_id = run.id) \
+     AS consumes_asset_events \
+     FROM old LEFT JOIN run ON true"
+);
+
+/// The task instance as `/run` found it, before it started: what the run
+/// context needs of it besides the run.
+struct Started {
+    state: Option<TiState>,
+    try_number: i64,
+    max_tries: i64,
+    start_date: Option<OffsetDateTime>,
+    next_method: Option<String>,
+    next_kwargs: Option<String>,
+}
+
+impl Started {
+    /// The run context, from `row` (the run's columns, `task_reschedule_count`
+    /// and `xcom_keys`) and the run's consumed asset events.
+    fn context(
+        self,
+        row: &AnyRow,
+        consumed_asset_events: Vec<super::ConsumedAssetEvent>,
+    ) -> Result<StartOutcome, StoreError> {
+        let task_reschedule_count: i64 = row.try_get("task_reschedule_count")?;
+        // A resumed deferral keeps its XComs.
+        let xcom_keys_to_clear: Vec<String> = match row.try_get::<Option<String>, _>("xcom_keys")? {
+            Some(keys) if self.next_method.is_none() => serde_json::from_str(&keys)
+                .map_err(|e| StoreError::Corrupt(format!("XCom keys: {e}")))?,
+            _ => Vec::new(),
+        };
+        let should_retry = is_eligible_to_retry(self.state, self.try_number, self.max_tries);
+        let resume = self.next_method.map(|next_method| Resume {
+            next_method,
+            next_kwargs: self.next_kwargs,
+            start_date: self.start_date,
+        });
+        Ok(StartOutcome::Started(Box::new(RunContext {
+            dag_run: dag_run_from_row(row)?,
+            consumed_asset_events,
+            task_reschedule_count,
+            max_tries: self.max_tries,
+            xcom_keys_to_clear,
+            should_retry,
+            resume,
+        })))
+    }
+}
+
 impl Store {
     /// Creates a queued task instance, with its DAG (and DAG bundle) and DAG run
     /// when new; returns its id (a UUID v7, as Airflow makes them).
@@ -866,15 +966,22 @@ impl Store {
     /// `/run`: queued (or restarting) -> running, and the run context the worker
     /// needs. A retried request from the same worker (same host, user and pid)
     /// gets the context again.
+    ///
+    /// On PostgreSQL one autocommitted statement ([`START_POSTGRES`]); on SQLite
+    /// a transaction holding the write lock: the claim, the start, its log row,
+    /// the run's read.
     pub async fn start_task_instance(
         &self,
         id: Uuid,
         request: &StartRequest,
     ) -> Result<StartOutcome, StoreError> {
+        if let Some(lane) = &self.write_lane {
+            return self.start_postgres(lane, id, request).await;
+        }
         let b = self.backend;
         let mut tx = self.begin_write().await?;
-        // The conditional UPDATE first: the task instance is claimed (and, on
-        // PostgreSQL, locked) only if it may start; anything else changes nothing.
+        // The conditional UPDATE first: the task instance is claimed only if it
+        // may start; anything else changes nothing.
         let claimed = self
             .claim(&mut tx, id, Claiming::Run, |query| {
                 query
@@ -896,124 +1003,141 @@ impl Store {
             }
         };
         let ti = &locked.ti;
-        let duplicate = ti.state == Some(TiState::Running)
-            && ti.hostname.as_deref() == Some(request.hostname.as_str())
-            && ti.unixname.as_deref() == Some(request.unixname.as_str())
-            && ti.pid == Some(request.pid);
-        if !duplicate && !matches!(ti.state, Some(TiState::Queued | TiState::Restarting)) {
-            return Ok(StartOutcome::InvalidState {
-                previous_state: ti.state,
-            });
+        let duplicate = ti.state == Some(TiState::Running);
+        if !duplicate {
+            self.insert_log(
+                &mut tx,
+                &LogEvent {
+                    event: "running",
+                    dag_id: &ti.dag_id,
+                    task_id: &ti.task_id,
+                    run_id: &ti.run_id,
+                    map_index: ti.map_index,
+                    try_number: ti.try_number,
+                    logical_date: locked.logical_date,
+                    owner: locked.owners.as_deref(),
+                    extra: host_name_extra(Some(&request.hostname)),
+                },
+            )
+            .await?;
         }
-        let log = (!duplicate).then(|| LogEvent {
-            event: "running",
-            dag_id: &ti.dag_id,
-            task_id: &ti.task_id,
-            run_id: &ti.run_id,
-            map_index: ti.map_index,
-            try_number: ti.try_number,
-            logical_date: locked.logical_date,
-            owner: locked.owners.as_deref(),
-            extra: host_name_extra(Some(&request.hostname)),
-        });
         // Resuming from a deferral keeps the original start date.
         let resuming = json_truthy(locked.next_kwargs.as_deref());
         let stamp = time_param(now());
-        const START: &str = "UPDATE task_instance SET start_date = CASE WHEN $2 THEN start_date \
-             ELSE $3::timestamptz END, state = 'running', hostname = $4, unixname = $5, pid = $6, \
-             end_date = NULL, last_heartbeat_at = $7::timestamptz, retry_delay_override = NULL, \
-             retry_reason = NULL, updated_at = $7::timestamptz WHERE id = $1::uuid";
-        static START_LOGGED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        // PostgreSQL: the log row rides on the UPDATE (one round trip).
-        let fold = b == Backend::Postgres && log.is_some();
-        if let (Some(log), false) = (&log, fold) {
-            self.insert_log(&mut tx, log).await?;
-        }
-        let text = if fold {
-            START_LOGGED.get_or_init(|| with_log_cte(START, 7)).as_str()
-        } else {
-            sql!(b, START)
-        };
-        let query = sqlx::query(text)
-            .bind(uuid_param(id))
-            .bind(resuming)
-            .bind(time_param(request.start_date))
-            .bind(&request.hostname)
-            .bind(&request.unixname)
-            .bind(request.pid)
-            .bind(&stamp);
-        let query = match (&log, fold) {
-            (Some(log), true) => bind_log(query, log),
-            _ => query,
-        };
-        query.execute(&mut *tx).await?;
+        sqlx::query(
+            "UPDATE task_instance SET start_date = CASE WHEN $2 THEN start_date ELSE $3 END, \
+             state = 'running', hostname = $4, unixname = $5, pid = $6, end_date = NULL, \
+             last_heartbeat_at = $7, retry_delay_override = NULL, retry_reason = NULL, \
+             updated_at = $7 WHERE id = $1",
+        )
+        .bind(uuid_param(id))
+        .bind(resuming)
+        .bind(time_param(request.start_date))
+        .bind(&request.hostname)
+        .bind(&request.unixname)
+        .bind(request.pid)
+        .bind(&stamp)
+        .execute(&mut *tx)
+        .await?;
         // The run, its task's reschedule count, the task's XCom keys and
-        // whether the run consumed asset events in one round trip (each as
+        // whether the run consumed asset events in one statement (each as
         // Airflow reads it, in this transaction).
-        let text = match b {
-            Backend::Postgres => concat!(
-                "SELECT ",
-                dag_run_columns!(),
-                ", (SELECT COUNT(id) FROM task_reschedule WHERE ti_id = $3::uuid) \
-                 AS task_reschedule_count, (SELECT CAST(json_agg(x.key) AS TEXT) FROM xcom x \
-                 WHERE x.dag_id = $1 AND x.task_id = $4 AND x.run_id = $2 \
-                 AND ($5 < 0 OR x.map_index = $5)) AS xcom_keys, \
-                 EXISTS (SELECT 1 FROM dagrun_asset_event dae WHERE dae.dag_run_id = dag_run.id) \
-                 AS consumes_asset_events \
-                 FROM dag_run WHERE dag_id = $1 AND run_id = $2"
-            ),
-            Backend::Sqlite => concat!(
-                "SELECT ",
-                dag_run_columns!(),
-                ", (SELECT COUNT(id) FROM task_reschedule WHERE ti_id = $3) \
-                 AS task_reschedule_count, (SELECT json_group_array(x.key) FROM xcom x \
-                 WHERE x.dag_id = $1 AND x.task_id = $4 AND x.run_id = $2 \
-                 AND ($5 < 0 OR x.map_index = $5)) AS xcom_keys, \
-                 EXISTS (SELECT 1 FROM dagrun_asset_event dae WHERE dae.dag_run_id = dag_run.id) \
-                 AS consumes_asset_events \
-                 FROM dag_run WHERE dag_id = $1 AND run_id = $2"
-            ),
-        };
-        let dag_run = sqlx::query(text)
-            .bind(&ti.dag_id)
-            .bind(&ti.run_id)
-            .bind(uuid_param(id))
-            .bind(&ti.task_id)
-            .bind(ti.map_index)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let dag_run = sqlx::query(concat!(
+            "SELECT ",
+            dag_run_columns!(),
+            ", (SELECT COUNT(id) FROM task_reschedule WHERE ti_id = $3) \
+             AS task_reschedule_count, (SELECT json_group_array(x.key) FROM xcom x \
+             WHERE x.dag_id = $1 AND x.task_id = $4 AND x.run_id = $2 \
+             AND ($5 < 0 OR x.map_index = $5)) AS xcom_keys, \
+             EXISTS (SELECT 1 FROM dagrun_asset_event dae WHERE dae.dag_run_id = dag_run.id) \
+             AS consumes_asset_events \
+             FROM dag_run WHERE dag_id = $1 AND run_id = $2"
+        ))
+        .bind(&ti.dag_id)
+        .bind(&ti.run_id)
+        .bind(uuid_param(id))
+        .bind(&ti.task_id)
+        .bind(ti.map_index)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(row) = dag_run else {
             return Ok(StartOutcome::NotFound);
         };
-        let task_reschedule_count: i64 = row.try_get("task_reschedule_count")?;
-        // A resumed deferral keeps its XComs.
-        let xcom_keys_to_clear: Vec<String> = match row.try_get::<Option<String>, _>("xcom_keys")? {
-            Some(keys) if locked.next_method.is_none() => serde_json::from_str(&keys)
-                .map_err(|e| StoreError::Corrupt(format!("XCom keys: {e}")))?,
-            _ => Vec::new(),
-        };
-        let dag_run = dag_run_from_row(&row)?;
-        // Read only for a run that consumed asset events (one asset-triggered).
         let consumed_asset_events = if flag(&row, "consumes_asset_events")? {
             super::assets::consumed_asset_events(&mut tx, b, &ti.dag_id, &ti.run_id).await?
         } else {
             Vec::new()
         };
         tx.commit().await?;
-        let resume = locked.next_method.clone().map(|next_method| Resume {
-            next_method,
-            next_kwargs: locked.next_kwargs.clone(),
-            start_date: ti.start_date,
-        });
-        Ok(StartOutcome::Started(Box::new(RunContext {
-            dag_run,
-            consumed_asset_events,
-            task_reschedule_count,
+        let started = Started {
+            state: ti.state,
+            try_number: ti.try_number,
             max_tries: ti.max_tries,
-            xcom_keys_to_clear,
-            should_retry: is_eligible_to_retry(ti.state, ti.try_number, ti.max_tries),
-            resume,
-        })))
+            start_date: ti.start_date,
+            next_method: locked.next_method.clone(),
+            next_kwargs: locked.next_kwargs.clone(),
+        };
+        started.context(&row, consumed_asset_events)
+    }
+
+    /// `/run` on PostgreSQL: [`START_POSTGRES`], one autocommitted statement on
+    /// the write lane, which locks the task instance, starts it if it may
+    /// start, writes the log row and reads the run context. A repeat on a
+    /// fresh connection (the lane's was stale, the first may have committed)
+    /// is the same worker's retried request, which Airflow answers with the
+    /// context again.
+    async fn start_postgres(
+        &self,
+        lane: &super::lane::Lane,
+        id: Uuid,
+        request: &StartRequest,
+    ) -> Result<StartOutcome, StoreError> {
+        let (key, stamp) = (uuid_param(id), time_param(now()));
+        let start_date = time_param(request.start_date);
+        let extra = host_name_extra(Some(&request.hostname));
+        let row = lane
+            .fetch_optional(|| {
+                sqlx::query(START_POSTGRES)
+                    .bind(key.as_str())
+                    .bind(stamp.as_str())
+                    .bind(request.hostname.as_str())
+                    .bind(request.unixname.as_str())
+                    .bind(request.pid)
+                    .bind(start_date.as_str())
+                    .bind(extra.as_deref())
+            })
+            .await?;
+        let Some(row) = row else {
+            return Ok(StartOutcome::NotFound);
+        };
+        let state = parse_state(row.try_get("ti_state")?)?;
+        if !flag(&row, "claimed")? {
+            // An orphan (no run or DAG row) that could start reads as not found.
+            return Ok(if flag(&row, "eligible")? && !flag(&row, "joined")? {
+                StartOutcome::NotFound
+            } else {
+                StartOutcome::InvalidState {
+                    previous_state: state,
+                }
+            });
+        }
+        let consumed_asset_events = if flag(&row, "consumes_asset_events")? {
+            let dag_id: String = row.try_get("dag_id")?;
+            let run_id: String = row.try_get("run_id")?;
+            let mut conn = self.pool.acquire().await?;
+            super::assets::consumed_asset_events(&mut conn, self.backend, &dag_id, &run_id).await?
+        } else {
+            Vec::new()
+        };
+        let started = Started {
+            state,
+            try_number: row.try_get("try_number")?,
+            max_tries: row.try_get("max_tries")?,
+            start_date: parse_opt_time(row.try_get("ti_start_date")?)?,
+            next_method: row.try_get("next_method")?,
+            next_kwargs: row.try_get("next_kwargs")?,
+        };
+        started.context(&row, consumed_asset_events)
     }
 
     /// `/state`: running -> the requested state, with Airflow's database effects,

@@ -442,6 +442,39 @@ async fn resuming_from_a_deferral_keeps_the_start_date() {
 }
 
 #[tokio::test]
+async fn resuming_with_falsy_kwargs_takes_the_new_start_date() {
+    // Airflow keeps the start date only when `next_kwargs` is truthy in Python.
+    for store in stores("resuming_with_falsy_kwargs_takes_the_new_start_date").await {
+        for kwargs in ["{}", "0.0", "false", "[]"] {
+            let id = store
+                .create_task_instance(&NewTaskInstance::new(unique("dag"), "d"))
+                .await
+                .unwrap();
+            sqlx::query(sql!(
+                store.backend,
+                "UPDATE task_instance SET start_date = '2024-05-01 09:00:00.000000'::timestamptz, \
+                 next_method = 'execute_complete', next_kwargs = $2::jsonb WHERE id = $1::uuid"
+            ))
+            .bind(uuid_param(id))
+            .bind(kwargs)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+            let StartOutcome::Started(ctx) = store
+                .start_task_instance(id, &running("h", 1))
+                .await
+                .unwrap()
+            else {
+                panic!("not started")
+            };
+            assert_eq!(ctx.resume.expect("resume").next_method, "execute_complete");
+            let ti = store.task_instance(id).await.unwrap().unwrap();
+            assert_eq!(ti.start_date, Some(at("2024-05-01T10:00:00Z")), "{kwargs}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn concurrent_starts_have_one_winner() {
     for store in stores("concurrent_starts_have_one_winner").await {
         let id = store
@@ -520,10 +553,21 @@ fn next_kwargs_truthiness_is_pythons() {
         Some(" [] "),
         Some("\"\""),
         Some("0"),
+        Some("0.0"),
+        Some("0.00"),
+        Some("false"),
+        Some("{ }"),
     ] {
         assert!(!json_truthy(falsy), "{falsy:?}");
     }
-    for truthy in [Some("{\"a\": 1}"), Some("[1]"), Some("\"x\""), Some("1")] {
+    for truthy in [
+        Some("{\"a\": 1}"),
+        Some("[1]"),
+        Some("\"x\""),
+        Some("1"),
+        Some("0.5"),
+        Some("true"),
+    ] {
         assert!(json_truthy(truthy), "{truthy:?}");
     }
 }
