@@ -299,6 +299,30 @@ impl StateChange {
             StateChange::Intermediate(state) => *state,
         }
     }
+
+    /// A finish with no effect beyond the task instance's row and its log
+    /// row: a terminal state other than `failed` (whose DAG may fail fast), or
+    /// `success` with no asset outlets. Its state, end date and rendered map
+    /// index.
+    fn plain_finish(&self) -> Option<(TiState, OffsetDateTime, &Option<Option<String>>)> {
+        match self {
+            StateChange::Terminal {
+                state,
+                end_date,
+                rendered_map_index,
+            } if *state != TerminalState::Failed => {
+                Some((state.state(), *end_date, rendered_map_index))
+            }
+            StateChange::Success {
+                end_date,
+                rendered_map_index,
+                outlets,
+            } if outlets.task_outlets.is_empty() && outlets.outlet_events.is_empty() => {
+                Some((TiState::Success, *end_date, rendered_map_index))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// What `/state` found.
@@ -727,6 +751,36 @@ const START_POSTGRES: &str = concat!(
      FROM old LEFT JOIN run ON true"
 );
 
+/// A plain finish on PostgreSQL in one statement (see
+/// [`StateChange::plain_finish`]; `$1` the task instance, `$2` the end date,
+/// `$3` the state, `$4` whether `$5` is a rendered map index to write, `$6`
+/// now). `old` locks the row and keeps its values before the change;
+/// `claimed` ends the try if it is running, its run and DAG rows exist and
+/// its host name needs no escaping beyond PostgreSQL's `to_json` (ASCII
+/// without DEL: then `to_json` writes what Python's `json.dumps` does);
+/// `log_row` writes the transition's log row. No row: no such task instance.
+const FINISH_POSTGRES: &str = "WITH old AS (SELECT id, dag_id, run_id, task_id, map_index, \
+     try_number, state, hostname, (hostname IS NULL OR (octet_length(hostname) = \
+     char_length(hostname) AND strpos(hostname, chr(127)) = 0)) AS plain_host \
+     FROM task_instance WHERE id = $1::uuid FOR UPDATE), \
+     parent AS (SELECT dr.logical_date, dag.owners FROM old \
+     JOIN dag_run dr ON dr.dag_id = old.dag_id AND dr.run_id = old.run_id \
+     JOIN dag ON dag.dag_id = dr.dag_id), \
+     claimed AS (UPDATE task_instance AS ti SET end_date = $2::timestamptz, \
+     duration = EXTRACT(EPOCH FROM $2::timestamptz - ti.start_date), state = $3, \
+     next_method = NULL, next_kwargs = 'null'::jsonb, \
+     rendered_map_index = CASE WHEN $4 THEN $5 ELSE ti.rendered_map_index END, \
+     updated_at = $6::timestamptz FROM old, parent \
+     WHERE ti.id = old.id AND old.state = 'running' AND old.plain_host RETURNING ti.id), \
+     log_row AS (INSERT INTO log (dttm, dag_id, task_id, map_index, event, logical_date, \
+     run_id, owner, owner_display_name, extra, try_number) \
+     SELECT $6::timestamptz, old.dag_id, old.task_id, old.map_index, $3, \
+     parent.logical_date, old.run_id, parent.owners, NULL, \
+     CASE WHEN old.hostname <> '' THEN '{\"host_name\": ' || CAST(to_json(old.hostname) AS TEXT) \
+     || '}' END, old.try_number FROM claimed, old, parent) \
+     SELECT old.state AS ti_state, old.plain_host, EXISTS (SELECT 1 FROM claimed) AS claimed, \
+     EXISTS (SELECT 1 FROM parent) AS joined FROM old";
+
 /// The task instance as `/run` found it, before it started: what the run
 /// context needs of it besides the run.
 struct Started {
@@ -1149,6 +1203,14 @@ impl Store {
         change: &StateChange,
     ) -> Result<StateOutcome, StoreError> {
         let target = change.target();
+        if let (Some(lane), Some(finish), false) = (
+            &self.write_lane,
+            change.plain_finish(),
+            self.transitions.clear_on_success,
+        ) && let Some(outcome) = self.finish_postgres(lane, id, finish).await?
+        {
+            return Ok(outcome);
+        }
         let b = self.backend;
         let now = now();
         let stamp = time_param(now);
@@ -1355,6 +1417,50 @@ impl Store {
         }
         tx.commit().await?;
         Ok(StateOutcome::Updated)
+    }
+
+    /// A plain finish (see [`StateChange::plain_finish`]) on PostgreSQL:
+    /// [`FINISH_POSTGRES`], one autocommitted statement on the write lane.
+    /// `None` when the task instance is running on a host whose name the
+    /// log row must escape as Python does: nothing was changed, and the
+    /// transaction of [`Store::update_task_instance_state`] does it. A repeat
+    /// on a fresh connection (the lane's was stale, the first may have
+    /// committed) finds the state already set, which Airflow answers as the
+    /// repeated request it is.
+    async fn finish_postgres(
+        &self,
+        lane: &super::lane::Lane,
+        id: Uuid,
+        (state, end_date, rendered_map_index): (TiState, OffsetDateTime, &Option<Option<String>>),
+    ) -> Result<Option<StateOutcome>, StoreError> {
+        let (key, stamp, end) = (uuid_param(id), time_param(now()), time_param(end_date));
+        let rendered = rendered_map_index.clone().flatten();
+        let row = lane
+            .fetch_optional(|| {
+                sqlx::query(FINISH_POSTGRES)
+                    .bind(key.as_str())
+                    .bind(end.as_str())
+                    .bind(state.as_str())
+                    .bind(rendered_map_index.is_some())
+                    .bind(rendered.as_deref())
+                    .bind(stamp.as_str())
+            })
+            .await?;
+        let Some(row) = row else {
+            return Ok(Some(StateOutcome::NotFound));
+        };
+        if flag(&row, "claimed")? {
+            return Ok(Some(StateOutcome::Updated));
+        }
+        let previous_state = parse_state(row.try_get("ti_state")?)?;
+        Ok(match previous_state {
+            Some(TiState::Running) if !flag(&row, "plain_host")? => None,
+            // Claimable but its run or DAG row is missing: not found.
+            Some(TiState::Running) if !flag(&row, "joined")? => Some(StateOutcome::NotFound),
+            // Airflow's idempotency check: a repeated request is answered 200.
+            Some(previous) if previous == state => Some(StateOutcome::AlreadyInState),
+            previous_state => Some(StateOutcome::NotRunning { previous_state }),
+        })
     }
 
     /// The DAG's `fail_fast`, after one of its task instances failed: every

@@ -475,6 +475,70 @@ async fn resuming_with_falsy_kwargs_takes_the_new_start_date() {
 }
 
 #[tokio::test]
+async fn finishing_logs_the_host_name_as_python_writes_it() {
+    // PostgreSQL writes a plain finish's log row in SQL (ASCII host names
+    // other than DEL) and falls back to the transaction for the others.
+    for store in stores("finishing_logs_the_host_name_as_python_writes_it").await {
+        for host in [
+            "h1",
+            "a\"b\\c\td\u{1}",
+            "h\u{e9}te",
+            "del\u{7f}",
+            "\u{1f600}",
+        ] {
+            let dag = unique("dag");
+            let id = store
+                .create_task_instance(&NewTaskInstance::new(&dag, "t"))
+                .await
+                .unwrap();
+            assert!(matches!(
+                store
+                    .start_task_instance(id, &running(host, 1))
+                    .await
+                    .unwrap(),
+                StartOutcome::Started(_)
+            ));
+            let success = terminal(TerminalState::Skipped, None);
+            assert_eq!(
+                store
+                    .update_task_instance_state(id, &success)
+                    .await
+                    .unwrap(),
+                StateOutcome::Updated,
+                "{host:?}"
+            );
+            let extras: Vec<(String, String)> = sqlx::query(sql!(
+                store.backend,
+                "SELECT event, extra FROM log WHERE dag_id = $1 ORDER BY id"
+            ))
+            .bind(&dag)
+            .fetch_all(&store.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.try_get(0).unwrap(), row.try_get(1).unwrap()))
+            .collect();
+            let extra = host_name_extra(Some(host)).unwrap();
+            assert_eq!(
+                extras,
+                [("running".into(), extra.clone()), ("skipped".into(), extra)],
+                "{host:?}"
+            );
+            let ti = store.task_instance(id).await.unwrap().unwrap();
+            assert_eq!(ti.state, Some(TiState::Skipped));
+            assert_eq!(ti.duration, Some(3600.0));
+            assert_eq!(
+                store
+                    .update_task_instance_state(id, &success)
+                    .await
+                    .unwrap(),
+                StateOutcome::AlreadyInState
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn concurrent_starts_have_one_winner() {
     for store in stores("concurrent_starts_have_one_winner").await {
         let id = store
