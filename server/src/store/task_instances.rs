@@ -1021,7 +1021,7 @@ impl Store {
     /// needs. A retried request from the same worker (same host, user and pid)
     /// gets the context again.
     ///
-    /// On PostgreSQL one autocommitted statement ([`START_POSTGRES`]); on SQLite
+    /// On PostgreSQL one autocommitted statement (`START_POSTGRES`); on SQLite
     /// a transaction holding the write lock: the claim, the start, its log row,
     /// the run's read.
     pub async fn start_task_instance(
