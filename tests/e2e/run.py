@@ -56,8 +56,10 @@ ALL_DAGS = MANUAL_DAGS + ["e2e_consumer"]
 
 # The fault run's SIGKILLs of our server: at least this many while DAGs run, at most that many.
 MIN_KILLS = 3
-# How long our server stays down after each kill, in seconds.
+# How long our server stays down after a kill, in seconds: at first, and at most. While no
+# worker call has been cut off yet, each outage is twice the one before.
 DOWN_SECS = 1.5
+MAX_DOWN_SECS = 6.0
 MAX_KILLS = 8
 
 
@@ -357,18 +359,33 @@ class Deployment:
         refused and retried.
         """
         delays = [3, 5, 4, 6, 5, 7, 4, 6]
+        down = DOWN_SECS
         for delay in delays[:MAX_KILLS]:
             if stop.wait(delay):
                 return
-            log(f"SIGKILL our server (kill {self.kills + 1})")
+            log(f"SIGKILL our server (kill {self.kills + 1}, down {down:g} s)")
             self.procs.kill9("server")
             self.kills += 1
-            time.sleep(DOWN_SECS)
+            time.sleep(down)
+            # No worker call met the outages so far (the workers were between calls, as on
+            # a quick machine): the next one is longer, so that one does.
+            if self.retried_calls() == 0:
+                down = min(down * 2, MAX_DOWN_SECS)
             try:
                 self.start_server()
             except Exception as exc:  # the main loop reports the dead server
                 log(f"restart failed: {exc}")
                 return
+
+    def retried_calls(self) -> int:
+        """The workers' retries of calls our server did not answer (tenacity's retry log line,
+        written by the task supervisors into the scheduler's log)."""
+        path = self.logs / "scheduler.log"
+        if not path.exists():
+            return 0
+        return path.read_text(errors="replace").count(
+            "Starting call to 'airflow.sdk.api.client.Client.request'"
+        )
 
     # --- checks ---------------------------------------------------------------------------
 
@@ -574,9 +591,7 @@ class Deployment:
             if self.args.fault:
                 # The workers' retries of calls the kills cut off (tenacity's retry log line,
                 # written by the task supervisors into the scheduler's log).
-                retried = (self.logs / "scheduler.log").read_text(errors="replace").count(
-                    "Starting call to 'airflow.sdk.api.client.Client.request'"
-                )
+                retried = self.retried_calls()
                 log(f"workers retried {retried} calls the kills cut off")
                 if retried == 0:
                     self.failures.append("no worker call was cut off by a kill: the fault run proved nothing")
