@@ -176,7 +176,7 @@ pub use {
     openapi::{Describe, Operation},
     registry::{ExecutionRoute, RouteInfo},
     reissue::{REFRESHED_TOKEN_HEADER, Reissue, needs_reissue},
-    subject::{Subject, SubjectError, SubjectFuture, SubjectStore, Subjects},
+    subject::{Subject, SubjectError, SubjectFuture, SubjectMemory, SubjectStore, Subjects},
     validate::{KeySource, MAX_TOKEN_BYTES, TokenValidator},
 };
 

@@ -7,7 +7,9 @@
 //! and [`Reissue`](crate::Reissue) share it) and keeps a live answer for a
 //! short time across requests, keyed by subject, so a running task that calls
 //! many routes costs one lookup per `ttl`; a task that stops running is
-//! refused at most `ttl` later than its store says.
+//! refused at most `ttl` later than its store says. An application that has
+//! just made a task instance live (started it) can say so
+//! ([`Subjects::remember`]), and the task's next calls need no lookup.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -99,7 +101,21 @@ pub struct Subjects(Option<Arc<Resolver>>);
 struct Resolver {
     store: Box<dyn SubjectStore>,
     ttl: Duration,
-    cache: Mutex<HashMap<Uuid, Remembered>>,
+    cache: SubjectMemory,
+}
+
+/// The cross-request memory of [`Subjects`]: live answers by subject, each
+/// kept for the `ttl` of the `Subjects` that found it. Clones share it, so
+/// the `Subjects` of several actix-web workers (each asking the store through
+/// its own connections) can share one ([`Subjects::sharing`]): a task whose
+/// calls land on several workers is then looked up once, not once per worker.
+#[derive(Clone, Default)]
+pub struct SubjectMemory(Arc<Mutex<HashMap<Uuid, Remembered>>>);
+
+impl std::fmt::Debug for SubjectMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubjectMemory").finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone)]
@@ -125,10 +141,16 @@ impl Subjects {
     /// `ttl` by every request of the same subject (`ZERO`: asked on every
     /// request).
     pub fn strict(store: impl SubjectStore, ttl: Duration) -> Subjects {
+        Subjects::sharing(store, ttl, SubjectMemory::default())
+    }
+
+    /// As [`Subjects::strict`], remembering answers in `memory`, which other
+    /// `Subjects` may share.
+    pub fn sharing(store: impl SubjectStore, ttl: Duration, memory: SubjectMemory) -> Subjects {
         Subjects(Some(Arc::new(Resolver {
             store: Box::new(store),
             ttl,
-            cache: Mutex::new(HashMap::new()),
+            cache: memory,
         })))
     }
 
@@ -156,31 +178,50 @@ impl Subjects {
             return Ok(hit.subject.clone());
         }
         let subject = resolver.store.resolve(sub).await?.map(Arc::new);
-        // Only a live subject is remembered: a task instance that is not live yet (queued)
-        // becomes live through `/run`, and its next request must see that at once.
-        if !resolver.ttl.is_zero() && subject.as_ref().is_some_and(|s| s.live) {
-            let mut cache = resolver.lock();
-            if cache.len() >= CAPACITY && !cache.contains_key(&sub) {
-                cache.retain(|_, r| now.duration_since(r.at) < resolver.ttl);
-                if cache.len() >= CAPACITY {
-                    cache.clear();
-                }
-            }
-            cache.insert(
-                sub,
-                Remembered {
-                    subject: subject.clone(),
-                    at: now,
-                },
-            );
+        if let Some(live) = &subject {
+            resolver.remember(sub, live, now);
         }
         Ok(subject)
+    }
+
+    /// Tells the cross-request memory what the application itself just made
+    /// of `sub` in its store, as a lookup at this instant would have found it
+    /// (a handler that started the task instance knows it is live): the
+    /// requests of the next `ttl` are then answered without asking the store.
+    /// Only a live subject is kept; permissive `Subjects` keep nothing.
+    pub fn remember(&self, sub: Uuid, subject: Subject) {
+        if let Some(resolver) = &self.0 {
+            resolver.remember(sub, &Arc::new(subject), Instant::now());
+        }
     }
 }
 
 impl Resolver {
+    /// Keeps `subject` for `ttl` from `now`, if it is live. Only a live subject
+    /// is remembered: a task instance that is not live yet (queued) becomes live
+    /// through `/run`, and its next request must see that at once.
+    fn remember(&self, sub: Uuid, subject: &Arc<Subject>, now: Instant) {
+        if self.ttl.is_zero() || !subject.live {
+            return;
+        }
+        let mut cache = self.lock();
+        if cache.len() >= CAPACITY && !cache.contains_key(&sub) {
+            cache.retain(|_, r| now.duration_since(r.at) < self.ttl);
+            if cache.len() >= CAPACITY {
+                cache.clear();
+            }
+        }
+        cache.insert(
+            sub,
+            Remembered {
+                subject: Some(subject.clone()),
+                at: now,
+            },
+        );
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Remembered>> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+        self.cache.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -395,6 +436,69 @@ mod tests {
         let (status, ..) = call(Some(subjects), RUNNING, OWN, LONG).await;
         assert_eq!(status, 200);
         assert_eq!(lookups.load(Ordering::SeqCst), 1);
+    }
+
+    #[actix_web::test]
+    async fn a_remembered_subject_is_not_looked_up_but_a_finished_one_is_not_kept() {
+        // The store says finished long ago (not live); the app says it just started it.
+        let (subjects, lookups) = fake(false, true);
+        let started = Subject {
+            dag_id: "d/ag".into(),
+            run_id: "r".into(),
+            task_id: "t".into(),
+            map_index: 2,
+            state: Some("running".into()),
+            live: true,
+        };
+        subjects.remember(TI, started.clone());
+        let (status, body, _) = call(Some(subjects.clone()), XCOM_WRITE, OWN, LONG).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(lookups.load(Ordering::SeqCst), 0);
+        // Another task's map index is still refused by the remembered subject.
+        let (status, ..) = call(
+            Some(subjects),
+            XCOM_WRITE,
+            "/xcoms/d%2Fag/r/t/k?map_index=3",
+            LONG,
+        )
+        .await;
+        assert_eq!(status, 403);
+        // A subject that is not live is not kept: the store is asked (and refuses).
+        let (subjects, lookups) = fake(false, true);
+        subjects.remember(
+            TI,
+            Subject {
+                live: false,
+                ..started.clone()
+            },
+        );
+        let (status, ..) = call(Some(subjects), RUNNING, OWN, LONG).await;
+        assert_eq!(status, 403);
+        assert_eq!(lookups.load(Ordering::SeqCst), 1);
+        // Permissive subjects keep nothing (and check nothing).
+        Subjects::permissive().remember(TI, started);
+    }
+
+    #[actix_web::test]
+    async fn subjects_sharing_a_memory_look_a_subject_up_once() {
+        let lookups = Arc::new(AtomicUsize::new(0));
+        let memory = SubjectMemory::default();
+        let worker = || {
+            let store = Fake {
+                live: true,
+                exists: true,
+                lookups: Arc::clone(&lookups),
+            };
+            Subjects::sharing(store, Duration::from_secs(60), memory.clone())
+        };
+        let (first, second) = (worker(), worker());
+        assert_eq!(call(Some(first), XCOM_WRITE, OWN, LONG).await.0, 200);
+        assert_eq!(call(Some(second), XCOM_WRITE, OWN, LONG).await.0, 200);
+        assert_eq!(lookups.load(Ordering::SeqCst), 1);
+        // Each `strict` has a memory of its own.
+        let (alone, alone_lookups) = fake(true, true);
+        assert_eq!(call(Some(alone), XCOM_WRITE, OWN, LONG).await.0, 200);
+        assert_eq!(alone_lookups.load(Ordering::SeqCst), 1);
     }
 
     #[actix_web::test]

@@ -23,7 +23,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{Error, HttpResponse, ResponseError, web};
-use policy_core::{AuthError, Reissue, Subjects, TokenGenerator, TokenValidator};
+use policy_core::{AuthError, Reissue, SubjectMemory, Subjects, TokenGenerator, TokenValidator};
 use serde_json::json;
 
 use crate::api::{self, ApiError};
@@ -57,6 +57,9 @@ pub struct AppState {
     pub generator: TokenGenerator,
     /// How the ownership scopes (`ti:running`, `task:self`) are enforced.
     pub ownership: OwnershipChecks,
+    /// The ownership checks' memory of task instances, shared by the workers
+    /// (each looks them up through its own connections).
+    pub subjects: SubjectMemory,
 }
 
 /// How the ownership scopes (`ti:running`, `task:self`) are enforced.
@@ -92,9 +95,11 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) + Clon
     move |cfg: &mut web::ServiceConfig| {
         let store = state.store.for_worker();
         let subjects = match state.ownership {
-            OwnershipChecks::Strict { grace } => {
-                Subjects::strict(TaskInstanceSubjects::new(store.clone(), grace), SUBJECT_TTL)
-            }
+            OwnershipChecks::Strict { grace } => Subjects::sharing(
+                TaskInstanceSubjects::new(store.clone(), grace),
+                SUBJECT_TTL,
+                state.subjects.clone(),
+            ),
             OwnershipChecks::Permissive => Subjects::permissive(),
         };
         cfg.app_data(web::Data::new(store))

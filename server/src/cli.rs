@@ -419,6 +419,7 @@ async fn serve_command(
         validator: signing.validator,
         generator: signing.generator,
         ownership,
+        subjects: Default::default(),
     };
     crate::serve::serve(state, bind)
         .await

@@ -109,6 +109,7 @@ impl Server {
                     // Arbitrary token subjects, as Airflow's route tests use: ownership
                     // (strict by default) has its own tests in server/tests/ownership.rs.
                     ownership: app::OwnershipChecks::Permissive,
+                    subjects: Default::default(),
                 };
                 let server =
                     HttpServer::new(move || App::new().configure(app::configure(state.clone())))

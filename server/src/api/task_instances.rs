@@ -171,7 +171,9 @@ impl crate::api::FromQuery for PreviousTaskInstanceQuery {
 #[policy_macros::execution_router(parent = super::execution, prefix = "/task-instances")]
 pub mod routes {
     use actix_web::{HttpRequest, HttpResponse, web};
-    use policy_core::{REFRESHED_TOKEN_HEADER, Token, TokenGenerator, TokenType};
+    use policy_core::{
+        REFRESHED_TOKEN_HEADER, Subject, Subjects, Token, TokenGenerator, TokenType,
+    };
     use policy_macros::execution_route;
     use serde_json::json;
     use uuid::Uuid;
@@ -184,7 +186,7 @@ pub mod routes {
     use crate::api::{ApiError, MessageResponse, Payload};
     use crate::store::columns::TASK_INSTANCE_RENDERED_MAP_INDEX;
     use crate::store::pyjson::PyJson;
-    use crate::store::{HeartbeatOutcome, RtifOutcome, StartOutcome, StateOutcome, Store};
+    use crate::store::{HeartbeatOutcome, RtifOutcome, StartOutcome, StateOutcome, Store, TiState};
 
     use super::{
         AssetProfile, BreadcrumbResponse, BreadcrumbsQuery, InactiveAssetsResponse,
@@ -222,6 +224,21 @@ pub mod routes {
         };
         match store.start_task_instance(id, &payload.to_request()).await? {
             StartOutcome::Started(context) => {
+                // The token's task instance is running now: its calls of the next
+                // seconds (XComs, ...) need not look it up again for the ownership scopes.
+                if let Some(subjects) = req.app_data::<Subjects>() {
+                    subjects.remember(
+                        id,
+                        Subject {
+                            dag_id: context.dag_run.dag_id.clone(),
+                            run_id: context.dag_run.run_id.clone(),
+                            task_id: context.task_id.clone(),
+                            map_index: context.map_index,
+                            state: Some(TiState::Running.as_str().to_owned()),
+                            live: true,
+                        },
+                    );
+                }
                 let context = TIRunContext::from_store(*context).map_err(|e| {
                     ApiError::internal(format!("stored JSON of task instance {id}: {e}"))
                 })?;

@@ -146,6 +146,10 @@ pub struct Resume {
 pub struct RunContext {
     /// The task instance's DAG run.
     pub dag_run: DagRun,
+    /// The task instance's task id (its DAG and run ids are the run's).
+    pub task_id: String,
+    /// The task instance's map index (`-1` when not mapped).
+    pub map_index: i64,
     /// The asset events that DAG run consumed, oldest first.
     pub consumed_asset_events: Vec<super::ConsumedAssetEvent>,
     /// How often the task instance was rescheduled.
@@ -704,6 +708,25 @@ struct Locked {
     owners: Option<String>,
 }
 
+impl Locked {
+    /// The `log` row of a transition of this task instance to `event`, by a
+    /// worker on `host` (`{"host_name": ...}` as Airflow writes it).
+    fn log_event<'a>(&'a self, event: &'a str, host: Option<&str>) -> LogEvent<'a> {
+        let ti = &self.ti;
+        LogEvent {
+            event,
+            dag_id: &ti.dag_id,
+            task_id: &ti.task_id,
+            run_id: &ti.run_id,
+            map_index: ti.map_index,
+            try_number: ti.try_number,
+            logical_date: self.logical_date,
+            owner: self.owners.as_deref(),
+            extra: host_name_extra(host),
+        }
+    }
+}
+
 /// `/run` on PostgreSQL in one statement (`$1` the task instance, `$2` now,
 /// `$3` host, `$4` unix name, `$5` pid, `$6` the requested start date, `$7`
 /// the log row's `extra`). `old` locks the row and keeps its values before
@@ -737,7 +760,8 @@ const START_POSTGRES: &str = concat!(
      run AS (SELECT id, ",
     dag_run_columns!(),
     " FROM dag_run WHERE id = (SELECT dag_run_id FROM parent)) \
-     SELECT old.try_number, old.max_tries, old.state AS ti_state, \
+     SELECT old.task_id AS ti_task_id, old.map_index AS ti_map_index, \
+     old.try_number, old.max_tries, old.state AS ti_state, \
      CAST(old.start_date AS TEXT) AS ti_start_date, old.next_method, \
      CAST(old.next_kwargs AS TEXT) AS next_kwargs, \
      EXISTS (SELECT 1 FROM claimed) AS claimed, EXISTS (SELECT 1 FROM parent) AS joined, \
@@ -784,6 +808,8 @@ const FINISH_POSTGRES: &str = "WITH old AS (SELECT id, dag_id, run_id, task_id, 
 /// The task instance as `/run` found it, before it started: what the run
 /// context needs of it besides the run.
 struct Started {
+    task_id: String,
+    map_index: i64,
     state: Option<TiState>,
     try_number: i64,
     max_tries: i64,
@@ -815,6 +841,8 @@ impl Started {
         });
         Ok(StartOutcome::Started(Box::new(RunContext {
             dag_run: dag_run_from_row(row)?,
+            task_id: self.task_id,
+            map_index: self.map_index,
             consumed_asset_events,
             task_reschedule_count,
             max_tries: self.max_tries,
@@ -1061,17 +1089,7 @@ impl Store {
         if !duplicate {
             self.insert_log(
                 &mut tx,
-                &LogEvent {
-                    event: "running",
-                    dag_id: &ti.dag_id,
-                    task_id: &ti.task_id,
-                    run_id: &ti.run_id,
-                    map_index: ti.map_index,
-                    try_number: ti.try_number,
-                    logical_date: locked.logical_date,
-                    owner: locked.owners.as_deref(),
-                    extra: host_name_extra(Some(&request.hostname)),
-                },
+                &locked.log_event("running", Some(&request.hostname)),
             )
             .await?;
         }
@@ -1124,6 +1142,8 @@ impl Store {
         };
         tx.commit().await?;
         let started = Started {
+            task_id: ti.task_id.clone(),
+            map_index: ti.map_index,
             state: ti.state,
             try_number: ti.try_number,
             max_tries: ti.max_tries,
@@ -1184,6 +1204,8 @@ impl Store {
             Vec::new()
         };
         let started = Started {
+            task_id: row.try_get("ti_task_id")?,
+            map_index: i64::from(row.try_get::<i32, _>("ti_map_index")?),
             state,
             try_number: row.try_get("try_number")?,
             max_tries: row.try_get("max_tries")?,
@@ -1235,17 +1257,7 @@ impl Store {
         };
         let ti = &locked.ti;
         let mut final_state = target;
-        let log = |event: TiState| LogEvent {
-            event: event.as_str(),
-            dag_id: &ti.dag_id,
-            task_id: &ti.task_id,
-            run_id: &ti.run_id,
-            map_index: ti.map_index,
-            try_number: ti.try_number,
-            logical_date: locked.logical_date,
-            owner: locked.owners.as_deref(),
-            extra: host_name_extra(ti.hostname.as_deref()),
-        };
+        let log = |event: TiState| locked.log_event(event.as_str(), ti.hostname.as_deref());
         // Whether the transition's log row is written yet (with `finish_try`,
         // where nothing else writes a log row after it).
         let mut logged = false;

@@ -73,6 +73,9 @@ async fn lifecycle() {
         assert_eq!(ctx.max_tries, 2);
         assert!(ctx.should_retry);
         assert_eq!(ctx.dag_run.dag_id, dag);
+        // The task instance's identity (for the ownership checks' memory).
+        assert_eq!(ctx.dag_run.run_id, ti.run_id);
+        assert_eq!((ctx.task_id.as_str(), ctx.map_index), ("extract", -1));
         // As in Airflow, /run leaves the DAG run to the scheduler.
         assert_eq!(ctx.dag_run.state.as_deref(), Some("queued"));
         assert_eq!(ctx.dag_run.run_type, "manual");
