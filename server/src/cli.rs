@@ -329,7 +329,7 @@ fn load_config(location: &Location) -> Result<Config, CliError> {
 }
 
 fn ensure_data_dir(dir: &Path) -> Result<(), CliError> {
-    crypto::create_private_dir(dir).map_err(|source| CliError::DataDir {
+    crate::private_files::create_private_dir(dir).map_err(|source| CliError::DataDir {
         path: dir.to_path_buf(),
         source,
     })

@@ -25,8 +25,9 @@
 //! ```
 
 use std::fmt;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
+
+use crate::private_files::{create_private_dir, publish_once, warn_if_readable_by_others};
 
 /// Name of the generated development key inside the data directory.
 pub const DEV_FERNET_KEY_FILE: &str = "dev-fernet-key";
@@ -154,7 +155,9 @@ pub fn dev_fernet_key(data_dir: &Path) -> Result<String, CryptoError> {
         None => {
             create_private_dir(data_dir)
                 .map_err(|e| err(format!("cannot create {}: {e}", data_dir.display())))?;
-            publish_key(&path, &fernet::Fernet::generate_key()).map_err(|e| err(e.to_string()))?;
+            // If another process won the race, its key stays and ours is discarded, so every
+            // process agrees.
+            publish_once(&path, &fernet::Fernet::generate_key()).map_err(|e| err(e.to_string()))?;
         }
     }
     read_key(&path)
@@ -170,62 +173,12 @@ fn read_key(path: &Path) -> Result<Option<String>, String> {
             if fernet::Fernet::new(key).is_none() {
                 return Err("not a Fernet key; delete it to generate a new one (values encrypted with it become unreadable)".into());
             }
+            warn_if_readable_by_others(path);
             Ok(Some(key.to_owned()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.to_string()),
     }
-}
-
-/// Writes the key to a private temporary file, then hard-links it into place: if another
-/// process won the race its key stays and ours is discarded, so every process agrees.
-fn publish_key(path: &Path, key: &str) -> std::io::Result<()> {
-    let tmp = path.with_file_name(format!(
-        ".{DEV_FERNET_KEY_FILE}.{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let result = (|| {
-        let mut file = private_file(&tmp)?;
-        file.write_all(key.as_bytes())?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-        match std::fs::hard_link(&tmp, path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(e),
-        }
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    result
-}
-
-#[cfg(unix)]
-fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-}
-
-/// Creates `dir` and its missing parents readable by the owner only (0700): the
-/// data directory holds the development secrets and the embedded database.
-/// An existing directory is left as it is.
-pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod config;
 pub mod crypto;
 pub mod decoding;
 pub mod openapi;
+pub mod private_files;
 pub mod serde_compat;
 pub mod serve;
 pub mod signing;

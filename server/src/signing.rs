@@ -8,7 +8,6 @@
 //! - neither: a random development secret, generated once and persisted with mode 0600 as
 //!   `<data-dir>/dev-jwt-secret`, so the CLI and the server agree on it. A warning is logged.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -18,6 +17,7 @@ use policy_core::{
 };
 
 use crate::config::AuthConfig;
+use crate::private_files::{create_private_dir, publish_once, warn_if_readable_by_others};
 
 /// File name of the development secret inside the data directory.
 pub const DEV_SECRET_FILE: &str = "dev-jwt-secret";
@@ -203,9 +203,9 @@ pub fn dev_secret(data_dir: &Path) -> Result<String, SigningError> {
     let created = match read_secret(&path) {
         Ok(Some(_)) => false,
         Ok(None) => {
-            crate::crypto::create_private_dir(data_dir)
+            create_private_dir(data_dir)
                 .map_err(|e| err(format!("cannot create {}: {e}", data_dir.display())))?;
-            publish_secret(&path, &random_secret()).map_err(|e| err(e.to_string()))?
+            publish_once(&path, &random_secret()).map_err(|e| err(e.to_string()))?
         }
         Err(e) => return Err(err(e)),
     };
@@ -234,60 +234,6 @@ fn read_secret(path: &Path) -> Result<Option<String>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.to_string()),
     }
-}
-
-#[cfg(unix)]
-fn warn_if_readable_by_others(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o077 != 0
-    {
-        tracing::warn!(path = %path.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777), "development secret is readable by other users; chmod 600 it");
-    }
-}
-
-#[cfg(not(unix))]
-fn warn_if_readable_by_others(_path: &Path) {}
-
-/// Writes the secret to a private temporary file, then hard-links it into place: the link fails
-/// if another process won the race, so nobody ever reads a half-written secret and the first
-/// secret stays. Returns whether this call created it.
-fn publish_secret(path: &Path, secret: &str) -> std::io::Result<bool> {
-    let tmp = path.with_file_name(format!(
-        ".{DEV_SECRET_FILE}.{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let result = (|| {
-        let mut file = private_file(&tmp)?;
-        file.write_all(secret.as_bytes())?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-        match std::fs::hard_link(&tmp, path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(e),
-        }
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    result
-}
-
-#[cfg(unix)]
-fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
 }
 
 /// 64 random bytes (from four v4 UUIDs: 488 random bits), hex-encoded.
