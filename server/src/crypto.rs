@@ -311,7 +311,8 @@ mod tests {
 
     #[test]
     fn dev_key_is_created_private_valid_and_reused() {
-        let dir = std::env::temp_dir().join(format!("dev-fernet-{}", uuid::Uuid::new_v4()));
+        let temp = crate::temp_dir::TempDir::new("dev-fernet");
+        let dir = temp.path();
         let key = dev_fernet_key(&dir.join("nested")).unwrap();
         let path = dir.join("nested").join(DEV_FERNET_KEY_FILE);
         #[cfg(unix)]
@@ -326,6 +327,5 @@ mod tests {
         std::fs::write(&path, "garbage\n").unwrap();
         let err = dev_fernet_key(&dir.join("nested")).unwrap_err();
         assert!(err.to_string().contains("not a Fernet key"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -18,4 +18,6 @@ pub mod serde_compat;
 pub mod serve;
 pub mod signing;
 pub mod store;
+#[cfg(test)]
+mod temp_dir;
 pub mod versions;

@@ -78,7 +78,8 @@ mod tests {
 
     #[test]
     fn the_first_file_published_stays_and_no_temporary_file_is_left() {
-        let dir = std::env::temp_dir().join(format!("private-files-{}", uuid::Uuid::new_v4()));
+        let temp = crate::temp_dir::TempDir::new("private-files");
+        let dir = temp.path();
         create_private_dir(&dir.join("data")).unwrap();
         let path = dir.join("data").join("secret");
         assert!(publish_once(&path, "first").unwrap());
@@ -96,6 +97,5 @@ mod tests {
             assert_eq!(mode(&path), 0o600);
             assert_eq!(mode(&dir.join("data")), 0o700);
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

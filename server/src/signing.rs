@@ -256,22 +256,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new() -> TempDir {
-            let dir =
-                std::env::temp_dir().join(format!("signing-test-{}", Uuid::new_v4().simple()));
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::temp_dir::TempDir;
 
     fn auth(pairs: &[(&str, &str)]) -> AuthConfig {
         let env: HashMap<String, String> = pairs
@@ -297,8 +282,8 @@ mod tests {
 
     #[test]
     fn dev_secret_is_created_private_and_reused() {
-        let dir = TempDir::new();
-        let data_dir = dir.0.join("nested/data");
+        let dir = TempDir::new("signing");
+        let data_dir = dir.path().join("nested/data");
         let first = build(&auth(&[]), &data_dir, 10, 1 << 20).unwrap();
         let path = data_dir.join(DEV_SECRET_FILE);
         assert_eq!(first.dev_secret.as_deref(), Some(path.as_path()));
@@ -332,15 +317,15 @@ mod tests {
 
     #[test]
     fn empty_dev_secret_file_is_an_error() {
-        let dir = TempDir::new();
-        std::fs::write(dir.0.join(DEV_SECRET_FILE), "\n").unwrap();
-        let err = build(&auth(&[]), &dir.0, 10, 1 << 20).unwrap_err();
+        let dir = TempDir::new("signing");
+        std::fs::write(dir.path().join(DEV_SECRET_FILE), "\n").unwrap();
+        let err = build(&auth(&[]), dir.path(), 10, 1 << 20).unwrap_err();
         assert!(err.to_string().contains("empty"), "{err}");
     }
 
     #[test]
     fn configured_secret_signs_and_validates_without_touching_the_data_dir() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("signing");
         let secret = "s".repeat(64);
         let signing = build(
             &auth(&[
@@ -348,7 +333,7 @@ mod tests {
                 ("AIRFLOW__API_AUTH__JWT_ISSUER", "me"),
                 ("AIRFLOW__EXECUTION_API__JWT_AUDIENCE", "aud"),
             ]),
-            &dir.0,
+            dir.path(),
             10,
             1 << 20,
         )
@@ -356,20 +341,20 @@ mod tests {
         let claims = round_trip(&signing);
         assert_eq!(claims.iss.as_deref(), Some("me"));
         assert!(claims.has_audience("aud"));
-        assert!(!dir.0.join(DEV_SECRET_FILE).exists());
+        assert!(!dir.path().join(DEV_SECRET_FILE).exists());
         assert_eq!(signing.dev_secret, None);
     }
 
     #[test]
     fn algorithm_is_checked_against_the_secret() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("signing");
         let secret = "s".repeat(32);
         let signing = build(
             &auth(&[
                 ("AIRFLOW__API_AUTH__JWT_SECRET", &secret),
                 ("AIRFLOW__API_AUTH__JWT_ALGORITHM", "HS256"),
             ]),
-            &dir.0,
+            dir.path(),
             10,
             1 << 20,
         )
@@ -385,7 +370,7 @@ mod tests {
                 ("AIRFLOW__API_AUTH__JWT_SECRET", &secret),
                 ("AIRFLOW__API_AUTH__JWT_ALGORITHM", "RS256"),
             ]),
-            &dir.0,
+            dir.path(),
             10,
             1 << 20,
         )
@@ -399,7 +384,7 @@ mod tests {
                 ("AIRFLOW__API_AUTH__JWT_SECRET", &secret),
                 ("AIRFLOW__API_AUTH__JWT_ALGORITHM", "XX1"),
             ]),
-            &dir.0,
+            dir.path(),
             10,
             1 << 20,
         )
@@ -411,7 +396,7 @@ mod tests {
         // HS512 (the default) needs 64 bytes: the message says how to make one.
         let err = build(
             &auth(&[("AIRFLOW__API_AUTH__JWT_SECRET", "short")]),
-            &dir.0,
+            dir.path(),
             10,
             1 << 20,
         )
@@ -421,8 +406,8 @@ mod tests {
 
     #[test]
     fn private_key_signs_with_its_guessed_algorithm() {
-        let dir = TempDir::new();
-        let path = dir.0.join("ed25519.pem");
+        let dir = TempDir::new("signing");
+        let path = dir.path().join("ed25519.pem");
         // An Ed25519 test key (RFC 8410 example).
         std::fs::write(
             &path,
@@ -432,7 +417,7 @@ mod tests {
         let path_str = path.to_str().unwrap();
         let signing = build(
             &auth(&[("AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH", path_str)]),
-            &dir.0,
+            dir.path(),
             10,
             1 << 20,
         )
@@ -448,7 +433,7 @@ mod tests {
                 ("AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH", path_str),
                 ("AIRFLOW__API_AUTH__JWT_KID", "k-1"),
             ]),
-            &dir.0,
+            dir.path(),
             10,
             1 << 20,
         )
@@ -461,7 +446,7 @@ mod tests {
                 ("AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH", path_str),
                 ("AIRFLOW__API_AUTH__JWT_ALGORITHM", "RS256"),
             ]),
-            &dir.0,
+            dir.path(),
             10,
             1 << 20,
         )
@@ -471,13 +456,13 @@ mod tests {
             "{err}"
         );
 
-        let missing = dir.0.join("missing.pem");
+        let missing = dir.path().join("missing.pem");
         let err = build(
             &auth(&[(
                 "AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH",
                 missing.to_str().unwrap(),
             )]),
-            &dir.0,
+            dir.path(),
             10,
             1 << 20,
         )
@@ -487,10 +472,10 @@ mod tests {
 
     #[test]
     fn jwks_needs_a_private_key() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("signing");
         let err = build(
             &auth(&[("AIRFLOW__API_AUTH__TRUSTED_JWKS_URL", "/nope.json")]),
-            &dir.0,
+            dir.path(),
             10,
             1 << 20,
         )
@@ -501,7 +486,7 @@ mod tests {
                 ("AIRFLOW__API_AUTH__TRUSTED_JWKS_URL", "/nope.json"),
                 ("AIRFLOW__API_AUTH__JWT_SECRET", &"s".repeat(64)),
             ]),
-            &dir.0,
+            dir.path(),
             10,
             1 << 20,
         )

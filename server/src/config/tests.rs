@@ -707,8 +707,8 @@ fn config_path_follows_airflow() {
 
 #[test]
 fn load_reads_files_and_reports_unreadable_ones() {
-    let dir = std::env::temp_dir().join(format!("config-load-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let temp = crate::temp_dir::TempDir::new("config-load");
+    let dir = temp.path().to_path_buf();
     // An explicit --config that does not exist is an error.
     let missing = dir.join("missing.cfg");
     let err = Config::load(Some(&missing), &dir).unwrap_err();
@@ -733,5 +733,4 @@ fn load_reads_files_and_reports_unreadable_ones() {
     std::fs::write(dir.join(OBSOLETE_CONFIG_FILE_NAME), "[server]\n").unwrap();
     let err = Config::load(None, &dir).unwrap_err();
     assert!(err.to_string().contains("no longer read"), "{err}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -939,7 +939,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_is_bounded() {
-        let store = Store::open(&temp_sqlite()).await.unwrap();
+        let target = temp_sqlite();
+        let store = Store::open(&target).await.unwrap();
         let id = started(&store, "dag", "t", "h", 1).await;
         let requests = vec![(id, beat("h", 1)); 300];
         let answers = heartbeat_all(&store, &requests).await;
@@ -1089,7 +1090,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancelled_caller_does_not_hurt_the_others() {
-        let store = Store::open(&temp_sqlite()).await.unwrap();
+        let target = temp_sqlite();
+        let store = Store::open(&target).await.unwrap();
         let id = started(&store, "dag", "t", "h", 1).await;
         let held = store.writer.acquire().await.unwrap();
         let _batched = batched(&store);
@@ -1121,7 +1123,8 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_collector_heartbeats_are_written_one_by_one() {
-        let mut store = Store::open(&temp_sqlite()).await.unwrap();
+        let target = temp_sqlite();
+        let mut store = Store::open(&target).await.unwrap();
         let id = started(&store, "dag", "t", "h", 1).await;
         let stats = Arc::new(Stats::default());
         let writes = Arc::clone(&store.heartbeat_writes);
@@ -1177,8 +1180,9 @@ mod tests {
                 .unwrap()
         };
         let opener = runtime();
+        let target = temp_sqlite();
         let (store, id) = opener.block_on(async {
-            let store = Store::open(&temp_sqlite()).await.unwrap();
+            let store = Store::open(&target).await.unwrap();
             let id = started(&store, "dag", "t", "h", 1).await;
             // sqlx returns a connection to its pool in a task spawned on the
             // runtime that used it: let this one finish them before going idle.

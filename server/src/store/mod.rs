@@ -769,25 +769,66 @@ pub(crate) mod testing {
     //! makes a missing one fail the test instead of being skipped.
 
     use super::*;
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use crate::temp_dir::TempDir;
 
-    /// A unique temporary SQLite file path.
-    pub(crate) fn temp_sqlite() -> DatabaseTarget {
-        DatabaseTarget::in_data_dir(&temp_dir())
+    /// A database to test on, and the temporary directory that holds it when it is an SQLite
+    /// file: removed when the target is dropped, after the stores opened on it.
+    #[derive(Debug)]
+    pub(crate) struct TestTarget {
+        target: DatabaseTarget,
+        _dir: Option<TempDir>,
     }
 
-    fn temp_dir() -> PathBuf {
-        static N: AtomicU32 = AtomicU32::new(0);
-        std::env::temp_dir().join(format!(
-            "execution-api-store-test-{}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed),
-            uuid::Uuid::new_v4().simple()
-        ))
+    impl std::ops::Deref for TestTarget {
+        type Target = DatabaseTarget;
+
+        fn deref(&self) -> &DatabaseTarget {
+            &self.target
+        }
+    }
+
+    /// A store under test, which keeps its database's temporary directory until it is dropped.
+    pub(crate) struct TestStore {
+        // Fields drop in order: the store before its directory.
+        store: Store,
+        _target: TestTarget,
+    }
+
+    impl std::ops::Deref for TestStore {
+        type Target = Store;
+
+        fn deref(&self) -> &Store {
+            &self.store
+        }
+    }
+
+    impl TestStore {
+        /// [`Store::with_transitions`], keeping the database's directory.
+        pub(crate) fn with_transitions(self, settings: TransitionSettings) -> TestStore {
+            TestStore {
+                store: self.store.with_transitions(settings),
+                _target: self._target,
+            }
+        }
+    }
+
+    impl std::ops::DerefMut for TestStore {
+        fn deref_mut(&mut self) -> &mut Store {
+            &mut self.store
+        }
+    }
+
+    /// A fresh embedded SQLite file in a temporary directory of its own.
+    pub(crate) fn temp_sqlite() -> TestTarget {
+        let dir = TempDir::new("store");
+        TestTarget {
+            target: DatabaseTarget::in_data_dir(dir.path()),
+            _dir: Some(dir),
+        }
     }
 
     /// The backends whose environment variable is set, as targets.
-    pub(crate) fn targets(test: &str) -> Vec<DatabaseTarget> {
+    pub(crate) fn targets(test: &str) -> Vec<TestTarget> {
         let require = std::env::var("EXECUTION_API_TEST_REQUIRE_ALL").is_ok_and(|v| v == "1");
         let var = |name: &str| match std::env::var(name) {
             Ok(value) if !value.is_empty() => Some(value),
@@ -802,30 +843,35 @@ pub(crate) mod testing {
         };
         let mut targets = vec![temp_sqlite()];
         if let Some(template) = var("EXECUTION_API_TEST_AIRFLOW_SQLITE") {
-            let dir = temp_dir();
-            std::fs::create_dir_all(&dir).expect("temp dir");
-            let copy = dir.join("airflow.db");
+            let dir = TempDir::new("store-airflow");
+            let copy = dir.path().join("airflow.db");
             std::fs::copy(&template, &copy).expect("copy the airflow db migrate database");
-            targets.push(DatabaseTarget::Sqlite(copy));
+            targets.push(TestTarget {
+                target: DatabaseTarget::Sqlite(copy),
+                _dir: Some(dir),
+            });
         }
         for name in [
             "EXECUTION_API_TEST_POSTGRES_URL",
             "EXECUTION_API_TEST_AIRFLOW_POSTGRES_URL",
         ] {
             if let Some(url) = var(name) {
-                targets.push(DatabaseTarget::from_url(&url).expect("postgres URL"));
+                targets.push(TestTarget {
+                    target: DatabaseTarget::from_url(&url).expect("postgres URL"),
+                    _dir: None,
+                });
             }
         }
         targets
     }
 
     /// Opens every backend under test (null Fernet) and says which ones ran.
-    pub(crate) async fn stores(test: &str) -> Vec<Store> {
+    pub(crate) async fn stores(test: &str) -> Vec<TestStore> {
         stores_with(test, None).await
     }
 
     /// Opens every backend under test with this `[core] fernet_key`.
-    pub(crate) async fn stores_with(test: &str, fernet_key: Option<&str>) -> Vec<Store> {
+    pub(crate) async fn stores_with(test: &str, fernet_key: Option<&str>) -> Vec<TestStore> {
         let mut stores = Vec::new();
         for target in targets(test) {
             let settings = StoreSettings {
@@ -834,7 +880,10 @@ pub(crate) mod testing {
             let store = Store::open_with(&target, settings)
                 .await
                 .unwrap_or_else(|e| panic!("open {}: {e}", target.redacted()));
-            stores.push(store);
+            stores.push(TestStore {
+                store,
+                _target: target,
+            });
         }
         let names: Vec<_> = stores
             .iter()
@@ -913,10 +962,12 @@ mod tests {
     }
 
     /// Creates an SQLite file holding `statements`, outside any store.
-    async fn sqlite_file_with(statements: &[&'static str]) -> PathBuf {
-        let DatabaseTarget::Sqlite(path) = testing::temp_sqlite() else {
+    async fn sqlite_file_with(statements: &[&'static str]) -> (testing::TestTarget, PathBuf) {
+        let target = testing::temp_sqlite();
+        let DatabaseTarget::Sqlite(path) = &*target else {
             unreachable!()
         };
+        let path = path.clone();
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let options: AnyConnectOptions = sqlite_url(&path, "rwc").parse().unwrap();
         sqlx::any::install_default_drivers();
@@ -925,7 +976,7 @@ mod tests {
             sqlx::query(*statement).execute(&mut conn).await.unwrap();
         }
         conn.close().await.unwrap();
-        path
+        (target, path)
     }
 
     #[tokio::test]
@@ -954,7 +1005,7 @@ mod tests {
             (&["CREATE TABLE invoices (id INTEGER)"], "invoices"),
         ];
         for (statements, needle) in cases {
-            let path = sqlite_file_with(statements).await;
+            let (_target, path) = sqlite_file_with(statements).await;
             let before = std::fs::read(&path).unwrap();
             let err = Store::open(&DatabaseTarget::Sqlite(path.clone()))
                 .await
@@ -969,7 +1020,6 @@ mod tests {
             );
             let wal = PathBuf::from(format!("{}-wal", path.display()));
             assert!(!wal.exists(), "{needle}: a WAL was created");
-            let _ = std::fs::remove_dir_all(path.parent().unwrap());
         }
     }
 
@@ -982,10 +1032,9 @@ mod tests {
         // A second open finds the schema in place.
         let again = Store::open(&target).await.unwrap();
         again.ping().await.unwrap();
-        let DatabaseTarget::Sqlite(path) = target else {
+        let DatabaseTarget::Sqlite(path) = &*target else {
             unreachable!()
         };
         assert!(path.exists());
-        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }

@@ -375,7 +375,7 @@ mod tests {
             let slot = by_backend.entry(name).or_default();
             match store.kind() {
                 DatabaseKind::Airflow { .. } => slot.1 = Some(store),
-                _ if matches!(target, DatabaseTarget::Sqlite(_)) || slot.0.is_none() => {
+                _ if matches!(**target, DatabaseTarget::Sqlite(_)) || slot.0.is_none() => {
                     slot.0 = Some(store)
                 }
                 _ => {}
