@@ -802,6 +802,12 @@ pub(crate) mod testing {
         }
     }
 
+    impl std::ops::DerefMut for TestStore {
+        fn deref_mut(&mut self) -> &mut Store {
+            &mut self.store
+        }
+    }
+
     impl TestStore {
         /// [`Store::with_transitions`], keeping the database's directory.
         pub(crate) fn with_transitions(self, settings: TransitionSettings) -> TestStore {
@@ -809,12 +815,6 @@ pub(crate) mod testing {
                 store: self.store.with_transitions(settings),
                 _target: self._target,
             }
-        }
-    }
-
-    impl std::ops::DerefMut for TestStore {
-        fn deref_mut(&mut self) -> &mut Store {
-            &mut self.store
         }
     }
 
