@@ -26,13 +26,13 @@ for i in range(tasks):
 
 
 def threads():
-    """Per thread of the server: (CPU ticks, context switches)."""
+    """Per thread of the server: (user CPU ticks, system CPU ticks, context switches)."""
     out = {}
     for task in glob.glob(f"/proc/{pid}/task/*"):
         name = open(f"{task}/comm").read().strip()
         fields = open(f"{task}/stat").read().rsplit(")", 1)[1].split()
         switches = sum(int(line.split()[1]) for line in open(f"{task}/status") if "ctxt_switches" in line)
-        out[f"{name} ({task.rsplit('/', 1)[1]})"] = (int(fields[11]) + int(fields[12]), switches)
+        out[f"{name} ({task.rsplit('/', 1)[1]})"] = (int(fields[11]), int(fields[12]), switches)
     return out
 
 
@@ -70,11 +70,21 @@ after = threads()
 if failed:
     raise SystemExit("unexpected answers:\n" + "\n".join(failed[:20]))
 tick = os.sysconf("SC_CLK_TCK")
-cpu = sum(after[t][0] - before.get(t, (0, 0))[0] for t in after)
-switches = sum(after[t][1] - before.get(t, (0, 0))[1] for t in after)
-print(f"{tasks} tasks, 7 calls each ({calls_kind}): server CPU {cpu / tick * 1000 / tasks:.2f} ms per task, "
-      f"{switches / tasks:.1f} context switches per task")
+
+
+def per_task(field: int, thread: str | None = None) -> float:
+    """A field's growth per task: all threads, or one."""
+    names = after if thread is None else [thread]
+    return sum(after[t][field] - before.get(t, (0, 0, 0))[field] for t in names) / tasks
+
+
+def ms(ticks: float) -> float:
+    return ticks / tick * 1000
+
+
+user, system = ms(per_task(0)), ms(per_task(1))
+print(f"{tasks} tasks, 7 calls each ({calls_kind}): server CPU {user + system:.2f} ms per task "
+      f"(user {user:.2f}, system {system:.2f}), {per_task(2):.1f} context switches per task")
 for t in sorted(after):
-    a, b = before.get(t, (0, 0)), after[t]
-    if b != a:
-        print(f"  {t:32} CPU {(b[0] - a[0]) / tick * 1000 / tasks:5.2f} ms/task  switches {(b[1] - a[1]) / tasks:5.1f}/task")
+    if after[t] != before.get(t, (0, 0, 0)):
+        print(f"  {t:32} CPU {ms(per_task(0, t) + per_task(1, t)):5.2f} ms/task  switches {per_task(2, t):5.1f}/task")

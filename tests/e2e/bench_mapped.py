@@ -8,10 +8,10 @@ settings, the same machine).
         [--postgres-url postgres://user@host:port/db] [--tasks 500] [--only ours|airflow]
 
 Reports per Execution API server: the DAG run's wall time (dag_run start to end), the server's
-CPU seconds (user + system, its whole process tree, sampled from /proc every 0.2 s from the
+CPU seconds (user and system, its whole process tree, sampled from /proc every 0.2 s from the
 trigger to the run's end) in total and per task instance, its peak resident memory (sum over the
-tree), and the number of Execution API requests it answered (from its access log where it has
-one). Every task instance must succeed and the reducer's XCom must be exact, or the figures are
+tree), and the number of Execution API requests it answered (from its access log, health checks
+left out). Every task instance must succeed and the reducer's XCom must be exact, or the figures are
 not reported.
 """
 
@@ -54,7 +54,8 @@ def tree(root: int) -> list[int]:
     return out
 
 
-def cpu_and_rss(pid: int) -> tuple[float, int] | None:
+def cpu_and_rss(pid: int) -> tuple[tuple[float, float], int] | None:
+    """(user, system) CPU seconds and resident bytes of `pid`."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
@@ -63,7 +64,18 @@ def cpu_and_rss(pid: int) -> tuple[float, int] | None:
     except (OSError, IndexError, ValueError):
         return None
     # utime, stime (fields 14, 15 of stat; here shifted by the two before ")").
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK, rss_pages * PAGE
+    return (int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK), rss_pages * PAGE
+
+
+def requests_answered(log: Path) -> int:
+    """Execution API requests in a server's access log, health checks left out: our
+    `execution_api::access` lines, Airflow's `[http.access]` ones."""
+    count = 0
+    with open(log, errors="replace") as f:
+        for line in f:
+            if ("execution_api::access" in line or "[http.access]" in line) and " path=/execution/" in line and " path=/execution/health" not in line:
+                count += 1
+    return count
 
 
 class Sampler(threading.Thread):
@@ -73,8 +85,8 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.root = root
         self.stop = threading.Event()
-        self.cpu: dict[int, float] = {}
-        self.baseline: dict[int, float] = {}
+        self.cpu: dict[int, tuple[float, float]] = {}
+        self.baseline: dict[int, tuple[float, float]] = {}
         self.peak_rss = 0
 
     def sample(self) -> None:
@@ -97,8 +109,11 @@ class Sampler(threading.Thread):
         while not self.stop.wait(0.2):
             self.sample()
 
-    def cpu_seconds(self) -> float:
-        return sum(cpu - self.baseline.get(pid, 0.0) for pid, cpu in self.cpu.items())
+    def cpu_seconds(self) -> tuple[float, float]:
+        """(user, system) CPU seconds since the baseline."""
+        user = sum(u - self.baseline.get(pid, (0.0, 0.0))[0] for pid, (u, _) in self.cpu.items())
+        system = sum(s - self.baseline.get(pid, (0.0, 0.0))[1] for pid, (_, s) in self.cpu.items())
+        return user, system
 
 
 class Bench(e2e.Deployment):
@@ -184,7 +199,8 @@ class Bench(e2e.Deployment):
         want_total = sum(i * i for i in range(self.args.tasks))
         if str(run.state) != "success" or states != {"success": self.args.tasks + 2} or total != want_total:
             raise RuntimeError(f"the run did not complete as expected: run {run.state}, states {states}, total {total} (want {want_total})")
-        cpu = sampler.cpu_seconds()
+        user, system = sampler.cpu_seconds()
+        cpu = user + system
         return {
             "api": self.api,
             "backend": self.backend,
@@ -192,7 +208,10 @@ class Bench(e2e.Deployment):
             "wall_s": (run.end_date - run.start_date).total_seconds(),
             "cpu_s": cpu,
             "cpu_ms_per_task": 1000 * cpu / task_instances,
+            "user_ms_per_task": 1000 * user / task_instances,
+            "system_ms_per_task": 1000 * system / task_instances,
             "peak_rss_mib": sampler.peak_rss / 2**20,
+            "requests": requests_answered(self.logs / "server.log"),
         }
 
     def bench(self) -> dict:
@@ -203,6 +222,35 @@ class Bench(e2e.Deployment):
             return self.measure()
         finally:
             self.procs.stop_all()
+
+
+def report(results: list[dict]) -> None:
+    """The log lines, the markdown table and, for both servers, the ratios."""
+    for r in results:
+        e2e.log(
+            f"{r['api']:8} {r['backend']:8} {r['task_instances']} TIs  wall {r['wall_s']:.0f} s  "
+            f"server CPU {r['cpu_s']:.1f} s ({r['cpu_ms_per_task']:.1f} ms/task: user {r['user_ms_per_task']:.1f}, system {r['system_ms_per_task']:.1f})  peak RSS {r['peak_rss_mib']:.1f} MiB  "
+            f"{r['requests']} requests ({r['requests'] / r['task_instances']:.1f} per task)"
+        )
+    print()
+    print("| Execution API server | database | task instances | wall time | server CPU | CPU per task (user + system) | peak RSS | requests per task |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        name = "Airflow 3.3.2 `api-server --apps execution`" if r["api"] == "airflow" else "ours (`server serve`)"
+        print(
+            f"| {name} | {r['backend']} | {r['task_instances']} | {r['wall_s']:.0f} s | {r['cpu_s']:.1f} s | "
+            f"{r['cpu_ms_per_task']:.1f} ms ({r['user_ms_per_task']:.1f} + {r['system_ms_per_task']:.1f}) | "
+            f"{r['peak_rss_mib']:.1f} MiB | {r['requests'] / r['task_instances']:.1f} |"
+        )
+    if len(results) == 2:
+        a, o = results
+        print()
+        print(
+            f"ours vs Airflow: {a['cpu_s'] / max(o['cpu_s'], 1e-9):.0f}x less CPU per task "
+            f"(user {a['user_ms_per_task'] / max(o['user_ms_per_task'], 1e-9):.0f}x, "
+            f"system {a['system_ms_per_task'] / max(o['system_ms_per_task'], 1e-9):.0f}x), "
+            f"{a['peak_rss_mib'] / o['peak_rss_mib']:.0f}x less peak RSS"
+        )
 
 
 def main() -> int:
@@ -226,27 +274,7 @@ def main() -> int:
         for api in ["airflow", "ours"]:
             subprocess.run([sys.executable, *sys.argv, "--only", api], check=True)
             results.append(json.loads((Path(args.base_work) / f"{api}.json").read_text()))
-    for r in results:
-        e2e.log(
-            f"{r['api']:8} {r['backend']:8} {r['task_instances']} TIs  wall {r['wall_s']:.0f} s  "
-            f"server CPU {r['cpu_s']:.1f} s ({r['cpu_ms_per_task']:.1f} ms/task)  peak RSS {r['peak_rss_mib']:.1f} MiB"
-        )
-    print()
-    print("| Execution API server | database | task instances | wall time | server CPU | CPU per task | peak RSS |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for r in results:
-        name = "Airflow 3.3.2 `api-server --apps execution`" if r["api"] == "airflow" else "ours (`server serve`)"
-        print(
-            f"| {name} | {r['backend']} | {r['task_instances']} | {r['wall_s']:.0f} s | {r['cpu_s']:.1f} s | "
-            f"{r['cpu_ms_per_task']:.1f} ms | {r['peak_rss_mib']:.1f} MiB |"
-        )
-    if len(results) == 2:
-        a, o = results
-        print()
-        print(
-            f"ours vs Airflow: {a['cpu_s'] / max(o['cpu_s'], 1e-9):.0f}x less CPU per task, "
-            f"{a['peak_rss_mib'] / o['peak_rss_mib']:.0f}x less peak RSS"
-        )
+    report(results)
     return 0
 
 
