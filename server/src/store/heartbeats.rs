@@ -16,6 +16,20 @@
 //! to the collector's thread and back; batches form only because heartbeats
 //! arrive while others are being written.
 //!
+//! # A heartbeat never moves `last_heartbeat_at` back
+//!
+//! Each write stamps the heartbeat with the server's clock before its
+//! statement reaches the database, and on PostgreSQL writes of one row run on
+//! several connections (a lone heartbeat on the read lane, a batch on the
+//! collector's, the slow path on the pool): a heartbeat stamped earlier can
+//! wait for the row lock of one stamped later and commit after it. Airflow,
+//! which stamps with `timezone.utcnow()` the same way, would then store the
+//! older time, and an acknowledged heartbeat would be lost (two workers
+//! heartbeating one task instance, a worker and its retry, do this). Every
+//! heartbeat `UPDATE` here keeps the stored time when it is later than the
+//! stamp: the stored time is the latest acknowledged heartbeat's. (SQLite's
+//! one writer already orders stamps as commits; the same statement runs there.)
+//!
 //! # SQLite: one `BEGIN IMMEDIATE ... COMMIT`
 //!
 //! Inside a batch each heartbeat runs its own `UPDATE` in arrival order, and
@@ -340,7 +354,10 @@ async fn update_running(
              FOR NO KEY UPDATE SKIP LOCKED \
          ) \
          UPDATE task_instance AS ti \
-         SET last_heartbeat_at = $2::timestamptz, updated_at = $2::timestamptz \
+         SET \
+         last_heartbeat_at = CASE WHEN last_heartbeat_at > $2::timestamptz \
+             THEN last_heartbeat_at ELSE $2::timestamptz END, \
+         updated_at = $2::timestamptz \
          FROM beat \
          WHERE ti.id = beat.id AND ti.id IN (SELECT id FROM mine) AND ti.state = 'running' \
          AND ti.hostname = beat.hostname AND ti.pid = beat.pid \
@@ -459,7 +476,7 @@ async fn record(
 }
 
 /// Airflow's fast path: `last_heartbeat_at` if the row is running on this
-/// host and pid; whether it was.
+/// host and pid (never moved back, see the module's docs); whether it was.
 async fn update_one(
     conn: &mut AnyConnection,
     backend: Backend,
@@ -469,7 +486,10 @@ async fn update_one(
     let stamp = time_param(now());
     let updated = sqlx::query(sql!(
         backend,
-        "UPDATE task_instance SET last_heartbeat_at = $4::timestamptz, updated_at = $4::timestamptz \
+        "UPDATE task_instance SET \
+         last_heartbeat_at = CASE WHEN last_heartbeat_at > $4::timestamptz \
+             THEN last_heartbeat_at ELSE $4::timestamptz END, \
+         updated_at = $4::timestamptz \
          WHERE id = $1::uuid AND state = 'running' AND hostname = $2 AND pid = $3"
     ))
     .bind(uuid_param(id))
@@ -528,7 +548,9 @@ impl Store {
         let row = lane
             .fetch_optional(|| {
                 sqlx::query(
-                    "UPDATE task_instance SET last_heartbeat_at = $4::timestamptz, \
+                    "UPDATE task_instance SET \
+                     last_heartbeat_at = CASE WHEN last_heartbeat_at > $4::timestamptz \
+                         THEN last_heartbeat_at ELSE $4::timestamptz END, \
                      updated_at = $4::timestamptz \
                      WHERE id = $1::uuid AND state = 'running' AND hostname = $2 AND pid = $3 \
                      RETURNING 1",
@@ -864,6 +886,80 @@ mod tests {
                 assert_eq!(commits(&store) - before, 1);
                 assert_eq!(stats.committed.load(Ordering::Relaxed), 210);
                 assert_eq!(stats.failed.load(Ordering::Relaxed), 0);
+            }
+        }
+    }
+
+    /// Later than any heartbeat a test writes: a heartbeat stamped after the
+    /// one under test, committed first.
+    const LATER: &str = "2100-01-01 00:00:00.000000";
+
+    async fn set_heartbeat(conn: &mut AnyConnection, backend: Backend, id: Uuid, at: &str) {
+        sqlx::query(sql!(
+            backend,
+            "UPDATE task_instance SET last_heartbeat_at = $1::timestamptz WHERE id = $2::uuid"
+        ))
+        .bind(at)
+        .bind(uuid_param(id))
+        .execute(conn)
+        .await
+        .unwrap();
+    }
+
+    /// A heartbeat whose write lands after one stamped later keeps the later
+    /// time, on every path: alone, in a batch, and (PostgreSQL) the slow path
+    /// waiting for the row lock of a transaction that writes the later time
+    /// (the race of two workers heartbeating one task instance).
+    #[tokio::test]
+    async fn a_heartbeat_never_moves_the_last_heartbeat_back() {
+        for store in stores("a_heartbeat_never_moves_the_last_heartbeat_back").await {
+            let dag = format!("dag_{}", Uuid::new_v4().simple());
+            let id = started(&store, &dag, "t", "h", 1).await;
+            let later = Some(crate::store::sql::parse_time(LATER).unwrap());
+            let mut conn = store.writer.acquire().await.unwrap();
+            set_heartbeat(&mut conn, store.backend, id, LATER).await;
+            drop(conn);
+            assert_eq!(
+                store.heartbeat(id, &beat("h", 1)).await.unwrap(),
+                HeartbeatOutcome::Alive
+            );
+            assert_eq!(last_heartbeat(&store, id).await, later, "alone");
+            {
+                let _batched = batched(&store);
+                assert_eq!(
+                    store.heartbeat(id, &beat("h", 1)).await.unwrap(),
+                    HeartbeatOutcome::Alive
+                );
+            }
+            assert_eq!(last_heartbeat(&store, id).await, later, "in a batch");
+            // An older time is still moved forward.
+            age(&store, id).await;
+            assert_eq!(
+                store.heartbeat(id, &beat("h", 1)).await.unwrap(),
+                HeartbeatOutcome::Alive
+            );
+            assert!(last_heartbeat(&store, id).await.unwrap() > old());
+
+            if store.backend == Backend::Postgres {
+                age(&store, id).await;
+                let mut holder = store.pool.begin().await.unwrap();
+                set_heartbeat(&mut holder, store.backend, id, LATER).await;
+                let batched = batched(&store);
+                let waiting = {
+                    let store = store.clone();
+                    tokio::spawn(async move { store.heartbeat(id, &beat("h", 1)).await })
+                };
+                // Skipped by the batch, it waits for the row lock on its own.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                assert!(!waiting.is_finished());
+                holder.commit().await.unwrap();
+                let answer = tokio::time::timeout(Duration::from_secs(3), waiting)
+                    .await
+                    .expect("answered once the lock was released")
+                    .unwrap();
+                drop(batched);
+                assert_eq!(answer.unwrap(), HeartbeatOutcome::Alive);
+                assert_eq!(last_heartbeat(&store, id).await, later, "slow path");
             }
         }
     }
